@@ -12,6 +12,9 @@ from tests.training.helpers import chat_records, write_jsonl
 from training_scripts import inference
 from training_scripts.inference import InvalidRequest
 
+# The trained models below are built once per module; keep these tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("training-inference")
+
 
 @pytest.fixture(scope="module")
 def trained(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
