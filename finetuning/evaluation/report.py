@@ -158,7 +158,8 @@ def _grouped_bars(
         axes.set_ylim(0, unit_max * 1.12)
     axes.set_title(title)
     axes.grid(True, axis="y", alpha=0.3)
-    axes.legend()
+    # Below the axes, where it cannot cover a bar or its label.
+    figure.legend(loc="outside lower center", ncol=len(runs), frameon=False)
     return Chart(name, title, _png(figure))
 
 
