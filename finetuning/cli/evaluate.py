@@ -266,9 +266,11 @@ def _client_config() -> Any:
 
 
 def _bedrock_target(model_id: str, args: argparse.Namespace, session: Any) -> Any:
-    from finetuning.evaluation.targets import BedrockConverseTarget
+    from finetuning.evaluation.targets import BedrockConverseTarget, family_of
 
-    control = session.client("bedrock") if args.top_k is not None else None
+    # Only an ARN that hides its base model needs the control plane, and only for top-k.
+    lookup = args.top_k is not None and args.model_family is None and not family_of(model_id)
+    control = session.client("bedrock") if lookup else None
     return BedrockConverseTarget(
         model_id,
         session.client("bedrock-runtime", config=_client_config()),

@@ -27,7 +27,7 @@ class TokenPrices:
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return round(
-            input_tokens / 1000 * self.input_per_1k + output_tokens / 1000 * self.output_per_1k, 6
+            input_tokens / 1000 * self.input_per_1k + output_tokens / 1000 * self.output_per_1k, 10
         )
 
 

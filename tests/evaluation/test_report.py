@@ -13,8 +13,8 @@ from PIL import Image
 
 from finetuning.evaluation.curves import LossCurves, Point
 from finetuning.evaluation.document import EvaluationDocument, ModelRun
-from finetuning.evaluation.gate import QualityGate
 from finetuning.evaluation.evaluator import regate
+from finetuning.evaluation.gate import QualityGate
 from finetuning.evaluation.report import confusion_chart, upload_report, write_report
 from finetuning.evaluation.scoring import Task, score_results
 
