@@ -76,9 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     target.add_argument(
         "--endpoint-payload",
-        choices=("messages", "inputs"),
-        default="messages",
-        help="SageMaker request body: chat 'messages' (default) or Hugging Face 'inputs'",
+        choices=("chat", "openai", "inputs"),
+        default="chat",
+        help=(
+            "SageMaker request body: 'chat' (the platform's inference.py, default), 'openai' "
+            "(chat completions: vLLM/LMI, TGI; images) or 'inputs' (Hugging Face toolkit)"
+        ),
     )
     target.add_argument("--inference-component", help="SageMaker inference component name")
     target.add_argument("--device", help="torch device for --local-model (default: cuda if any)")

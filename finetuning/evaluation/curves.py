@@ -6,7 +6,8 @@
   with ``validation_loss``):
   https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-analyze.html
 - ``training_scripts/train.py`` writes ``training_metrics.csv`` (``step, epoch, loss,
-  learning_rate, tokens_per_second``); evaluation rows, when it has them, carry ``eval_loss``.
+  learning_rate, tokens_per_second``) and, when it evaluates, ``eval_metrics.csv`` (``step,
+  epoch, eval_loss, eval_perplexity``). An ``eval_loss`` column in the training file works too.
 
 A path may be one of those files, a folder holding them (a Bedrock output prefix copied
 locally, or a train.py output folder), or an ``s3://`` prefix of either.
@@ -23,7 +24,8 @@ from typing import Any
 BEDROCK_TRAINING_FILE = "step_wise_training_metrics.csv"
 BEDROCK_VALIDATION_FILE = "validation_metrics.csv"
 TRAIN_PY_FILE = "training_metrics.csv"
-CURVE_FILES = (BEDROCK_TRAINING_FILE, BEDROCK_VALIDATION_FILE, TRAIN_PY_FILE)
+TRAIN_PY_EVAL_FILE = "eval_metrics.csv"
+CURVE_FILES = (BEDROCK_TRAINING_FILE, BEDROCK_VALIDATION_FILE, TRAIN_PY_FILE, TRAIN_PY_EVAL_FILE)
 
 _STEP_COLUMNS = ("step_number", "step", "global_step")
 _EPOCH_COLUMNS = ("epoch_number", "epoch")

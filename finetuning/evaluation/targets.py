@@ -267,14 +267,19 @@ def _converse_block(part: TextPart | ImagePart) -> dict[str, Any]:
 # SageMaker
 
 
-class SageMakerEndpointTarget:
-    """A real-time SageMaker endpoint speaking JSON.
+# Request bodies a SageMaker endpoint may speak (--endpoint-payload):
+# - "chat": {"messages": [...], "parameters": {"max_new_tokens", "temperature", "top_p",
+#   "top_k"}}, answered with {"generated_text", "finish_reason", "usage"}: the platform's
+#   training_scripts/inference.py on the Hugging Face inference container;
+# - "openai": the OpenAI chat completions body ({"messages", "max_tokens", ...} answered with
+#   "choices" and "usage"), which vLLM-based (LMI) and TGI containers accept; it carries images;
+# - "inputs": {"inputs": [chat messages], "parameters": {...}}, the Hugging Face inference
+#   toolkit's default handler.
+ENDPOINT_PAYLOADS = ("chat", "openai", "inputs")
 
-    ``payload="messages"``: the OpenAI-style chat completions body that the Hugging Face TGI,
-    LMI/vLLM containers and ``training_scripts/inference.py`` accept; token usage comes back.
-    ``payload="inputs"``: the Hugging Face inference toolkit body
-    ``{"inputs": [chat messages], "parameters": {...}}`` answered with ``generated_text``.
-    """
+
+class SageMakerEndpointTarget:
+    """A real-time SageMaker endpoint speaking JSON in one of :data:`ENDPOINT_PAYLOADS`."""
 
     target_type = "sagemaker-endpoint"
 
@@ -283,56 +288,56 @@ class SageMakerEndpointTarget:
         endpoint_name: str,
         runtime_client: Any,
         *,
-        payload: str = "messages",
+        payload: str = "chat",
         inference_component: str | None = None,
     ) -> None:
-        if payload not in ("messages", "inputs"):
-            raise TargetError(f"endpoint payload: expected 'messages' or 'inputs', got {payload!r}")
+        if payload not in ENDPOINT_PAYLOADS:
+            raise TargetError(
+                f"endpoint payload: expected one of {', '.join(ENDPOINT_PAYLOADS)}, got {payload!r}"
+            )
         self.model_id = endpoint_name
         self._runtime = runtime_client
         self._payload = payload
         self._component = inference_component
 
     def validate(self, params: InferenceParameters, *, has_images: bool) -> None:
-        if has_images and self._payload == "inputs":
+        if has_images and self._payload != "openai":
             raise TargetError(
-                "images need --endpoint-payload messages (image_url parts); the 'inputs' "
-                "payload carries text only"
+                f"images need --endpoint-payload openai (image_url parts); the "
+                f"{self._payload!r} payload carries text only"
             )
 
     def build_body(self, sample: EvaluationSample, params: InferenceParameters) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
         if sample.system:
             messages.append({"role": "system", "content": sample.system})
-        if self._payload == "inputs":
-            messages += [{"role": t.role, "content": t.text} for t in sample.turns]
-            parameters: dict[str, Any] = {
-                "max_new_tokens": params.max_tokens,
-                "return_full_text": False,
-            }
-            sampling = params.temperature is not None and params.temperature > 0
-            parameters["do_sample"] = sampling
-            if sampling:
-                parameters["temperature"] = params.temperature
+        if self._payload == "openai":
+            for turn in sample.turns:
+                if any(isinstance(p, ImagePart) for p in turn.parts):
+                    content: Any = [_openai_part(p) for p in turn.parts]
+                else:
+                    content = turn.text
+                messages.append({"role": turn.role, "content": content})
+            body: dict[str, Any] = {"messages": messages, "max_tokens": params.max_tokens}
+            for key, value in (
+                ("temperature", params.temperature),
+                ("top_p", params.top_p),
+                ("top_k", params.top_k),
+            ):
+                if value is not None:
+                    body[key] = value
+            return body
+        messages += [{"role": t.role, "content": t.text} for t in sample.turns]
+        parameters: dict[str, Any] = {"max_new_tokens": params.max_tokens}
+        sampling = params.temperature is not None and params.temperature > 0
+        parameters["do_sample"] = sampling
+        if sampling:
+            parameters["temperature"] = params.temperature
             for key, value in (("top_p", params.top_p), ("top_k", params.top_k)):
                 if value is not None:
                     parameters[key] = value
-            return {"inputs": messages, "parameters": parameters}
-        for turn in sample.turns:
-            if any(isinstance(p, ImagePart) for p in turn.parts):
-                content: Any = [_openai_part(p) for p in turn.parts]
-            else:
-                content = turn.text
-            messages.append({"role": turn.role, "content": content})
-        body: dict[str, Any] = {"messages": messages, "max_tokens": params.max_tokens}
-        for key, value in (
-            ("temperature", params.temperature),
-            ("top_p", params.top_p),
-            ("top_k", params.top_k),
-        ):
-            if value is not None:
-                body[key] = value
-        return body
+        key = "messages" if self._payload == "chat" else "inputs"
+        return {key: messages, "parameters": parameters}
 
     def generate(self, sample: EvaluationSample, params: InferenceParameters) -> Generation:
         request: dict[str, Any] = {
@@ -373,12 +378,14 @@ def _parse_endpoint_response(payload: Any, elapsed: float) -> Generation:
         text = item["generated_text"]
         if isinstance(text, list):  # chat pipelines return the whole conversation
             text = text[-1].get("content", "") if text else ""
-        details = item.get("details") or {}
+        usage = item.get("usage") or {}
+        details = item.get("details") or {}  # TGI's generate API
         return Generation(
             text=str(text),
             latency_seconds=elapsed,
-            output_tokens=details.get("generated_tokens"),
-            stop_reason=details.get("finish_reason"),
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("completion_tokens", details.get("generated_tokens")),
+            stop_reason=item.get("finish_reason") or details.get("finish_reason"),
         )
     raise TargetError(
         "endpoint response: expected an OpenAI-style body with 'choices' or a Hugging Face "

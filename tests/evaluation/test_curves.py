@@ -59,6 +59,16 @@ def test_train_py_csv_with_eval_rows(tmp_path):
     assert [(p.step, p.loss) for p in curves.validation] == [(20, 1.35)]
 
 
+def test_train_py_output_folder_with_eval_file(tmp_path):
+    (tmp_path / "training_metrics.csv").write_text(TRAIN_PY)
+    (tmp_path / "eval_metrics.csv").write_text(
+        "step,epoch,eval_loss,eval_perplexity\n10,0.5,2.0,7.39\n20,1.0,1.3,3.67\n"
+    )
+    curves = read_loss_curves([str(tmp_path)])
+    assert [(p.step, p.loss) for p in curves.training] == [(10, 1.9), (20, 1.2)]
+    assert [(p.step, p.loss) for p in curves.validation] == [(10, 2.0), (20, 1.3)]
+
+
 def test_train_py_csv_plain(tmp_path):
     path = tmp_path / "training_metrics.csv"
     path.write_text(TRAIN_PY)

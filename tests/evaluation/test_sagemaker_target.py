@@ -37,7 +37,7 @@ def body(payload: object) -> StreamingBody:
     return StreamingBody(io.BytesIO(data), len(data))
 
 
-def test_messages_payload_and_usage(runtime):
+def test_openai_payload_and_usage(runtime):
     client, stubber = runtime
     params = InferenceParameters(max_tokens=32, temperature=0.2, top_p=0.9, top_k=20)
     expected_body = {
@@ -75,7 +75,7 @@ def test_messages_payload_and_usage(runtime):
         },
     )
     target = SageMakerEndpointTarget(
-        "tuned-endpoint", client, inference_component="tuned-component"
+        "tuned-endpoint", client, payload="openai", inference_component="tuned-component"
     )
     generation = target.generate(SAMPLE, params)
     assert generation.text == "Paris"
@@ -83,11 +83,49 @@ def test_messages_payload_and_usage(runtime):
     assert generation.stop_reason == "stop"
 
 
+def test_chat_payload_for_the_platform_inference_handler(runtime):
+    """The body training_scripts/inference.py reads, and the response it writes."""
+    client, stubber = runtime
+    params = InferenceParameters(max_tokens=16, temperature=0.5, top_k=10)
+    expected_body = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Capital of France?"},
+        ],
+        "parameters": {"max_new_tokens": 16, "do_sample": True, "temperature": 0.5, "top_k": 10},
+    }
+    stubber.add_response(
+        "invoke_endpoint",
+        {
+            "Body": body(
+                {
+                    "generated_text": "Paris",
+                    "finish_reason": "stop",
+                    "usage": {"prompt_tokens": 14, "completion_tokens": 3},
+                }
+            )
+        },
+        {
+            "EndpointName": "ep",
+            "ContentType": "application/json",
+            "Accept": "application/json",
+            "Body": json.dumps(expected_body).encode(),
+        },
+    )
+    generation = SageMakerEndpointTarget("ep", client).generate(SAMPLE, params)
+    assert (generation.text, generation.stop_reason) == ("Paris", "stop")
+    assert (generation.input_tokens, generation.output_tokens) == (14, 3)
+
+
 def test_inputs_payload_for_the_inference_toolkit(runtime):
     client, stubber = runtime
     stubber.add_response(
         "invoke_endpoint",
-        {"Body": body([{"generated_text": "Paris"}])},
+        {
+            "Body": body(
+                [{"generated_text": [{"role": "user"}, {"role": "assistant", "content": "Paris"}]}]
+            )
+        },
         {
             "EndpointName": "ep",
             "ContentType": "application/json",
@@ -101,7 +139,7 @@ def test_inputs_payload_for_the_inference_toolkit(runtime):
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Capital of France?"},
         ],
-        "parameters": {"max_new_tokens": 8, "return_full_text": False, "do_sample": False},
+        "parameters": {"max_new_tokens": 8, "do_sample": False},
     }
     assert target.generate(SAMPLE, InferenceParameters()).text == "Paris"
 
@@ -112,17 +150,18 @@ def test_images_become_data_urls(tmp_path):
     sample = EvaluationSample(
         "a", (Turn("user", (TextPart("What?"), ImagePart("png", path=str(path)))),)
     )
-    target = SageMakerEndpointTarget("ep", object())
+    target = SageMakerEndpointTarget("ep", object(), payload="openai")
     content = target.build_body(sample, InferenceParameters())["messages"][0]["content"]
     encoded = base64.b64encode(png_bytes()).decode()
     assert content == [
         {"type": "text", "text": "What?"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}},
     ]
-    with pytest.raises(TargetError, match="images need --endpoint-payload messages"):
-        SageMakerEndpointTarget("ep", object(), payload="inputs").validate(
-            InferenceParameters(), has_images=True
-        )
+    for payload in ("chat", "inputs"):
+        with pytest.raises(TargetError, match="images need --endpoint-payload openai"):
+            SageMakerEndpointTarget("ep", object(), payload=payload).validate(
+                InferenceParameters(), has_images=True
+            )
 
 
 def test_unexpected_response_is_named(runtime):
