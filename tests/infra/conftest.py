@@ -104,3 +104,12 @@ def dev(synth) -> SynthResult:
 @pytest.fixture(scope="session")
 def prod(synth) -> SynthResult:
     return synth("prod")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep every infra test on one xdist worker (`--dist loadgroup`), so each settings
+    variant is synthesized once per run, not once per worker."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("cdk-synth"))
