@@ -146,16 +146,12 @@ def to_messages(record: dict, fmt: DataFormat) -> list[dict]:
     Raises:
         FormatError: the record does not have the shape of ``fmt``; ``field`` names where.
     """
-    if not isinstance(record, Mapping):
+    if type(record) is not dict and not isinstance(record, Mapping):
         raise FormatError(f"expected a JSON object, found {_json_type(record)}")
-    fmt = DataFormat(fmt)
-    if fmt is DataFormat.PROMPT_COMPLETION:
-        return _from_prompt_completion(record)
-    if fmt is DataFormat.MESSAGES:
-        return _from_messages(record)
-    if fmt is DataFormat.BEDROCK_CONVERSATION:
-        return _from_converse(record)
-    return _from_alpaca(record)
+    converter = _CONVERTERS.get(fmt)
+    if converter is None:  # a plain string such as "alpaca"
+        converter = _CONVERTERS[DataFormat(fmt)]
+    return converter(record)
 
 
 # -- prompt / completion ---------------------------------------------------------------
@@ -286,11 +282,14 @@ def _from_converse(record: Mapping[str, Any]) -> list[dict]:
         elif isinstance(system, list):
             texts = []
             for index, block in enumerate(system):
+                if type(block) is dict and len(block) == 1 and type(block.get("text")) is str:
+                    texts.append(block["text"])
+                    continue
                 where = f"system[{index}]"
                 if not isinstance(block, Mapping) or set(block) != {"text"}:
                     raise FormatError('expected a {"text": ...} block', where)
                 texts.append(_require_str(block, "text", where))
-            text = _TEXT_JOINER.join(texts)
+            text = texts[0] if len(texts) == 1 else _TEXT_JOINER.join(texts)
         else:
             raise FormatError(
                 f'expected a list of {{"text": ...}} blocks, found {_json_type(system)}', "system"
@@ -298,25 +297,42 @@ def _from_converse(record: Mapping[str, Any]) -> list[dict]:
         if text:
             messages.append({"role": "system", "content": text})
     for index, message in enumerate(_require_list(record, "messages")):
-        messages.append(_converse_message(message, f"messages[{index}]"))
+        messages.append(_converse_message(message, index))
     return messages
 
 
-def _converse_message(message: Any, where: str) -> dict:
-    if not isinstance(message, Mapping):
+def _converse_message(message: Any, index: int) -> dict:
+    if type(message) is not dict and not isinstance(message, Mapping):
         raise FormatError(
-            f'expected an object with "role" and "content", found {_json_type(message)}', where
+            f'expected an object with "role" and "content", found {_json_type(message)}',
+            f"messages[{index}]",
         )
     role = message.get("role")
-    if role not in ("user", "assistant"):
-        raise FormatError(f"expected role 'user' or 'assistant', found {role!r}", f"{where}.role")
-    content = message.get("content")
-    if not isinstance(content, list):
+    if role != "user" and role != "assistant":
         raise FormatError(
-            f"expected a list of content blocks, found {_json_type(content)}", f"{where}.content"
+            f"expected role 'user' or 'assistant', found {role!r}", f"messages[{index}].role"
         )
+    content = message.get("content")
+    if type(content) is not list:
+        raise FormatError(
+            f"expected a list of content blocks, found {_json_type(content)}",
+            f"messages[{index}].content",
+        )
+    # Fast path, taken by nearly every record: text blocks only. Validation streams
+    # millions of records through here, so the common case allocates no part dicts.
+    texts: list[str] = []
+    for block in content:
+        if type(block) is dict and len(block) == 1:
+            text = block.get("text")
+            if type(text) is str:
+                texts.append(text)
+                continue
+        break
+    else:
+        return {"role": role, "content": texts[0] if len(texts) == 1 else _TEXT_JOINER.join(texts)}
     parts = [
-        _converse_block(block, f"{where}.content[{index}]") for index, block in enumerate(content)
+        _converse_block(block, f"messages[{index}].content[{position}]")
+        for position, block in enumerate(content)
     ]
     return {"role": role, "content": _collapse(parts)}
 
@@ -372,6 +388,14 @@ def _from_alpaca(record: Mapping[str, Any]) -> list[dict]:
     return messages
 
 
+_CONVERTERS = {
+    DataFormat.PROMPT_COMPLETION: _from_prompt_completion,
+    DataFormat.MESSAGES: _from_messages,
+    DataFormat.BEDROCK_CONVERSATION: _from_converse,
+    DataFormat.ALPACA: _from_alpaca,
+}
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -397,6 +421,9 @@ def _require_str(obj: Mapping[str, Any], key: str, where: str | None = None) -> 
 
 
 def _require_list(obj: Mapping[str, Any], key: str) -> list:
+    value = obj.get(key)
+    if type(value) is list:
+        return value
     if key not in obj:
         raise FormatError("missing; expected a list", key)
     value = obj[key]

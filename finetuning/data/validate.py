@@ -16,7 +16,6 @@ record is within the family's token/character limits. Across the file: duplicate
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -274,11 +273,18 @@ class _Validator:
         )
         self.format: DataFormat | None = family.default_format if len(family.formats) == 1 else None
         self.allowed_keys = _KEYS_BY_FORMAT[self.format] if self.format is not None else frozenset()
-        self.reserved = (
-            re.compile("|".join(re.escape(k) for k in family.reserved_keywords))
-            if family.reserved_keywords
-            else None
+        self.scan_reserved = (
+            _KeywordScanner(family.reserved_keywords).search if family.reserved_keywords else None
         )
+        self.length_limits = [
+            (limit, label)
+            for limit, label in (
+                (family.max_total_tokens, "input and output"),
+                (family.max_input_tokens, "input"),
+                (family.max_output_tokens, "output"),
+            )
+            if limit is not None
+        ]
         self.seen: dict[int, int] = {}
         self.tracking_stopped = False
         self.first_image_line: int | None = None
@@ -458,91 +464,102 @@ class _Validator:
     def check_messages(
         self, record: dict, fmt: DataFormat, messages: list[dict], number: int
     ) -> None:
-        family = self.family
-        where = _FieldNamer(record, fmt, len(messages))
-        start = 1 if messages and messages[0]["role"] == "system" else 0
-        turns = len(messages) - start
-        if turns < 2:
+        # Hot path: runs once per record; the field namer and messages are built only when
+        # a problem is found.
+        count = len(messages)
+        start = 1 if count and messages[0]["role"] == "system" else 0
+        if count - start < 2:
+            turns = count - start
             raise _RecordProblem(
                 "roles",
                 f"expected at least a user turn and an assistant turn, found {turns} "
                 f"turn{'s' if turns != 1 else ''}",
             )
-        total_chars = output_chars = 0
-        images = videos = 0
-        reserved = self.reserved
         texts: list[str] = []
-        for index, message in enumerate(messages):
+        total_chars = output_chars = images = videos = 0
+        expected = "user"
+        for index in range(count):
+            message = messages[index]
             role = message["role"]
             if index >= start:
-                expected = "user" if (index - start) % 2 == 0 else "assistant"
                 if role != expected:
-                    if role == "system":
-                        raise _RecordProblem(
-                            "roles",
-                            f"{where.role(index)}: a system message may only come first",
-                        )
-                    previous = (
-                        "the start" if index == start else f"a {messages[index - 1]['role']} turn"
-                    )
-                    raise _RecordProblem(
-                        "roles",
-                        f"{where.role(index)}: expected '{expected}' after {previous} "
-                        f"(turns start with user and alternate), found '{role}'",
-                    )
+                    self.raise_role_problem(record, fmt, messages, index, expected)
+                expected = "assistant" if expected == "user" else "user"
             content = message["content"]
             if type(content) is str:
                 text = content
-                media: list[dict] = []
+                has_media = False
             else:
                 text = "\n".join(part["text"] for part in content if part["type"] == "text")
                 media = [part for part in content if part["type"] != "text"]
-            if media:
-                if role != "user" and family.is_bedrock:
-                    raise _RecordProblem(
-                        "media",
-                        f"{where.content(index)}: images and videos may only appear in user "
-                        f"turns, found one in a {role} turn",
-                    )
-                for part in media:
-                    if part["type"] == "image":
-                        images += 1
-                    else:
-                        videos += 1
-                    self.check_media(part, where.content(index), number)
-            if not text.strip() and not media:
+                has_media = bool(media)
+                if has_media:
+                    where = _FieldNamer(record, fmt, count).content(index)
+                    if role != "user" and self.family.is_bedrock:
+                        raise _RecordProblem(
+                            "media",
+                            f"{where}: images and videos may only appear in user turns, found "
+                            f"one in a {role} turn",
+                        )
+                    for part in media:
+                        if part["type"] == "image":
+                            images += 1
+                        else:
+                            videos += 1
+                        self.check_media(part, where, number)
+            if not has_media and (not text or text.isspace()):
+                where = _FieldNamer(record, fmt, count).content(index)
                 if role == "system":
-                    self.warning(
-                        "empty-text", f"{where.content(index)}: the system prompt is blank", number
-                    )
+                    self.warning("empty-text", f"{where}: the system prompt is blank", number)
                 else:
                     raise _RecordProblem(
                         "empty-text",
-                        f"{where.content(index)}: expected non-empty text in the {role} turn, "
-                        f"found {'an empty string' if not text else 'only whitespace'}",
-                    )
-            if reserved is not None and text:
-                hit = reserved.search(text)
-                if hit:
-                    raise _RecordProblem(
-                        "reserved-keyword",
-                        f"{where.content(index)}: '{hit.group()}' is a reserved keyword for "
-                        f"{family.display_name} and fails the training job; reword it",
+                        f"{where}: expected non-empty text in the {role} turn, found "
+                        f"{'an empty string' if not text else 'only whitespace'}",
                     )
             size = len(text)
             total_chars += size
             if role == "assistant":
                 output_chars += size
-            if self.token_counter is not None:
-                texts.append(text)
+            texts.append(text)
         if messages[-1]["role"] != "assistant":
+            where = _FieldNamer(record, fmt, count).role(count - 1)
             raise _RecordProblem(
                 "roles",
-                f"{where.role(len(messages) - 1)}: expected the last turn to be 'assistant' "
-                f"(the response to learn), found '{messages[-1]['role']}'",
+                f"{where}: expected the last turn to be 'assistant' (the response to learn), "
+                f"found '{messages[-1]['role']}'",
             )
-        self.check_media_counts(images, videos, number)
-        self.check_length(total_chars, output_chars, texts, messages, start, number)
+        scan = self.scan_reserved
+        # One scan over all turns joined (NUL cannot occur inside a keyword); the turn is
+        # looked up only when a keyword is found.
+        if scan is not None and scan("\x00".join(texts)) is not None:
+            for index, text in enumerate(texts):
+                hit = scan(text)
+                if hit is not None:
+                    where = _FieldNamer(record, fmt, count).content(index)
+                    raise _RecordProblem(
+                        "reserved-keyword",
+                        f"{where}: '{hit}' is a reserved keyword for "
+                        f"{self.family.display_name} and fails the training job; reword it",
+                    )
+        if images or videos:
+            self.check_media_counts(images, videos, number)
+        self.check_length(total_chars, output_chars, texts, messages, number)
+
+    def raise_role_problem(
+        self, record: dict, fmt: DataFormat, messages: list[dict], index: int, expected: str
+    ) -> None:
+        where = _FieldNamer(record, fmt, len(messages)).role(index)
+        role = messages[index]["role"]
+        if role == "system":
+            raise _RecordProblem("roles", f"{where}: a system message may only come first")
+        start = 1 if messages[0]["role"] == "system" else 0
+        previous = "the start" if index == start else f"a {messages[index - 1]['role']} turn"
+        raise _RecordProblem(
+            "roles",
+            f"{where}: expected '{expected}' after {previous} (turns start with user and "
+            f"alternate), found '{role}'",
+        )
 
     def check_media(self, part: dict, where: str, number: int) -> None:
         rules = self.media
@@ -659,7 +676,6 @@ class _Validator:
         output_chars: int,
         texts: list[str],
         messages: list[dict],
-        start: int,
         number: int,
     ) -> None:
         family = self.family
@@ -674,19 +690,19 @@ class _Validator:
                 if message["role"] == "assistant"
             )
         else:
-            total = math.ceil(total_chars / family.chars_per_token)
-            output = math.ceil(output_chars / family.chars_per_token)
+            per_token = family.chars_per_token
+            total = -(-total_chars // per_token)
+            output = -(-output_chars // per_token)
         report.tokens += total
         if total > report.max_record_tokens:
             report.max_record_tokens = total
-        checks = (
-            (family.max_total_tokens, total_chars, total, "input and output"),
-            (family.max_input_tokens, total_chars - output_chars, total - output, "input"),
-            (family.max_output_tokens, output_chars, output, "output"),
-        )
-        for limit, chars, tokens, label in checks:
-            if limit is None:
-                continue
+        for limit, label in self.length_limits:
+            if label == "input and output":
+                chars, tokens = total_chars, total
+            elif label == "output":
+                chars, tokens = output_chars, output
+            else:
+                chars, tokens = total_chars - output_chars, total - output
             if self.token_counter is not None:
                 if tokens > limit:
                     raise _RecordProblem(
@@ -703,13 +719,12 @@ class _Validator:
                     f"{family.display_name} accepts ({limit:,} tokens x "
                     f"{family.chars_per_token} characters per token, AWS's quota)",
                 )
-            cautious = limit * CAUTIOUS_CHARS_PER_TOKEN
-            if chars > cautious:
+            if chars > limit * CAUTIOUS_CHARS_PER_TOKEN:
                 self.warning(
                     "may-be-too-long",
                     f"{chars:,} characters of {label} text may exceed {family.display_name}'s "
-                    f"{limit:,}-token limit (about {math.ceil(chars / CAUTIOUS_CHARS_PER_TOKEN):,}"
-                    f" tokens at {CAUTIOUS_CHARS_PER_TOKEN} characters per token); shorten it "
+                    f"{limit:,}-token limit (about {-(-chars // CAUTIOUS_CHARS_PER_TOKEN):,} "
+                    f"tokens at {CAUTIOUS_CHARS_PER_TOKEN} characters per token); shorten it "
                     "or count exactly with --tokenizer",
                     number,
                 )
@@ -777,6 +792,34 @@ class _Validator:
                     None,
                 )
         return report
+
+
+class _KeywordScanner:
+    """Tells whether a text contains any of a set of literal keywords, and which.
+
+    A regex alternation tries every keyword at every position of every text; here each
+    keyword is anchored on its last character, found with ``str.find`` (memchr speed), and
+    only where that character occurs is one ``str.endswith(tuple)`` call made. Validation
+    runs this over every record, so it has to cost little more than one scan of the text.
+    """
+
+    def __init__(self, keywords: Iterable[str]) -> None:
+        by_last: dict[str, list[str]] = {}
+        for keyword in keywords:
+            by_last.setdefault(keyword[-1], []).append(keyword)
+        self.groups = [(last, tuple(words)) for last, words in by_last.items()]
+
+    def search(self, text: str) -> str | None:
+        find = text.find
+        endswith = text.endswith
+        for last, words in self.groups:
+            position = find(last)
+            while position >= 0:
+                end = position + 1
+                if endswith(words, 0, end):
+                    return next(word for word in words if endswith(word, 0, end))
+                position = find(last, end)
+        return None
 
 
 class _FieldNamer:

@@ -116,3 +116,18 @@ def test_record_like_json_never_crashes(values: list, model: str) -> None:
     check_invariants(report, len(lines))
     if report.records and report.ok and model != OPEN:
         assert report.format is not None
+
+
+@FUZZ
+@given(
+    text=st.text(alphabet=st.sampled_from("UserBotAsistn:<>imagevdo[]EOS xYZ\n"), max_size=60),
+    keywords=st.lists(
+        st.text(alphabet="Usr:<>[]EOSab", min_size=1, max_size=6), min_size=1, max_size=6
+    ),
+)
+def test_keyword_scanner_agrees_with_substring_search(text: str, keywords: list[str]) -> None:
+    from finetuning.data.validate import _KeywordScanner
+
+    found = _KeywordScanner(keywords).search(text)
+    assert (found is not None) == any(keyword in text for keyword in keywords)
+    assert found is None or found in text
