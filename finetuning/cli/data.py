@@ -65,6 +65,14 @@ def _register_validate(commands: argparse._SubParsersAction) -> None:
         help="which dataset of the job this file is; record limits differ (default: train)",
     )
     parser.add_argument(
+        "--validation-file",
+        metavar="PATH",
+        help=(
+            "the job's validation file: validated too, with the limits on both files "
+            "together (PATH is then the training file)"
+        ),
+    )
+    parser.add_argument(
         "--dataset-uri",
         metavar="S3_URI",
         help="where a local file will be uploaded, to check that images share its bucket",
@@ -94,36 +102,48 @@ def _register_validate(commands: argparse._SubParsersAction) -> None:
 def _validate(args: argparse.Namespace) -> int:
     from finetuning.data.models import UnknownModelError
     from finetuning.data.sources import S3UriError
-    from finetuning.data.validate import validate_path
+    from finetuning.data.validate import validate_job_files, validate_path
 
     _require_input(args.path)
+    if args.validation_file:
+        _require_input(args.validation_file)
+        if args.role != "train":
+            raise UsageError("--validation-file needs PATH to be the training file (--role train)")
     counter = _token_counter(args.tokenizer) if args.tokenizer else None
+    options = dict(
+        dataset_uri=args.dataset_uri,
+        max_problems=args.max_errors,
+        token_counter=counter,
+        max_tokens=args.max_tokens,
+    )
     try:
-        report = validate_path(
-            args.path,
-            args.model,
-            role=args.role,
-            dataset_uri=args.dataset_uri,
-            max_problems=args.max_errors,
-            token_counter=counter,
-            max_tokens=args.max_tokens,
-        )
+        if args.validation_file:
+            reports = validate_job_files(args.path, args.model, args.validation_file, **options)
+        else:
+            reports = [validate_path(args.path, args.model, role=args.role, **options)]
     except (UnknownModelError, S3UriError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"{args.path}: {exc.strerror or exc}") from None
+        raise UsageError(f"{exc.filename or args.path}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("botocore"):  # S3: no such object, access denied
+            raise UsageError(f"{args.path}: {exc}") from None
+        raise
     if args.json:
-        print(report.to_json())
+        payload = [report.to_dict() for report in reports]
+        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False))
     else:
-        for problem in report.problems:
-            print(problem.format(report.path))
-        if report.problems_not_kept:
-            print(
-                f"{report.path}: note: {report.problems_not_kept:,} more problems not shown "
-                f"(raise --max-errors to see them)"
-            )
-        print(report.summary())
-    return EXIT_OK if report.ok else EXIT_FAILED
+        for report in reports:
+            for problem in report.problems:
+                print(problem.format(report.path))
+            if report.problems_not_kept:
+                print(
+                    f"{report.path}: note: {report.problems_not_kept:,} more problems not shown "
+                    f"(raise --max-errors to see them)"
+                )
+        for report in reports:
+            print(report.summary())
+    return EXIT_OK if all(report.ok for report in reports) else EXIT_FAILED
 
 
 def _token_counter(name: str) -> Callable[[str], int]:

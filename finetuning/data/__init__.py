@@ -24,25 +24,42 @@ from finetuning.data.formats import DataFormat, FormatError, detect_format, to_m
 from finetuning.data.split import SplitError, split_file, split_lines
 
 if TYPE_CHECKING:
-    from finetuning.data.validate import Problem, ValidationReport, validate_path
+    from finetuning.data.models import ModelFamily, UnknownModelError, resolve_model
+    from finetuning.data.validate import (
+        Problem,
+        ValidationReport,
+        validate_job_files,
+        validate_lines,
+        validate_path,
+    )
 
 __all__ = [
     "DataFormat",
     "FormatError",
+    "ModelFamily",
     "Problem",
     "SplitError",
+    "UnknownModelError",
     "ValidationReport",
     "detect_format",
+    "resolve_model",
     "split_file",
     "split_lines",
     "to_messages",
+    "validate_job_files",
+    "validate_lines",
     "validate_path",
 ]
 
 # Public names defined in submodules that are imported on first use.
 _LAZY = {
+    "ModelFamily": "finetuning.data.models",
+    "UnknownModelError": "finetuning.data.models",
+    "resolve_model": "finetuning.data.models",
     "Problem": "finetuning.data.validate",
     "ValidationReport": "finetuning.data.validate",
+    "validate_job_files": "finetuning.data.validate",
+    "validate_lines": "finetuning.data.validate",
     "validate_path": "finetuning.data.validate",
 }
 

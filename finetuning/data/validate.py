@@ -44,6 +44,7 @@ __all__ = [
     "Problem",
     "Severity",
     "ValidationReport",
+    "validate_job_files",
     "validate_lines",
     "validate_path",
 ]
@@ -140,8 +141,8 @@ class ValidationReport:
     def summary(self) -> str:
         kind = "tokens" if self.tokens_exact else "tokens (estimated)"
         return (
-            f"{self.path}: {self.records:,} records, {self.errors:,} errors, "
-            f"{self.warnings:,} warnings, {self.tokens:,} {kind}; "
+            f"{self.path}: {_count(self.records, 'record')}, {_count(self.errors, 'error')}, "
+            f"{_count(self.warnings, 'warning')}, {self.tokens:,} {kind}; "
             f"format {self.format or 'unknown'}, rules of {self.family} ({self.model_id})"
         )
 
@@ -199,6 +200,43 @@ def validate_path(
         validator.feed(lines)
     size = source_size(path, client=s3_client)
     return validator.finish(file_bytes=size, file_name=dataset_uri or text_path)
+
+
+def validate_job_files(
+    train_path: str | os.PathLike[str],
+    model_id: str,
+    validation_path: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> list[ValidationReport]:
+    """Validate a job's training file and, when given, its validation file.
+
+    Each file is checked with ``validate_path`` under its role; limits that apply to both
+    files together (training plus validation records, for Claude 3 Haiku and Llama) are
+    checked too, and reported on the validation file. ``options`` are passed on to
+    ``validate_path`` (``dataset_uri`` applies to the training file only).
+    """
+    train = validate_path(train_path, model_id, role=DatasetRole.TRAIN, **options)
+    if validation_path is None:
+        return [train]
+    options.pop("dataset_uri", None)
+    validation = validate_path(validation_path, model_id, role=DatasetRole.VALIDATION, **options)
+    family = resolve_model(model_id)
+    limit = family.max_total_records
+    total = train.records + validation.records
+    if limit is not None and total > limit:
+        validation.errors += 1
+        validation.counts_by_code["record-count"] = (
+            validation.counts_by_code.get("record-count", 0) + 1
+        )
+        validation.problems.append(
+            Problem(
+                Severity.ERROR,
+                "record-count",
+                f"{train.records:,} training + {validation.records:,} validation records = "
+                f"{total:,}; {family.display_name} accepts at most {limit:,} together",
+            )
+        )
+    return [train, validation]
 
 
 def validate_lines(
@@ -272,7 +310,6 @@ class _Validator:
             tokens_exact=token_counter is not None,
         )
         self.format: DataFormat | None = family.default_format if len(family.formats) == 1 else None
-        self.allowed_keys = _KEYS_BY_FORMAT[self.format] if self.format is not None else frozenset()
         self.scan_reserved = (
             _KeywordScanner(family.reserved_keywords).search if family.reserved_keywords else None
         )
@@ -391,7 +428,6 @@ class _Validator:
         fmt = self.format
         if fmt is None:
             fmt = self.format = _detect(record)
-            self.allowed_keys = _KEYS_BY_FORMAT[fmt]
         try:
             messages = to_messages(record, fmt)
         except FormatError as exc:
@@ -890,6 +926,10 @@ def _json_type(value: Any) -> str:
     if isinstance(value, int | float):
         return "a number"
     return "an object"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _human_bytes(size: int) -> str:

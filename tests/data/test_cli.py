@@ -58,7 +58,7 @@ def test_validate_errors_compiler_style(capsys, bad_file: Path) -> None:
     assert lines[0].startswith(f"{bad_file}:9: error: messages[0].content: 'User:' is a reserved")
     assert lines[1].startswith(f"{bad_file}:10: error: not valid JSON")
     assert lines[2] == f"{bad_file}:11: warning: blank line (skipped; it is not a record)"
-    assert lines[-1].startswith(f"{bad_file}: 9 records, 2 errors, 1 warnings")
+    assert lines[-1].startswith(f"{bad_file}: 9 records, 2 errors, 1 warning,")
 
 
 def test_validate_max_errors_limits_printing_not_counting(capsys, bad_file: Path) -> None:
@@ -281,3 +281,27 @@ def test_help_runs_as_a_subprocess() -> None:
     assert done.returncode == 0
     for command in ("validate", "convert", "split", "prepare-images", "estimate"):
         assert command in done.stdout
+
+
+def test_validate_training_and_validation_files(capsys, nova_file: Path, tmp_path: Path) -> None:
+    validation = tmp_path / "validation.jsonl"
+    validation.write_bytes(b"".join(jsonl(converse(user="Held out?"), b"\n")))
+    code, out, _ = run(
+        capsys, "validate", str(nova_file), "--model", NOVA, "--validation-file", str(validation)
+    )
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == f"{validation}:2: warning: blank line (skipped; it is not a record)"
+    assert lines[1].startswith(f"{nova_file}: 10 records, 0 errors")
+    assert lines[2].startswith(f"{validation}: 1 record, 0 errors, 1 warning,")
+    code, out, _ = run(
+        capsys,
+        "validate",
+        str(nova_file),
+        "--model",
+        NOVA,
+        "--validation-file",
+        str(validation),
+        "--json",
+    )
+    assert [report["role"] for report in json.loads(out)] == ["train", "validation"]

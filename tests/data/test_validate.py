@@ -567,3 +567,24 @@ def test_every_family_cites_its_source() -> None:
         assert family.model_ids, family.name
         for model_id in family.model_ids:
             assert resolve_model(model_id) is family
+
+
+def test_job_files_check_limits_on_both_files_together(tmp_path: Path) -> None:
+    from finetuning.data.validate import validate_job_files
+
+    train = tmp_path / "train.jsonl"
+    validation = tmp_path / "validation.jsonl"
+    train.write_bytes(
+        b"".join(jsonl(*[claude(("user", f"T{i}"), ("assistant", "A")) for i in range(9_500)]))
+    )
+    validation.write_bytes(
+        b"".join(jsonl(*[claude(("user", f"V{i}"), ("assistant", "A")) for i in range(600)]))
+    )
+    train_report, validation_report = validate_job_files(train, CLAUDE, validation)
+    assert train_report.ok and train_report.role == "train"
+    assert codes(validation_report) == [(None, "record-count")]
+    assert (
+        "9,500 training + 600 validation records = 10,100" in validation_report.problems[0].message
+    )
+    (alone,) = validate_job_files(train, CLAUDE)
+    assert alone.ok
