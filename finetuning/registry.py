@@ -206,9 +206,7 @@ def find_registered(sagemaker: Any, group: str, key: str) -> dict[str, Any] | No
         ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"
     ):
         for summary in page.get("ModelPackageSummaryList", []):
-            package = sagemaker.describe_model_package(
-                ModelPackageName=summary["ModelPackageArn"]
-            )
+            package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
             metadata = package.get("CustomerMetadataProperties") or {}
             if metadata.get(META_REGISTRATION_KEY) == key:
                 return package

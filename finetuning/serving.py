@@ -64,7 +64,9 @@ HUGGINGFACE_INFERENCE_IMAGE = (
     "763104351884.dkr.ecr.{region}.amazonaws.com/"
     "huggingface-pytorch-inference:2.6.0-transformers4.51.3-gpu-py312-cu124-ubuntu22.04"
 )
-VLLM_INFERENCE_IMAGE = "763104351884.dkr.ecr.{region}.amazonaws.com/djl-inference:0.35.0-lmi17.0.0-cu128"
+VLLM_INFERENCE_IMAGE = (
+    "763104351884.dkr.ecr.{region}.amazonaws.com/djl-inference:0.35.0-lmi17.0.0-cu128"
+)
 
 
 class ServingError(RuntimeError):
@@ -562,7 +564,10 @@ def deploy_bedrock_model(
             tags=tags,
         )
         return Deployment(
-            "provisioned", response["provisionedModelArn"], arn, {"model_units": settings.model_units}
+            "provisioned",
+            response["provisionedModelArn"],
+            arn,
+            {"model_units": settings.model_units},
         )
     response = bedrock.create_custom_model_deployment(
         modelDeploymentName=name,
@@ -575,7 +580,11 @@ def deploy_bedrock_model(
 
 
 def deploy_approved_package(
-    clients: dict[str, Any], context: DeploymentContext, change: PackageStateChange, *, now: datetime
+    clients: dict[str, Any],
+    context: DeploymentContext,
+    change: PackageStateChange,
+    *,
+    now: datetime,
 ) -> Deployment:
     """Serve an approved package on the backend it was registered for."""
     if change.approval_status != "Approved":

@@ -66,9 +66,13 @@ RUNTIME_VERSION = "3.14"
 # run on Amazon Linux 2023 (glibc 2.34), so manylinux_2_28 wheels load, see
 # https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html
 PIP_PLATFORM = (
-    "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
-    "--implementation", "cp",
-)  # fmt: skip
+    "--platform",
+    "manylinux_2_28_aarch64",
+    "--platform",
+    "manylinux2014_aarch64",
+    "--implementation",
+    "cp",
+)
 
 # SSM parameters this stack publishes, beside the foundation's (finetuning/platform.py).
 SERVING_PARAMETERS = {
@@ -106,22 +110,32 @@ class LocalPythonBundle:
         out = Path(output_dir)
         requirements = self._function_dir / "requirements.txt"
         if requirements.is_file():
-            key = hashlib.sha256(
-                requirements.read_bytes() + RUNTIME_VERSION.encode()
-            ).hexdigest()[:16]
+            key = hashlib.sha256(requirements.read_bytes() + RUNTIME_VERSION.encode()).hexdigest()[
+                :16
+            ]
             cache = ROOT / "cdk.out" / ".lambda-deps" / key
             if not cache.is_dir():
                 staging = cache.with_suffix(".partial")
                 shutil.rmtree(staging, ignore_errors=True)
                 subprocess.run(
                     [
-                        sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
-                        "--target", str(staging), *PIP_PLATFORM,
-                        "--python-version", RUNTIME_VERSION, "--only-binary=:all:",
-                        "-r", str(requirements),
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--no-compile",
+                        "--target",
+                        str(staging),
+                        *PIP_PLATFORM,
+                        "--python-version",
+                        RUNTIME_VERSION,
+                        "--only-binary=:all:",
+                        "-r",
+                        str(requirements),
                     ],
                     check=True,
-                )  # fmt: skip
+                )
                 staging.rename(cache)
             shutil.copytree(cache, out, dirs_exist_ok=True)
         for path in self._function_dir.iterdir():
@@ -202,6 +216,7 @@ class ServingStack(Stack):
             memory_mb=2048,
             timeout=Duration.minutes(15),
             environment={"EVALUATION_BUCKET": evaluation_bucket, "KMS_KEY_ARN": key.key_arn},
+            calls="Bedrock, Bedrock Runtime, S3",
         )
         self.register_function = self._function(
             "RegisterModel",
@@ -214,6 +229,7 @@ class ServingStack(Stack):
                 "KMS_KEY_ARN": key.key_arn,
                 "SERVING_SETTINGS": serving_json,
             },
+            calls="SageMaker, S3",
         )
         self.register_function.node.add_dependency(self.model_package_group)
         self.deploy_function = self._function(
@@ -230,6 +246,7 @@ class ServingStack(Stack):
                 "SECURITY_GROUP_IDS": self.endpoint_security_group.security_group_id,
                 "SERVING_SETTINGS": serving_json,
             },
+            calls="SageMaker, Bedrock, CloudWatch, Application Auto Scaling",
         )
 
         self._grant_evaluate()
@@ -237,6 +254,8 @@ class ServingStack(Stack):
         self._grant_deploy(group, security)
         self._rules(group)
         self._publish(group)
+        for function in (self.evaluate_function, self.register_function, self.deploy_function):
+            self._depend_on_policy_only(function)
 
     # -- functions -----------------------------------------------------------------------
 
@@ -248,9 +267,11 @@ class ServingStack(Stack):
         memory_mb: int,
         timeout: Duration,
         environment: dict[str, str],
+        calls: str,
     ) -> lambda_.Function:
         prefix = self._settings.resource_prefix
-        name = f"{prefix}-{folder.replace('_', '-')}"
+        short = folder.replace("_", "-")
+        name = f"{prefix}-{short}"
         log_group = encrypted_log_group(
             self,
             f"{construct_id}Logs",
@@ -276,8 +297,8 @@ class ServingStack(Stack):
             suppress(
                 dead_letters,
                 rule,
-                f"This queue is the dead-letter queue of {name}; a dead-letter queue of a "
-                "dead-letter queue would only move the same messages again.",
+                f"This queue is the dead-letter queue of the {short} function; a dead-letter "
+                "queue of a dead-letter queue would only move the same messages again.",
             )
         function = lambda_.Function(
             self,
@@ -306,9 +327,9 @@ class ServingStack(Stack):
             suppress(
                 function,
                 f"{pack}-LambdaInsideVPC",
-                f"{name} calls only AWS APIs (SageMaker, Bedrock, S3, CloudWatch, Application "
-                "Auto Scaling) over TLS with IAM; the VPC has no NAT and no endpoints for "
-                "CloudWatch alarms or Application Auto Scaling, so inside it the calls fail.",
+                f"The {short} function only calls AWS APIs ({calls}) over TLS with IAM; the "
+                "platform VPC has no NAT gateway by default and its optional interface "
+                "endpoints do not cover all of them, so inside it the calls would fail.",
             )
         # CDK's grants for X-Ray, the log group and the dead-letter queue are inline
         # policies on this function's own role.
@@ -316,10 +337,16 @@ class ServingStack(Stack):
             suppress(
                 role,
                 f"{pack}-IAMNoInlinePolicy",
-                f"The inline policy is this single-purpose role's own grant set for {name} "
-                "(its log group, dead-letter queue, X-Ray and the APIs it calls).",
+                f"The inline policy is the {short} function's own grant set on its "
+                "single-purpose role (its log group, dead-letter queue, X-Ray, the APIs it calls).",
             )
         return function
+
+    def _depend_on_policy_only(self, function: lambda_.Function) -> None:
+        """Keep the function's DependsOn on its role's policy but not on the role itself:
+        the Role GetAtt already orders that, and cfn-lint warns (W3005) about the repeat."""
+        policy = function.role.node.find_child("DefaultPolicy").node.default_child
+        function.node.default_child.add_override("DependsOn", [self.get_logical_id(policy)])
 
     def _policy(self, function: lambda_.Function, statements: list[iam.PolicyStatement]) -> None:
         for statement in statements:
@@ -333,8 +360,7 @@ class ServingStack(Stack):
 
     def _bedrock_arn(self, kind: str, account: bool = True) -> str:
         return (
-            f"arn:{self.partition}:bedrock:{self.region}:{self.account if account else ''}:"
-            f"{kind}/*"
+            f"arn:{self.partition}:bedrock:{self.region}:{self.account if account else ''}:{kind}/*"
         )
 
     def _grant_evaluate(self) -> None:
@@ -538,17 +564,19 @@ class ServingStack(Stack):
             function.role,
             "Endpoints, configs and models are created per approval with names under this "
             "environment's prefix; model versions are numbered at registration; alarms carry "
-            "the prefix; Bedrock serving resources get IDs only when created; Application "
-            "Auto Scaling supports no resource-level permissions for scalable targets.",
-            resources=[*owned, packages, alarms, *bedrock_owned, "*"],
+            "the prefix; Bedrock serving resources get IDs only when created.",
+            resources=[*owned, packages, alarms, *bedrock_owned],
         )
-        self._suppress_xray(function)
+        self._suppress_xray(
+            function,
+            also=" Nor do Application Auto Scaling's scalable-target and scaling-policy actions.",
+        )
 
-    def _suppress_xray(self, function: lambda_.Function) -> None:
+    def _suppress_xray(self, function: lambda_.Function, also: str = "") -> None:
         suppress_wildcards(
             function.role,
             "X-Ray's PutTraceSegments and PutTelemetryRecords (added by active tracing) "
-            "support no resource-level permissions.",
+            "support no resource-level permissions." + also,
             resources=["*"],
         )
 

@@ -60,7 +60,9 @@ class EvaluationStepRequest:
 
         job_name = required("job_name")
         if not JOB_NAME.match(job_name):
-            raise StepError(f"job_name: expected letters, digits, '-', '_' or '.', got {job_name!r}")
+            raise StepError(
+                f"job_name: expected letters, digits, '-', '_' or '.', got {job_name!r}"
+            )
         test_set_uri = required("test_set_uri")
         for name in ("test_set_uri", "training_metrics_uri"):
             value = event.get(name)

@@ -44,6 +44,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             kms_key_arn=os.environ.get("KMS_KEY_ARN"),
         )
     passed = outcome["quality_gate_passed"]
-    metrics.add_metric(name="QualityGateFailures", unit=MetricUnit.Count, value=int(passed is False))
+    metrics.add_metric(
+        name="QualityGateFailures", unit=MetricUnit.Count, value=int(passed is False)
+    )
     logger.info("evaluated", extra={"report_uri": outcome["report_uri"], "passed": passed})
     return outcome

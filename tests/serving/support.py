@@ -35,8 +35,12 @@ def results_document(tuned_answers: list[str], base_answers: list[str], gate: di
             }
             for i, a in enumerate(answers)
         ]
-        metrics = score_results(results, [json.dumps({"type": t}) for t in truth],
-                                task=Task.CLASSIFICATION, label_key="type")  # fmt: skip
+        metrics = score_results(
+            results,
+            [json.dumps({"type": t}) for t in truth],
+            task=Task.CLASSIFICATION,
+            label_key="type",
+        )
         return ModelRun(name, f"model-{name}", "bedrock", results, metrics)
 
     document = EvaluationDocument(

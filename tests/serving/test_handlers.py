@@ -137,10 +137,14 @@ def test_evaluate_handler_writes_report_and_returns_verdict(aws, monkeypatch):
     lambda_environment(monkeypatch, EVALUATION_BUCKET=EVAL_BUCKET)
     module = load_handler("evaluate_model")
     records = [
-        {"messages": [{"role": "user", "content": f"Classify document {i}"},
-                      {"role": "assistant", "content": json.dumps({"type": label})}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"Classify document {i}"},
+                {"role": "assistant", "content": json.dumps({"type": label})},
+            ]
+        }
         for i, label in enumerate(["invoice", "letter", "memo", "invoice"])
-    ]  # fmt: skip
+    ]
     s3.put_object(
         Bucket=DATA_BUCKET,
         Key="training-data/processed/deeds/test.jsonl",
@@ -163,12 +167,16 @@ def test_evaluate_handler_writes_report_and_returns_verdict(aws, monkeypatch):
                 stub.add_response(
                     "converse",
                     {
-                        "output": {"message": {"role": "assistant",
-                                               "content": [{"text": json.dumps({"type": answer})}]}},
+                        "output": {
+                            "message": {
+                                "role": "assistant",
+                                "content": [{"text": json.dumps({"type": answer})}],
+                            }
+                        },
                         "stopReason": "end_turn",
                         "usage": {"inputTokens": 50, "outputTokens": 6, "totalTokens": 56},
                         "metrics": {"latencyMs": 200},
-                    },  # fmt: skip
+                    },
                     {"modelId": model_id, "messages": ANY, "inferenceConfig": {"maxTokens": 64}},
                 )
         output = module.handler(
@@ -190,8 +198,12 @@ def test_evaluate_handler_writes_report_and_returns_verdict(aws, monkeypatch):
     prefix = "evaluation/reports/deeds-7/"
     assert output["report_uri"] == f"s3://{EVAL_BUCKET}/{prefix}report.html"
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=EVAL_BUCKET, Prefix=prefix)["Contents"]}
-    assert {f"{prefix}results.json", f"{prefix}report.html", f"{prefix}report.md",
-            f"{prefix}charts/quality.png"} <= keys  # fmt: skip
+    assert {
+        f"{prefix}results.json",
+        f"{prefix}report.html",
+        f"{prefix}report.md",
+        f"{prefix}charts/quality.png",
+    } <= keys
     results = json.loads(
         s3.get_object(Bucket=EVAL_BUCKET, Key=f"{prefix}results.json")["Body"].read()
     )
@@ -210,7 +222,11 @@ def test_evaluate_handler_rejects_bad_requests(monkeypatch, fake_aws_credentials
         )
     with pytest.raises(StepError, match=r"inference: unknown field\(s\) \['topk'\]"):
         module.handler(
-            {"job_name": "j", "model_id": "m", "test_set_uri": "s3://bucket/t.jsonl",
-             "inference": {"topk": 3}},
+            {
+                "job_name": "j",
+                "model_id": "m",
+                "test_set_uri": "s3://bucket/t.jsonl",
+                "inference": {"topk": 3},
+            },
             FakeContext(),
-        )  # fmt: skip
+        )

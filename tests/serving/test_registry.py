@@ -8,6 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from finetuning.evaluation.document import EvaluationDocument
 from finetuning.registry import (
     QualityGateFailed,
     RegistrationError,
@@ -15,14 +16,15 @@ from finetuning.registry import (
     model_quality_statistics,
     register_evaluated_model,
 )
-from finetuning.evaluation.document import EvaluationDocument
 from finetuning.serving import EndpointSettings, ServingSettings
 from tests.serving.support import ACCOUNT, GATE, GOOD, REGION, WEAK, results_document
 
 GROUP = "llm-finetuning-dev-models"
 EVAL_BUCKET = "llm-finetuning-dev-evaluation"
 RESULTS_KEY = "evaluation/reports/deeds-1/results.json"
-CUSTOM_MODEL = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.nova-lite-v1:0:300k/abcdefabcdef"
+CUSTOM_MODEL = (
+    f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.nova-lite-v1:0:300k/abcdefabcdef"
+)
 
 
 @pytest.fixture
@@ -54,9 +56,14 @@ def request(uri: str, **overrides) -> RegistrationRequest:
 
 def register(sagemaker, s3, req, settings=None):
     return register_evaluated_model(
-        sagemaker, s3, req, group=GROUP, evaluation_bucket=EVAL_BUCKET, region=REGION,
+        sagemaker,
+        s3,
+        req,
+        group=GROUP,
+        evaluation_bucket=EVAL_BUCKET,
+        region=REGION,
         settings=settings or ServingSettings(),
-    )  # fmt: skip
+    )
 
 
 def test_passing_model_is_registered_pending_with_its_metrics(aws):
@@ -126,7 +133,9 @@ def test_failed_gate_is_not_registered(aws):
     assert "report: s3://llm-finetuning-dev-evaluation/evaluation/reports/deeds-1/report.html" in (
         str(info.value)
     )
-    assert sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"] == []
+    assert (
+        sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"] == []
+    )
 
 
 def test_results_without_a_gate_verdict_are_refused(aws):
@@ -141,7 +150,9 @@ def test_results_without_a_gate_verdict_are_refused(aws):
 def test_bedrock_model_is_registered_by_its_arn(aws):
     sagemaker, s3 = aws
     uri = put_results(s3, results_document(GOOD, WEAK, GATE))
-    req = request(uri, backend="bedrock", model_data_url=None, bedrock_custom_model_arn=CUSTOM_MODEL)
+    req = request(
+        uri, backend="bedrock", model_data_url=None, bedrock_custom_model_arn=CUSTOM_MODEL
+    )
     registration = register(sagemaker, s3, req)
     package = sagemaker.describe_model_package(ModelPackageName=registration.model_package_arn)
     assert package["CustomerMetadataProperties"]["bedrock-custom-model-arn"] == CUSTOM_MODEL

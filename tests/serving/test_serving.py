@@ -12,12 +12,12 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from finetuning.serving import (
+    BedrockServingSettings,
     DeploymentContext,
     EndpointSettings,
     PackageStateChange,
     ServingError,
     ServingSettings,
-    BedrockServingSettings,
     alarm_names,
     config_name,
     deploy_approved_package,
@@ -34,19 +34,24 @@ GROUP = f"{PREFIX}-models"
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution"
 ENDPOINT = f"{PREFIX}-deeds"
-CUSTOM_MODEL = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.nova-lite-v1:0:300k/abcdefabcdef"
+CUSTOM_MODEL = (
+    f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.nova-lite-v1:0:300k/abcdefabcdef"
+)
 
 
 def context(**endpoint) -> DeploymentContext:
     # ml.p3.2xlarge has EBS volumes (the key applies) and is in moto's instance list.
     options = {
-        "instance_type": "ml.p3.2xlarge", "min_capacity": 1, "max_capacity": 4,
-        "data_capture_sampling_percentage": 25, "expire_after_hours": 24,
-    } | endpoint  # fmt: skip
+        "instance_type": "ml.p3.2xlarge",
+        "min_capacity": 1,
+        "max_capacity": 4,
+        "data_capture_sampling_percentage": 25,
+        "expire_after_hours": 24,
+    } | endpoint
     settings = ServingSettings(
         endpoint=EndpointSettings(**options),
         bedrock=BedrockServingSettings(mode="provisioned", model_units=2, expire_after_hours=48),
-    )  # fmt: skip
+    )
     return DeploymentContext(
         resource_prefix=PREFIX,
         region=REGION,
@@ -89,17 +94,23 @@ def register(sagemaker, status="Approved", backend="sagemaker") -> str:
     metadata = {"model-name": "deeds", "backend": backend}
     if backend == "sagemaker":
         spec["InferenceSpecification"] = {
-            "Containers": [{"Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/hf:1",
-                            "ModelDataUrl": "s3://artifacts/models/final/m.tar.gz"}],
+            "Containers": [
+                {
+                    "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/hf:1",
+                    "ModelDataUrl": "s3://artifacts/models/final/m.tar.gz",
+                }
+            ],
             "SupportedContentTypes": ["application/json"],
             "SupportedResponseMIMETypes": ["application/json"],
-        }  # fmt: skip
+        }
     else:
         metadata["bedrock-custom-model-arn"] = CUSTOM_MODEL
     return sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
-        CustomerMetadataProperties=metadata, **spec,
-    )["ModelPackageArn"]  # fmt: skip
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus=status,
+        CustomerMetadataProperties=metadata,
+        **spec,
+    )["ModelPackageArn"]
 
 
 def test_names_are_unique_and_fit():
@@ -153,8 +164,9 @@ def test_settings_validation():
 def test_first_approval_creates_the_endpoint(aws):
     sagemaker = aws["sagemaker"]
     arn = register(sagemaker)
-    result = deploy_approved_package(aws, context(), PackageStateChange.from_event(
-        approval_event(arn)), now=NOW)  # fmt: skip
+    result = deploy_approved_package(
+        aws, context(), PackageStateChange.from_event(approval_event(arn)), now=NOW
+    )
     assert (result.action, result.target) == ("created", ENDPOINT)
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
@@ -163,9 +175,14 @@ def test_first_approval_creates_the_endpoint(aws):
     assert config["DataCaptureConfig"]["InitialSamplingPercentage"] == 25
     model = sagemaker.describe_model(ModelName=config["EndpointConfigName"])
     assert model["ExecutionRoleArn"] == ROLE
-    assert model["VpcConfig"] == {"Subnets": ["subnet-0a", "subnet-0b"],
-                                  "SecurityGroupIds": ["sg-0endpoint"]}  # fmt: skip
-    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]}
+    assert model["VpcConfig"] == {
+        "Subnets": ["subnet-0a", "subnet-0b"],
+        "SecurityGroupIds": ["sg-0endpoint"],
+    }
+    tags = {
+        t["Key"]: t["Value"]
+        for t in sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]
+    }
     assert tags["expires-at"] == "2026-11-22T12:30:00Z"
     assert tags["model-package-arn"] == arn
     alarms = aws["cloudwatch"].describe_alarms(AlarmNames=list(alarm_names(ENDPOINT)))
@@ -174,15 +191,18 @@ def test_first_approval_creates_the_endpoint(aws):
     assert by_name[f"{ENDPOINT}-model-latency"]["Threshold"] == 10_000_000.0
 
     # EventBridge delivers at least once: the same approval again changes nothing
-    again = deploy_approved_package(aws, context(), PackageStateChange.from_event(
-        approval_event(arn)), now=NOW)  # fmt: skip
+    again = deploy_approved_package(
+        aws, context(), PackageStateChange.from_event(approval_event(arn)), now=NOW
+    )
     assert again.action == "unchanged"
 
 
 def test_autoscaling_once_in_service(aws):
     sagemaker = aws["sagemaker"]
     arn = register(sagemaker)
-    deploy_approved_package(aws, context(), PackageStateChange.from_event(approval_event(arn)), now=NOW)
+    deploy_approved_package(
+        aws, context(), PackageStateChange.from_event(approval_event(arn)), now=NOW
+    )
     result = on_endpoint_in_service(sagemaker, aws["application-autoscaling"], context(), ENDPOINT)
     assert result.action == "autoscaling"
     scaling = aws["application-autoscaling"]
@@ -210,7 +230,10 @@ def test_unapproved_and_stale_events_are_skipped(aws):
     stale = deploy_approved_package(
         aws, context(), PackageStateChange.from_event(approval_event(arn)), now=NOW
     )
-    assert (stale.action, stale.detail["reason"]) == ("skipped", "package is PendingManualApproval now")
+    assert (stale.action, stale.detail["reason"]) == (
+        "skipped",
+        "package is PendingManualApproval now",
+    )
 
 
 def test_bad_events_name_what_is_missing():
@@ -218,7 +241,7 @@ def test_bad_events_name_what_is_missing():
         PackageStateChange.from_event({"detail-type": "Other"})
     event = approval_event("arn")
     del event["detail"]["ModelPackageArn"]
-    with pytest.raises(ServingError, match="detail.ModelPackageArn is missing"):
+    with pytest.raises(ServingError, match=r"detail\.ModelPackageArn is missing"):
         PackageStateChange.from_event(event)
 
 
@@ -235,76 +258,141 @@ def test_second_approval_updates_blue_green_with_rollback(fake_aws_credentials):
     with Stubber(sagemaker) as sm, Stubber(scaling) as aas, Stubber(cloudwatch) as cw:
         sm.add_response(
             "describe_model_package",
-            {"ModelPackageName": GROUP, "ModelPackageArn": new_package, "ModelPackageVersion": 2,
-             "CreationTime": NOW, "ModelPackageStatus": "Completed",
-             "ModelPackageStatusDetails": {"ValidationStatuses": []},
-             "ModelApprovalStatus": "Approved",
-             "CustomerMetadataProperties": {"model-name": "deeds", "backend": "sagemaker"}},
+            {
+                "ModelPackageName": GROUP,
+                "ModelPackageArn": new_package,
+                "ModelPackageVersion": 2,
+                "CreationTime": NOW,
+                "ModelPackageStatus": "Completed",
+                "ModelPackageStatusDetails": {"ValidationStatuses": []},
+                "ModelApprovalStatus": "Approved",
+                "CustomerMetadataProperties": {"model-name": "deeds", "backend": "sagemaker"},
+            },
             {"ModelPackageName": new_package},
-        )  # fmt: skip
+        )
         sm.add_response(
             "describe_endpoint",
-            {"EndpointName": ENDPOINT, "EndpointArn": endpoint_arn,
-             "EndpointConfigName": f"{ENDPOINT}-v1-20261120000000", "EndpointStatus": "InService",
-             "CreationTime": NOW, "LastModifiedTime": NOW},
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointArn": endpoint_arn,
+                "EndpointConfigName": f"{ENDPOINT}-v1-20261120000000",
+                "EndpointStatus": "InService",
+                "CreationTime": NOW,
+                "LastModifiedTime": NOW,
+            },
             {"EndpointName": ENDPOINT},
-        )  # fmt: skip
+        )
         sm.add_response(
             "describe_endpoint_config",
-            {"EndpointConfigName": f"{ENDPOINT}-v1-20261120000000",
-             "EndpointConfigArn": f"{endpoint_arn}-config",
-             "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "old"}],
-             "CreationTime": NOW},
+            {
+                "EndpointConfigName": f"{ENDPOINT}-v1-20261120000000",
+                "EndpointConfigArn": f"{endpoint_arn}-config",
+                "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "old"}],
+                "CreationTime": NOW,
+            },
             {"EndpointConfigName": f"{ENDPOINT}-v1-20261120000000"},
-        )  # fmt: skip
+        )
         sm.add_response(
             "list_tags",
             {"Tags": [{"Key": "model-package-arn", "Value": old_package}]},
             {"ResourceArn": f"{endpoint_arn}-config"},
         )
-        sm.add_response("create_model", {"ModelArn": f"{endpoint_arn}-model"}, {
-            "ModelName": new_config, "Containers": [{"ModelPackageName": new_package}],
-            "ExecutionRoleArn": ROLE, "EnableNetworkIsolation": True,
-            "Tags": [{"Key": "model-package-arn", "Value": new_package}],
-            "VpcConfig": {"Subnets": ["subnet-0a", "subnet-0b"], "SecurityGroupIds": ["sg-0endpoint"]},
-        })  # fmt: skip
+        sm.add_response(
+            "create_model",
+            {"ModelArn": f"{endpoint_arn}-model"},
+            {
+                "ModelName": new_config,
+                "Containers": [{"ModelPackageName": new_package}],
+                "ExecutionRoleArn": ROLE,
+                "EnableNetworkIsolation": True,
+                "Tags": [{"Key": "model-package-arn", "Value": new_package}],
+                "VpcConfig": {
+                    "Subnets": ["subnet-0a", "subnet-0b"],
+                    "SecurityGroupIds": ["sg-0endpoint"],
+                },
+            },
+        )
         sm.add_response(
             "create_endpoint_config",
             {"EndpointConfigArn": f"{endpoint_arn}-config-2"},
-            endpoint_config_request(ctx, endpoint=ENDPOINT, name=new_config, package_arn=new_package),
+            endpoint_config_request(
+                ctx, endpoint=ENDPOINT, name=new_config, package_arn=new_package
+            ),
         )
-        cw.add_response("put_metric_alarm", {}, {"AlarmName": f"{ENDPOINT}-5xx-errors",
-                                                 "AlarmDescription": ANY, "MetricName": "Invocation5XXErrors",
-                                                 "Statistic": "Sum", "Threshold": 5.0, "Namespace": "AWS/SageMaker",
-                                                 "Dimensions": ANY, "Period": 60, "EvaluationPeriods": 3,
-                                                 "DatapointsToAlarm": 2,
-                                                 "ComparisonOperator": "GreaterThanThreshold",
-                                                 "TreatMissingData": "notBreaching"})  # fmt: skip
+        cw.add_response(
+            "put_metric_alarm",
+            {},
+            {
+                "AlarmName": f"{ENDPOINT}-5xx-errors",
+                "AlarmDescription": ANY,
+                "MetricName": "Invocation5XXErrors",
+                "Statistic": "Sum",
+                "Threshold": 5.0,
+                "Namespace": "AWS/SageMaker",
+                "Dimensions": ANY,
+                "Period": 60,
+                "EvaluationPeriods": 3,
+                "DatapointsToAlarm": 2,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+        )
         cw.add_response("put_metric_alarm", {})
         # autoscaling comes off before the update, and back once the endpoint is in service
         resource = f"endpoint/{ENDPOINT}/variant/AllTraffic"
         aas.add_response(
             "describe_scalable_targets",
-            {"ScalableTargets": [{"ServiceNamespace": "sagemaker", "ResourceId": resource,
-                                  "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
-                                  "MinCapacity": 1, "MaxCapacity": 4, "RoleARN": ROLE,
-                                  "CreationTime": NOW}]},
+            {
+                "ScalableTargets": [
+                    {
+                        "ServiceNamespace": "sagemaker",
+                        "ResourceId": resource,
+                        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                        "MinCapacity": 1,
+                        "MaxCapacity": 4,
+                        "RoleARN": ROLE,
+                        "CreationTime": NOW,
+                    }
+                ]
+            },
             {"ServiceNamespace": "sagemaker", "ResourceIds": [resource]},
-        )  # fmt: skip
+        )
         aas.add_response(
             "describe_scaling_policies",
-            {"ScalingPolicies": [{"PolicyARN": "arn:p", "PolicyName": f"{ENDPOINT}-invocations",
-                                  "ServiceNamespace": "sagemaker", "ResourceId": resource,
-                                  "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
-                                  "PolicyType": "TargetTrackingScaling", "CreationTime": NOW}]},
+            {
+                "ScalingPolicies": [
+                    {
+                        "PolicyARN": "arn:p",
+                        "PolicyName": f"{ENDPOINT}-invocations",
+                        "ServiceNamespace": "sagemaker",
+                        "ResourceId": resource,
+                        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                        "PolicyType": "TargetTrackingScaling",
+                        "CreationTime": NOW,
+                    }
+                ]
+            },
             {"ServiceNamespace": "sagemaker", "ResourceId": resource},
-        )  # fmt: skip
-        aas.add_response("delete_scaling_policy", {}, {
-            "PolicyName": f"{ENDPOINT}-invocations", "ServiceNamespace": "sagemaker",
-            "ResourceId": resource, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})  # fmt: skip
-        aas.add_response("deregister_scalable_target", {}, {
-            "ServiceNamespace": "sagemaker", "ResourceId": resource,
-            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})  # fmt: skip
+        )
+        aas.add_response(
+            "delete_scaling_policy",
+            {},
+            {
+                "PolicyName": f"{ENDPOINT}-invocations",
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource,
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            },
+        )
+        aas.add_response(
+            "deregister_scalable_target",
+            {},
+            {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource,
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            },
+        )
         sm.add_response(
             "update_endpoint",
             {"EndpointArn": endpoint_arn},
@@ -313,35 +401,59 @@ def test_second_approval_updates_blue_green_with_rollback(fake_aws_credentials):
                 "EndpointConfigName": new_config,
                 "DeploymentConfig": {
                     "BlueGreenUpdatePolicy": {
-                        "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
-                                                        "WaitIntervalInSeconds": 600},
+                        "TrafficRoutingConfiguration": {
+                            "Type": "ALL_AT_ONCE",
+                            "WaitIntervalInSeconds": 600,
+                        },
                         "TerminationWaitInSeconds": 600,
                     },
-                    "AutoRollbackConfiguration": {"Alarms": [
-                        {"AlarmName": f"{ENDPOINT}-5xx-errors"},
-                        {"AlarmName": f"{ENDPOINT}-model-latency"}]},
+                    "AutoRollbackConfiguration": {
+                        "Alarms": [
+                            {"AlarmName": f"{ENDPOINT}-5xx-errors"},
+                            {"AlarmName": f"{ENDPOINT}-model-latency"},
+                        ]
+                    },
                 },
             },
-        )  # fmt: skip
+        )
         sm.add_response(
             "describe_endpoint",
-            {"EndpointName": ENDPOINT, "EndpointArn": endpoint_arn, "EndpointConfigName": new_config,
-             "EndpointStatus": "Updating", "CreationTime": NOW, "LastModifiedTime": NOW},
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointArn": endpoint_arn,
+                "EndpointConfigName": new_config,
+                "EndpointStatus": "Updating",
+                "CreationTime": NOW,
+                "LastModifiedTime": NOW,
+            },
             {"EndpointName": ENDPOINT},
-        )  # fmt: skip
-        sm.add_response("add_tags", {"Tags": []}, {"ResourceArn": endpoint_arn, "Tags": [
-            {"Key": "model-package-arn", "Value": new_package},
-            {"Key": "expires-at", "Value": "2026-11-22T12:30:00Z"}]})  # fmt: skip
+        )
+        sm.add_response(
+            "add_tags",
+            {"Tags": []},
+            {
+                "ResourceArn": endpoint_arn,
+                "Tags": [
+                    {"Key": "model-package-arn", "Value": new_package},
+                    {"Key": "expires-at", "Value": "2026-11-22T12:30:00Z"},
+                ],
+            },
+        )
 
-        clients = {"sagemaker": sagemaker, "cloudwatch": cloudwatch,
-                   "application-autoscaling": scaling}  # fmt: skip
+        clients = {
+            "sagemaker": sagemaker,
+            "cloudwatch": cloudwatch,
+            "application-autoscaling": scaling,
+        }
         result = deploy_approved_package(
             clients, ctx, PackageStateChange.from_event(approval_event(new_package)), now=NOW
         )
         assert (result.action, result.detail["endpoint_config"]) == ("updated", new_config)
         sm.assert_no_pending_responses()
         aas.assert_no_pending_responses()
-    assert deployment_config(ctx, ENDPOINT)["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] == 600
+    assert (
+        deployment_config(ctx, ENDPOINT)["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] == 600
+    )
 
 
 def test_bedrock_package_gets_provisioned_throughput(fake_aws_credentials):
@@ -352,14 +464,22 @@ def test_bedrock_package_gets_provisioned_throughput(fake_aws_credentials):
     with Stubber(sagemaker) as sm, Stubber(bedrock) as br:
         sm.add_response(
             "describe_model_package",
-            {"ModelPackageName": GROUP, "ModelPackageArn": package, "ModelPackageVersion": 3,
-             "CreationTime": NOW, "ModelPackageStatus": "Completed",
-             "ModelPackageStatusDetails": {"ValidationStatuses": []},
-             "ModelApprovalStatus": "Approved",
-             "CustomerMetadataProperties": {"model-name": "deeds", "backend": "bedrock",
-                                            "bedrock-custom-model-arn": CUSTOM_MODEL}},
+            {
+                "ModelPackageName": GROUP,
+                "ModelPackageArn": package,
+                "ModelPackageVersion": 3,
+                "CreationTime": NOW,
+                "ModelPackageStatus": "Completed",
+                "ModelPackageStatusDetails": {"ValidationStatuses": []},
+                "ModelApprovalStatus": "Approved",
+                "CustomerMetadataProperties": {
+                    "model-name": "deeds",
+                    "backend": "bedrock",
+                    "bedrock-custom-model-arn": CUSTOM_MODEL,
+                },
+            },
             {"ModelPackageName": package},
-        )  # fmt: skip
+        )
         br.add_response(
             "create_provisioned_model_throughput",
             {"provisionedModelArn": provisioned},
@@ -375,9 +495,11 @@ def test_bedrock_package_gets_provisioned_throughput(fake_aws_credentials):
             },
         )
         result = deploy_approved_package(
-            {"sagemaker": sagemaker, "bedrock": bedrock}, context(),
-            PackageStateChange.from_event(approval_event(package)), now=NOW,
-        )  # fmt: skip
+            {"sagemaker": sagemaker, "bedrock": bedrock},
+            context(),
+            PackageStateChange.from_event(approval_event(package)),
+            now=NOW,
+        )
     # no commitmentDuration in the request: no-commitment throughput, billed by the hour
     assert (result.action, result.target) == ("provisioned", provisioned)
 
@@ -387,11 +509,18 @@ def test_bedrock_on_demand_deployment(fake_aws_credentials):
     package = {
         "ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/4",
         "ModelPackageVersion": 4,
-        "CustomerMetadataProperties": {"model-name": "deeds", "bedrock-custom-model-arn": CUSTOM_MODEL},
+        "CustomerMetadataProperties": {
+            "model-name": "deeds",
+            "bedrock-custom-model-arn": CUSTOM_MODEL,
+        },
     }
     ctx = context()
-    ctx = DeploymentContext(**{**ctx.__dict__, "settings": ServingSettings(
-        bedrock=BedrockServingSettings(mode="on_demand"))})  # fmt: skip
+    ctx = DeploymentContext(
+        **{
+            **ctx.__dict__,
+            "settings": ServingSettings(bedrock=BedrockServingSettings(mode="on_demand")),
+        }
+    )
     from finetuning.serving import deploy_bedrock_model
 
     deployment = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model-deployment/fedcba654321"
@@ -399,8 +528,13 @@ def test_bedrock_on_demand_deployment(fake_aws_credentials):
         br.add_response(
             "create_custom_model_deployment",
             {"customModelDeploymentArn": deployment},
-            {"modelDeploymentName": f"{PREFIX}-deeds-v4", "modelArn": CUSTOM_MODEL,
-             "description": ANY, "tags": ANY, "clientRequestToken": ANY},
-        )  # fmt: skip
+            {
+                "modelDeploymentName": f"{PREFIX}-deeds-v4",
+                "modelArn": CUSTOM_MODEL,
+                "description": ANY,
+                "tags": ANY,
+                "clientRequestToken": ANY,
+            },
+        )
         result = deploy_bedrock_model(bedrock, ctx, package, now=NOW)
     assert (result.action, result.target) == ("deployed", deployment)
