@@ -312,6 +312,7 @@ def register_evaluated_model(
             }
         },
         "CustomerMetadataProperties": _metadata(request, document, key),
+        # ClientToken: 1-36 characters [a-zA-Z0-9-] (service model); the key is hex.
         "ClientToken": key[:36],
     }
     if request.backend == "sagemaker":
