@@ -334,7 +334,7 @@ def build_parser(environ: typing.Mapping[str, str] | None = None) -> argparse.Ar
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             annotation, _ = _unwrap_optional(hints[f.name])
-            help_text = f.metadata["help"]
+            help_text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
             if f.metadata.get("env"):
                 help_text += f" [env: {f.metadata['env']}]"
             kwargs: dict[str, Any] = {

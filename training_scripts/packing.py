@@ -160,7 +160,10 @@ def packing_keeps_examples_apart(model: torch.nn.Module, vocab_size: int) -> boo
     try:
 
         def logits(input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-            output = model(input_ids=input_ids, position_ids=position_ids[None].to(device))
+            # No KV cache: transformers only reads packing from position ids without one.
+            output = model(
+                input_ids=input_ids, position_ids=position_ids[None].to(device), use_cache=False
+            )
             return output.logits[0, -len(second) :].float()
 
         alone = logits(second[None].to(device), torch.arange(len(second)))

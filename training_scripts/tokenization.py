@@ -26,17 +26,15 @@ IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
 # embedding resize are needed; the assistant turn ends with the EOS token, which is what stops
 # generation. Saved with the tokenizer, so inference formats prompts the same way.
 FALLBACK_CHAT_TEMPLATE = (
-    "{%- if bos_token %}{{ bos_token }}{% endif -%}"
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}"
-    "{{ message['content'] }}\n\n"
-    "{%- elif message['role'] == 'user' -%}"
-    "### User:\n{{ message['content'] }}\n\n"
-    "{%- elif message['role'] == 'assistant' -%}"
-    "### Assistant:\n{{ message['content'] }}{{ eos_token }}\n\n"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}### Assistant:\n{%- endif -%}"
+    "{% if bos_token %}{{ bos_token }}{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### User:\\n' + message['content'] + '\\n\\n' }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{{ '### Assistant:\\n' + message['content'] + eos_token + '\\n\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}"
 )
 
 _TOKENIZE_BATCH = 1024

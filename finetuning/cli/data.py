@@ -123,11 +123,8 @@ def _validate(args: argparse.Namespace) -> int:
             reports = [validate_path(args.path, args.model, role=args.role, **options)]
     except (UnknownModelError, S3UriError) as exc:
         raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"{exc.filename or args.path}: {exc.strerror or exc}") from None
     except Exception as exc:
-        if type(exc).__module__.startswith("botocore"):  # S3: no such object, access denied
-            raise UsageError(f"{args.path}: {exc}") from None
+        _raise_if_unreadable(exc, args.path)
         raise
     if args.json:
         payload = [report.to_dict() for report in reports]
@@ -147,6 +144,17 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _token_counter(name: str) -> Callable[[str], int]:
+    """Exact token counting with a Hugging Face tokenizer (folder or Hub id).
+
+    A folder with a ``tokenizer.json`` loads with the ``tokenizers`` library alone, which is
+    fast and needs no torch; anything else goes through ``transformers.AutoTokenizer``.
+    """
+    local = Path(name) / "tokenizer.json"
+    if local.is_file():
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_file(str(local))
+        return lambda text: len(fast.encode(text, add_special_tokens=False).ids)
     try:
         from transformers import AutoTokenizer
     except ImportError:  # pragma: no cover - transformers is in requirements-ml.txt
@@ -228,6 +236,9 @@ def _convert(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:
+        _raise_if_unreadable(exc, args.input)
+        raise
     print(f"{result.output}: {result.records:,} records written in {result.format} format")
     return EXIT_OK
 
@@ -488,6 +499,9 @@ def _estimate(args: argparse.Namespace) -> int:
         )
     except (EstimateError, UnknownModelError) as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:
+        _raise_if_unreadable(exc, args.path)
+        raise
     if args.json:
         print(json.dumps(estimate.to_dict(), indent=2))
     else:
@@ -497,6 +511,17 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _raise_if_unreadable(exc: Exception, path: str) -> None:
+    """Turn "cannot read this input" (a local OSError, an S3 error) into bad usage (exit 2)."""
+    if isinstance(exc, OSError):
+        raise UsageError(f"{exc.filename or path}: {exc.strerror or exc}") from None
+    if path.startswith("s3://"):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, BotoCoreError | ClientError):
+            raise UsageError(f"{path}: {exc}") from None
 
 
 def _require_input(path: str) -> None:

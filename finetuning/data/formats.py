@@ -27,7 +27,8 @@ Every format converts to the canonical list ``[{"role": "system"|"user"|"assista
 parts are joined with a newline); content with media is a list whose parts are
 ``{"type": "text", "text": str}``, or ``{"type": "image"|"video", "format": str | None,
 "source": dict}`` where ``source`` is kept as found (``{"s3Location": {"uri", ...}}``,
-``{"bytes": ...}``, ``{"url": ...}`` or ``{"path": ...}``).
+``{"bytes": ...}``, ``{"url": ...}`` or ``{"path": ...}``; empty for a TRL-style
+``{"type": "image"}`` placeholder whose pixels live in another column of the record).
 """
 
 from __future__ import annotations
@@ -265,6 +266,10 @@ def _typed_media(part: Mapping[str, Any], kind: str, where: str) -> dict:
     if isinstance(value, Mapping) and isinstance(value.get("source"), Mapping):
         # Converse-style block nested under a type tag.
         return _media_part(kind, value.get("format") or fmt, dict(value["source"]))
+    if value is None and set(part) <= {"type", "format"}:
+        # TRL / Hugging Face vision datasets: a bare placeholder, the pixels stored in a
+        # separate column (e.g. "images") of the same record. The source stays empty.
+        return _media_part(kind, fmt, {})
     raise FormatError(
         f'expected the {kind} as "url", "path", "source" or "{kind}", found none of them', where
     )

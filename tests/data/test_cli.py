@@ -305,3 +305,41 @@ def test_validate_training_and_validation_files(capsys, nova_file: Path, tmp_pat
         "--json",
     )
     assert [report["role"] for report in json.loads(out)] == ["train", "validation"]
+
+
+def test_missing_s3_object_is_bad_usage(capsys, fake_aws_credentials) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="data-bucket")
+        code, _, err = run(capsys, "validate", "s3://data-bucket/none.jsonl", "--model", NOVA)
+    assert code == 2 and "s3://data-bucket/none.jsonl" in err and "NoSuchKey" in err
+
+
+def test_exact_token_counts_with_a_tokenizer(capsys, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {
+        "[UNK]": 0,
+        **{word: i + 1 for i, word in enumerate(["the", "quick", "brown", "fox", "42"])},
+    }
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    (tmp_path / "tok").mkdir()
+    tokenizer.save(str(tmp_path / "tok" / "tokenizer.json"))
+    path = tmp_path / "t.jsonl"
+    # 4 + 2 words: exactly 6 tokens, whatever the character count.
+    path.write_bytes(b"".join(jsonl(prompt_completion("the quick brown fox", "answer 42"))))
+    args = [
+        "validate",
+        str(path),
+        "--model",
+        str(tmp_path / "tok"),
+        "--tokenizer",
+        str(tmp_path / "tok"),
+    ]
+    code, out, _ = run(capsys, *args, "--max-tokens", "5", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["tokens_exact"] is True and report["tokens"] == 6
+    assert report["problems"][0]["code"] == "truncated"

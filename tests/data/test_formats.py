@@ -262,3 +262,24 @@ def test_structural_errors_name_the_field(
         to_messages(record, fmt)
     assert excinfo.value.field == field
     assert fragment in str(excinfo.value)
+
+
+def test_trl_image_placeholder_keeps_an_empty_source() -> None:
+    record = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
+        ],
+        "images": ["cat.png"],
+    }
+    assert to_messages(record, DataFormat.MESSAGES)[0]["content"] == [
+        {"type": "image", "format": None, "source": {}},
+        {"type": "text", "text": "What is it?"},
+    ]
+    with pytest.raises(FormatError, match="found none of them"):
+        to_messages(
+            {"messages": [{"role": "user", "content": [{"type": "image", "x": 1}]}]}, "messages"
+        )

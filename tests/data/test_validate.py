@@ -569,22 +569,29 @@ def test_every_family_cites_its_source() -> None:
             assert resolve_model(model_id) is family
 
 
-def test_job_files_check_limits_on_both_files_together(tmp_path: Path) -> None:
+def test_job_files_check_limits_on_both_files_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from finetuning.data.validate import validate_job_files
 
+    # Claude 3 Haiku's rules with its 10,000-record total scaled down to keep the test fast.
+    haiku = dataclasses.replace(resolve_model(CLAUDE), min_records=1, max_total_records=15)
+    monkeypatch.setattr(validate_module, "resolve_model", lambda _: haiku)
     train = tmp_path / "train.jsonl"
     validation = tmp_path / "validation.jsonl"
     train.write_bytes(
-        b"".join(jsonl(*[claude(("user", f"T{i}"), ("assistant", "A")) for i in range(9_500)]))
+        b"".join(jsonl(*[claude(("user", f"T{i}"), ("assistant", "A")) for i in range(10)]))
     )
     validation.write_bytes(
-        b"".join(jsonl(*[claude(("user", f"V{i}"), ("assistant", "A")) for i in range(600)]))
+        b"".join(jsonl(*[claude(("user", f"V{i}"), ("assistant", "A")) for i in range(6)]))
     )
     train_report, validation_report = validate_job_files(train, CLAUDE, validation)
     assert train_report.ok and train_report.role == "train"
     assert codes(validation_report) == [(None, "record-count")]
-    assert (
-        "9,500 training + 600 validation records = 10,100" in validation_report.problems[0].message
+    message = validation_report.problems[0].message
+    assert message == (
+        "10 training + 6 validation records = 16; Anthropic Claude 3 Haiku accepts at most 15 "
+        "together"
     )
     (alone,) = validate_job_files(train, CLAUDE)
     assert alone.ok
