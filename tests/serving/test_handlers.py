@@ -22,6 +22,9 @@ from tests.serving.support import (
     results_document,
 )
 
+# A handler that adds no metric (a refused request) makes Powertools warn; that is expected.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
 PREFIX = "llm-finetuning-dev"
 GROUP = f"{PREFIX}-models"
 EVAL_BUCKET = f"{PREFIX}-evaluation-{ACCOUNT}-{REGION}"
