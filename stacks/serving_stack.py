@@ -584,7 +584,25 @@ class ServingStack(Stack):
 
     def _rules(self, group: str) -> None:
         prefix = self._settings.resource_prefix
-        dead_letters = self.deploy_function.dead_letter_queue
+        # EventBridge cannot use the platform key without a key-policy statement for
+        # events.amazonaws.com (in the storage stack's key), so undeliverable events go to an
+        # SQS-encrypted queue, see
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html and
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-encryption-key-policy.html
+        dead_letters = sqs.Queue(
+            self,
+            "UndeliveredEvents",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+            suppress(
+                dead_letters,
+                rule,
+                "This queue holds approval and endpoint events EventBridge could not deliver "
+                "to the deploy-endpoint function; it is itself the dead-letter queue.",
+            )
         target = targets.LambdaFunction(
             self.deploy_function,
             dead_letter_queue=dead_letters,

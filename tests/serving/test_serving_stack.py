@@ -102,7 +102,14 @@ def test_functions_are_arm64_traced_with_dead_letters_and_encrypted_logs(synthes
     template.all_resources_properties(
         "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 90}
     )
-    template.all_resources_properties("AWS::SQS::Queue", {"KmsMasterKeyId": Match.any_value()})
+    queues = template.find_resources("AWS::SQS::Queue").values()
+    encryption = sorted(
+        "kms" if "KmsMasterKeyId" in q["Properties"] else "sqs-managed"
+        for q in queues
+        if q["Properties"].get("KmsMasterKeyId") or q["Properties"].get("SqsManagedSseEnabled")
+    )
+    # three function dead-letter queues on the platform key, one for undelivered events
+    assert encryption == ["kms", "kms", "kms", "sqs-managed"]
     assert function_named(template, "evaluate-model")["Timeout"] == 900
 
 
