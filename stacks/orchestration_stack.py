@@ -42,7 +42,6 @@ from finetuning.orchestration.records import CREATED_INDEX, STATUS_INDEX
 from finetuning.orchestration.waiting import BEDROCK_EVENT, SAGEMAKER_EVENT
 from finetuning.orchestration.workflow import States
 from finetuning.platform import (
-    CHECKPOINTS_PREFIX,
     EVALUATION_REPORTS_PREFIX,
     JOB_MANIFESTS_PREFIX,
     TRAINING_DATA_PROCESSED_PREFIX,
@@ -51,7 +50,11 @@ from finetuning.platform import (
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.log_groups import encrypted_log_group
 from stacks.network_stack import NetworkStack
-from stacks.orchestration_functions import PlatformFunction, powertools_layer
+from stacks.orchestration_functions import (
+    PlatformFunction,
+    depend_only_on_policy,
+    powertools_layer,
+)
 from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_workflow import FineTuningWorkflow
 from stacks.security_stack import SecurityStack
@@ -79,7 +82,12 @@ IDEMPOTENCY_ACTIONS = (
 )
 # What a caller creating a Bedrock job or throughput with a customer managed key needs, see
 # https://docs.aws.amazon.com/nova/latest/userguide/customize-fine-tune-encrypt.html
-KEY_FOR_SERVICE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant")
+KEY_FOR_SERVICE_ACTIONS = (
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "kms:DescribeKey",
+    "kms:CreateGrant",
+)
 
 
 class OrchestrationStack(Stack):
@@ -543,7 +551,11 @@ class OrchestrationStack(Stack):
                 "CreateTaggedBedrockJobs",
                 ["bedrock:CreateModelCustomizationJob", "bedrock:TagResource"],
                 [jobs, models, foundation],
-                {"StringEquals": {f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix}},
+                {
+                    "StringEquals": {
+                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
+                    }
+                },
             )
             wildcards += [models, foundation]
         if stop:
@@ -617,7 +629,11 @@ class OrchestrationStack(Stack):
                 "CreateTaggedThroughput",
                 ["bedrock:CreateProvisionedModelThroughput", "bedrock:TagResource"],
                 [throughputs, models],
-                {"StringEquals": {f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix}},
+                {
+                    "StringEquals": {
+                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
+                    }
+                },
             )
             wildcards.append(models)
         suppress_wildcards(
@@ -664,7 +680,10 @@ class OrchestrationStack(Stack):
                 {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
             )
             f.allow(
-                "DeleteOwnEndpoints", ["sagemaker:DeleteEndpoint"], [endpoint_arns], own_and_not_kept
+                "DeleteOwnEndpoints",
+                ["sagemaker:DeleteEndpoint"],
+                [endpoint_arns],
+                own_and_not_kept,
             )
             wildcards += [endpoint_arns, "*"]
         suppress_wildcards(
@@ -775,7 +794,7 @@ class OrchestrationStack(Stack):
             timeout=Duration.hours(o.max_job_hours + 12),
             comment="Validate, start, wait for, collect, evaluate and serve one fine-tuning job",
         )
-        machine.node.add_dependency(policy)
+        depend_only_on_policy(machine, policy)
         return machine
 
     # -- events, schedule, parameters -----------------------------------------------------------
@@ -858,7 +877,9 @@ class OrchestrationStack(Stack):
             description="Invoke the cleanup function; dead letters; the schedule's key",
             statements=[
                 iam.PolicyStatement(
-                    sid="InvokeCleanup", actions=["lambda:InvokeFunction"], resources=[cleanup.function_arn]
+                    sid="InvokeCleanup",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[cleanup.function_arn],
                 ),
                 iam.PolicyStatement(
                     sid="SendToDeadLetterQueue",
@@ -907,7 +928,9 @@ class OrchestrationStack(Stack):
                     settings.project, settings.environment, parameter
                 ),
                 string_value=value,
-                description=f"{settings.resource_prefix}: {parameter.name.lower().replace('_', ' ')}",
+                description=(
+                    f"{settings.resource_prefix}: {parameter.name.lower().replace('_', ' ')}"
+                ),
             )
 
     # -- grants for other stacks and pipelines ------------------------------------------------

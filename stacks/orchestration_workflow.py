@@ -88,20 +88,22 @@ class FineTuningWorkflow(Construct):
         timeout: Duration | None = None,
         wait_for_token: bool = False,
     ) -> tasks.LambdaInvoke:
+        # A callback task's output is what SendTaskSuccess sends; a plain invocation's is
+        # the function's return value (payloadResponseOnly drops the invocation envelope).
+        pattern: dict[str, object] = (
+            {"integration_pattern": sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN}
+            if wait_for_token
+            else {"payload_response_only": True}
+        )
         task = tasks.LambdaInvoke(
             self,
             name,
             lambda_function=self._functions[name],
             payload=_payload(with_token=wait_for_token),
-            integration_pattern=(
-                sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN
-                if wait_for_token
-                else sfn.IntegrationPattern.REQUEST_RESPONSE
-            ),
-            payload_response_only=not wait_for_token,
             result_path=f"$.{result_key}",
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(timeout) if timeout else None,
+            **pattern,
         )
         task.add_retry(
             errors=list(LAMBDA_SERVICE_ERRORS),
@@ -122,10 +124,14 @@ class FineTuningWorkflow(Construct):
         return task
 
     def _catching(self, task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
-        task.add_catch(self.handle_failure, errors=[ALL_ERRORS], result_path=f"$.{ResultKeys.ERROR}")
+        task.add_catch(
+            self.handle_failure, errors=[ALL_ERRORS], result_path=f"$.{ResultKeys.ERROR}"
+        )
         return task
 
-    def _error(self, name: str, error: str, cause: str | None = None, cause_path: str | None = None):
+    def _error(
+        self, name: str, error: str, cause: str | None = None, cause_path: str | None = None
+    ):
         parameters: dict[str, object] = {"Error": error}
         if cause_path:
             parameters["Cause"] = sfn.JsonPath.string_at(cause_path)

@@ -76,9 +76,7 @@ def customization_request(manifest: JobManifest, job_id: str, env: Environment) 
         },
     }
     if manifest.validation_data_uri:
-        request["validationDataConfig"] = {
-            "validators": [{"s3Uri": manifest.validation_data_uri}]
-        }
+        request["validationDataConfig"] = {"validators": [{"s3Uri": manifest.validation_data_uri}]}
     return request
 
 

@@ -61,7 +61,9 @@ class Environment:
         try:
             return int(text)
         except ValueError:
-            raise ConfigurationError(f"environment variable {name}={text!r}: expected an integer")
+            raise ConfigurationError(
+                f"environment variable {name}={text!r}: expected an integer"
+            ) from None
 
     def _list(self, name: str) -> list[str]:
         return [item for item in self._get(name).split(",") if item]

@@ -218,13 +218,13 @@ class JobManifest(_Strict):
                     "serving.provisioned_throughput applies only to the bedrock backend; "
                     "SageMaker models are served through model registry approval"
                 )
-            if self.use_spot_instances and self.max_wait_seconds is not None:
-                if self.max_wait_seconds < self.max_run_seconds:
-                    raise ValueError(
-                        f"max_wait_seconds={self.max_wait_seconds} is less than "
-                        f"max_run_seconds={self.max_run_seconds}: managed spot training "
-                        "needs max_wait_seconds >= max_run_seconds"
-                    )
+            wait = self.max_wait_seconds
+            if self.use_spot_instances and wait is not None and wait < self.max_run_seconds:
+                raise ValueError(
+                    f"max_wait_seconds={wait} is less than max_run_seconds="
+                    f"{self.max_run_seconds}: managed spot training needs max_wait_seconds "
+                    ">= max_run_seconds"
+                )
         return self
 
     # -- derived -------------------------------------------------------------------------

@@ -239,7 +239,9 @@ class JobTable:
             terminal = sorted(s.value for s in TERMINAL)
             for index, value in enumerate(terminal):
                 values[f":t{index}"] = {"S": value}
-            condition += f" AND NOT #status IN ({', '.join(f':t{i}' for i in range(len(terminal)))})"
+            condition += (
+                f" AND NOT #status IN ({', '.join(f':t{i}' for i in range(len(terminal)))})"
+            )
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"job_id": {"S": job_id}},

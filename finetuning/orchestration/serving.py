@@ -88,7 +88,8 @@ def check_throughput(
         if waited > limit:
             raise ThroughputFailedError(
                 f"provisioned throughput {arn} is still {status} after "
-                f"{int(waited.total_seconds() // 60)} minutes (limit {env.throughput_max_wait_minutes})"
+                f"{int(waited.total_seconds() // 60)} minutes "
+                f"(limit {env.throughput_max_wait_minutes})"
             )
         return {**serving, "in_service": False, "status": status}
     spec = manifest.serving.provisioned_throughput
