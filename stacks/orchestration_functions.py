@@ -71,6 +71,7 @@ class PlatformFunction(Construct):
         timeout: Duration,
         reserved_concurrency: int | None,
         extra_library: Sequence[str] = (),
+        extra_files: Sequence[str] = (),
         pure_packages: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
@@ -122,6 +123,7 @@ class PlatformFunction(Construct):
                 folder,
                 library_paths=(*BASE_LIBRARY, *extra_library),
                 pure_packages=pure_packages,
+                extra_files=extra_files,
             ),
             role=self.role.without_policy_updates(),
             layers=[layer],

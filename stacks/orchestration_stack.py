@@ -66,6 +66,11 @@ from stacks.storage_stack import bucket_name
 DLC_REGISTRY_ACCOUNT = "763104351884"
 TRAINING_IMAGE_REPOSITORY = "huggingface-pytorch-training"
 STATE_MACHINE_SUFFIX = "finetuning"
+# The regexes of train.py's log lines, which StartJob sends as SageMaker metric definitions.
+METRIC_DEFINITION_FILES = (
+    "training_scripts/__init__.py",
+    "training_scripts/metric_definitions.py",
+)
 # Step Functions execution status change events, see
 # https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
 EXECUTION_ENDED_STATUSES = ["ABORTED", "TIMED_OUT", "FAILED"]
@@ -384,6 +389,7 @@ class OrchestrationStack(Stack):
             "start_job",
             "Starts the Bedrock customization or SageMaker training job of a spec, once",
             env={**t, **idempotency},
+            extra_files=METRIC_DEFINITION_FILES,
         )
         self._table(f, *DYNAMODB_WRITE)
         self._idempotency(f)
@@ -413,6 +419,7 @@ class OrchestrationStack(Stack):
             "collect_results",
             "Collects metrics, artifacts and a cost estimate of a finished job",
             env={Var.PRICE_TABLE: json.dumps(self._orchestration.prices.model_dump())},
+            extra_library=("data",),
         )
         self._table(f, *DYNAMODB_WRITE)
         self._bedrock_jobs(f)

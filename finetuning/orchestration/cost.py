@@ -3,9 +3,10 @@
 Usage is exact where the service reports it (SageMaker ``BillableTimeInSeconds``, which
 already reflects managed spot savings) and estimated otherwise (Bedrock bills trained
 tokens: dataset tokens from validation, which are an estimate for most families, times
-epochs). Prices change and differ by region, so they are not hard-coded here: the table
-comes from the settings (``orchestration.prices``, passed to the function as JSON; empty by
-default), and an estimate without a price says so instead of guessing.
+epochs). Prices come from the dataset toolkit's dated tables (``finetuning.data.estimate``,
+us-east-1), overridden by the settings (``orchestration.prices``, passed to the function as
+JSON) for other regions or newer prices; an estimate without a price says so instead of
+guessing.
 """
 
 from __future__ import annotations
@@ -43,6 +44,36 @@ class PriceTable:
             as_of=data.get("as_of"),
             source=data.get("source"),
         )
+
+    @classmethod
+    def published(cls) -> PriceTable:
+        """The dataset toolkit's dated tables (finetuning.data.estimate, sources named there)."""
+        from finetuning.data import estimate
+
+        return cls(
+            instance_hour=dict(estimate.SAGEMAKER_TRAINING_PRICE_PER_HOUR),
+            per_thousand_tokens=dict(estimate.BEDROCK_TRAINING_PRICE_PER_1K),
+            as_of=f"SageMaker {estimate.SAGEMAKER_PRICES_AS_OF}, "
+            f"Bedrock {estimate.BEDROCK_PRICES_AS_OF}",
+            source=f"{estimate.SAGEMAKER_PRICE_SOURCE} {estimate.BEDROCK_PRICE_SOURCE}",
+        )
+
+    def overridden_by(self, other: PriceTable) -> PriceTable:
+        """These prices with ``other``'s on top (settings override the published table)."""
+        return PriceTable(
+            instance_hour={**self.instance_hour, **other.instance_hour},
+            per_thousand_tokens={**self.per_thousand_tokens, **other.per_thousand_tokens},
+            as_of=other.as_of or self.as_of,
+            source=other.source or self.source,
+        )
+
+    def token_price(self, model_id: str) -> float | None:
+        """Exact id first, else the longest id the model's id starts with
+        (``amazon.titan-text-lite-v1`` prices ``amazon.titan-text-lite-v1:0:4k``)."""
+        if model_id in self.per_thousand_tokens:
+            return self.per_thousand_tokens[model_id]
+        matches = [key for key in self.per_thousand_tokens if model_id.startswith(key)]
+        return self.per_thousand_tokens[max(matches, key=len)] if matches else None
 
 
 def _epochs(manifest: JobManifest) -> int:
@@ -86,7 +117,7 @@ def estimate(
         epochs = _epochs(manifest)
         tokens = dataset_tokens * epochs if dataset_tokens is not None else None
         result["usage"] = {"dataset_tokens": dataset_tokens, "epochs": epochs, "tokens": tokens}
-        price = prices.per_thousand_tokens.get(manifest.base_model)
+        price = prices.token_price(manifest.base_model)
         if tokens is None:
             result["basis"] = "dataset token count unknown"
         elif price is None:

@@ -32,7 +32,7 @@ def start_job(
     env: Environment,
     table: JobTable,
     clients: Clients,
-    metric_definitions: Sequence[Mapping[str, str]] = (),
+    metric_definitions: Sequence[Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Create the Bedrock customization job or SageMaker training job named ``job_id``.
 

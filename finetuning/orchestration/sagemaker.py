@@ -98,9 +98,14 @@ def training_request(
     job_id: str,
     env: Environment,
     *,
-    metric_definitions: Sequence[Mapping[str, str]] = (),
+    metric_definitions: Sequence[Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """CreateTrainingJob arguments for train.py in script mode."""
+    """CreateTrainingJob arguments for train.py in script mode; metric definitions default
+    to the regexes of the log lines train.py prints (training_scripts.metric_definitions)."""
+    if metric_definitions is None:
+        from training_scripts.metric_definitions import METRIC_DEFINITIONS
+
+        metric_definitions = METRIC_DEFINITIONS
     assert manifest.source_dir_uri is not None  # the manifest requires it for sagemaker
     instance_type = manifest.instance_type or env.default_instance_type
     check_instance_type(instance_type, env.allowed_instance_families)

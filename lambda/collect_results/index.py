@@ -17,7 +17,9 @@ from finetuning.orchestration.workflow import ResultKeys, TaskEvent
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 ENV = Environment()
 CLIENTS = Clients()
-PRICES = PriceTable.from_dict(json.loads(os.environ.get(Var.PRICE_TABLE, "{}")))
+PRICES = PriceTable.published().overridden_by(
+    PriceTable.from_dict(json.loads(os.environ.get(Var.PRICE_TABLE, "{}")))
+)
 
 
 @logger.inject_lambda_context

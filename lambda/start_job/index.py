@@ -2,11 +2,7 @@
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent,
-)
+from aws_lambda_powertools.utilities import idempotency
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,18 +16,18 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 ENV = Environment()
 CLIENTS = Clients()
 # A retried task or a re-delivered invocation returns the first result, never a second job.
-IDEMPOTENCY = IdempotencyConfig(
+IDEMPOTENCY = idempotency.IdempotencyConfig(
     event_key_jmespath="input.job_id",
     raise_on_no_idempotency_key=True,
     expires_after_seconds=ENV.idempotency_ttl_seconds,
 )
-PERSISTENCE = DynamoDBPersistenceLayer(table_name=ENV.idempotency_table)
+PERSISTENCE = idempotency.DynamoDBPersistenceLayer(table_name=ENV.idempotency_table)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@idempotent(config=IDEMPOTENCY, persistence_store=PERSISTENCE)
+@idempotency.idempotent(config=IDEMPOTENCY, persistence_store=PERSISTENCE)
 def handler(event: dict, context: LambdaContext) -> dict:
     task = parse(event=event, model=TaskEvent)
     logger.append_keys(job_id=task.input.job_id)

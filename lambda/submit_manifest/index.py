@@ -2,11 +2,7 @@
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent,
-)
+from aws_lambda_powertools.utilities import idempotency
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,21 +12,20 @@ from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.submission import submit_manifest_object
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
-ENV = Environment()
-CLIENTS = Clients()
+ENV, CLIENTS = Environment(), Clients()
 # S3 may deliver an event more than once; one object version starts one execution.
-IDEMPOTENCY = IdempotencyConfig(
+IDEMPOTENCY = idempotency.IdempotencyConfig(
     event_key_jmespath="detail.[bucket.name, object.key, object.etag]",
     raise_on_no_idempotency_key=True,
     expires_after_seconds=ENV.idempotency_ttl_seconds,
 )
-PERSISTENCE = DynamoDBPersistenceLayer(table_name=ENV.idempotency_table)
+PERSISTENCE = idempotency.DynamoDBPersistenceLayer(table_name=ENV.idempotency_table)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@idempotent(config=IDEMPOTENCY, persistence_store=PERSISTENCE)
+@idempotency.idempotent(config=IDEMPOTENCY, persistence_store=PERSISTENCE)
 def handler(event: dict, context: LambdaContext) -> dict:
     detail = parse(event=event, model=S3EventNotificationEventBridgeModel).detail
     logger.append_keys(manifest=f"s3://{detail.bucket.name}/{detail.object.key}")
@@ -45,6 +40,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         key=detail.object.key,
         version_id=detail.object.version_id,
     )
-    name = "ManifestsRejected" if result["rejected"] else "ManifestsSubmitted"
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    outcome = "ManifestsRejected" if result["rejected"] else "ManifestsSubmitted"
+    metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,3 +30,16 @@ def invoke(platform: Platform) -> Callable[..., Any]:
         return handler.handler(event, LambdaContext())
 
     return run
+
+
+# Modules that start the jsii runtime (CDK): kept on one xdist worker (`--dist loadgroup`)
+# so the runtime starts once, beside the moto-only modules on the other worker.
+_CDK_MODULES = ("test_stack.py", "test_simulation.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent == here and path.name in _CDK_MODULES:
+            item.add_marker(pytest.mark.xdist_group("orchestration-cdk"))
