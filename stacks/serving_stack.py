@@ -17,21 +17,7 @@ functions are thin handlers bundled with that package and their pinned requireme
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
-import jsii
-from aws_cdk import (
-    AssetHashType,
-    BundlingOptions,
-    DockerImage,
-    Duration,
-    ILocalBundling,
-    Stack,
-)
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -51,29 +37,14 @@ from finetuning.platform import (
 )
 from finetuning.serving import ServingSettings
 from stacks.compliance import suppress, suppress_wildcards
+from stacks.lambda_bundling import function_code
 from stacks.log_groups import encrypted_log_group
 from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
 
-ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_DIR = ROOT / "lambda"
-LIBRARY_DIR = ROOT / "finetuning"
 # The newest Lambda Python runtime (the nag packs require the latest).
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-RUNTIME_VERSION = "3.14"
-# Wheels for Lambda's ARM64 (Graviton) Linux, installed without Docker. Python 3.12+ runtimes
-# run on Amazon Linux 2023 (glibc 2.34), so manylinux_2_28 wheels load, see
-# https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html
-PIP_PLATFORM = (
-    "--platform",
-    "manylinux_2_28_aarch64",
-    "--platform",
-    "manylinux2014_aarch64",
-    "--implementation",
-    "cp",
-)
-
 # SSM parameters this stack publishes, beside the foundation's (finetuning/platform.py).
 SERVING_PARAMETERS = {
     "model_package_group": "serving/model-package-group",
@@ -82,85 +53,6 @@ SERVING_PARAMETERS = {
     "deploy_function": "serving/deploy-function-arn",
     "endpoint_security_group": "serving/endpoint-security-group-id",
 }
-
-
-def _tree_digest(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for root in paths:
-        files = [root] if root.is_file() else sorted(root.rglob("*"))
-        for path in files:
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                digest.update(str(path.relative_to(ROOT)).encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-@jsii.implements(ILocalBundling)
-class LocalPythonBundle:
-    """Bundle a handler folder, the ``finetuning`` package and pinned wheels, without Docker.
-
-    Wheels come from PyPI for Lambda's ARM64 runtime and are cached under
-    ``cdk.out/.lambda-deps/<hash of requirements>/``, so only a requirements change downloads.
-    """
-
-    def __init__(self, function_dir: Path) -> None:
-        self._function_dir = function_dir
-
-    def try_bundle(self, output_dir: str, **_: object) -> bool:
-        out = Path(output_dir)
-        requirements = self._function_dir / "requirements.txt"
-        if requirements.is_file():
-            key = hashlib.sha256(requirements.read_bytes() + RUNTIME_VERSION.encode()).hexdigest()[
-                :16
-            ]
-            cache = ROOT / "cdk.out" / ".lambda-deps" / key
-            if not cache.is_dir():
-                staging = cache.with_suffix(".partial")
-                shutil.rmtree(staging, ignore_errors=True)
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--no-compile",
-                        "--target",
-                        str(staging),
-                        *PIP_PLATFORM,
-                        "--python-version",
-                        RUNTIME_VERSION,
-                        "--only-binary=:all:",
-                        "-r",
-                        str(requirements),
-                    ],
-                    check=True,
-                )
-                staging.rename(cache)
-            shutil.copytree(cache, out, dirs_exist_ok=True)
-        for path in self._function_dir.iterdir():
-            if path.suffix == ".py":
-                shutil.copy2(path, out / path.name)
-        shutil.copytree(
-            LIBRARY_DIR,
-            out / "finetuning",
-            dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "testing.py"),
-        )
-        return True
-
-
-def function_code(name: str) -> lambda_.Code:
-    folder = LAMBDA_DIR / name
-    return lambda_.Code.from_asset(
-        str(folder),
-        asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=_tree_digest([folder, LIBRARY_DIR]),
-        bundling=BundlingOptions(
-            image=DockerImage.from_registry(RUNTIME.bundling_image.image),
-            local=LocalPythonBundle(folder),
-        ),
-    )
 
 
 class ServingStack(Stack):
@@ -212,7 +104,7 @@ class ServingStack(Stack):
         evaluation_bucket = bucket_name(settings, "evaluation")
         self.evaluate_function = self._function(
             "EvaluateModel",
-            "evaluate_model",
+            "evaluate_candidate",
             memory_mb=2048,
             timeout=Duration.minutes(15),
             environment={"EVALUATION_BUCKET": evaluation_bucket, "KMS_KEY_ARN": key.key_arn},
@@ -307,7 +199,7 @@ class ServingStack(Stack):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.handler",
-            code=function_code(folder),
+            code=function_code(folder, library_paths=["."]),
             role=role,
             memory_size=memory_mb,
             timeout=timeout,

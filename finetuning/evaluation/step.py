@@ -1,4 +1,4 @@
-"""The workflow's evaluation step for Bedrock targets (``lambda/evaluate_model``).
+"""The workflow's evaluation step for Bedrock targets (``lambda/evaluate_candidate``).
 
 It evaluates the tuned model (provisioned throughput, custom model deployment or any Converse
 model id) and optionally its base model on a JSONL test set in S3, applies the job's quality

@@ -138,7 +138,7 @@ def test_deploy_handler_routes_approvals_and_endpoint_events(aws, monkeypatch):
 def test_evaluate_handler_writes_report_and_returns_verdict(aws, monkeypatch):
     s3, _ = aws
     lambda_environment(monkeypatch, EVALUATION_BUCKET=EVAL_BUCKET)
-    module = load_handler("evaluate_model")
+    module = load_handler("evaluate_candidate")
     records = [
         {
             "messages": [
@@ -216,7 +216,7 @@ def test_evaluate_handler_writes_report_and_returns_verdict(aws, monkeypatch):
 
 def test_evaluate_handler_rejects_bad_requests(monkeypatch, fake_aws_credentials):
     lambda_environment(monkeypatch, EVALUATION_BUCKET=EVAL_BUCKET)
-    module = load_handler("evaluate_model")
+    module = load_handler("evaluate_candidate")
     from finetuning.evaluation.step import StepError
 
     with pytest.raises(StepError, match="test_set_uri: expected an s3://bucket/key URI"):
