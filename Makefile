@@ -7,6 +7,7 @@ VENV ?= .venv
 ENV ?= dev
 BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 # No test or synth ever talks to AWS or a model hub.
 export HF_HUB_OFFLINE := 1

@@ -195,6 +195,18 @@ class PlatformSettings(_Strict):
             raise ValueError("expected an AWS region code such as us-east-1 or eu-west-2")
         return value
 
+    @model_validator(mode="after")
+    def _bucket_names_fit(self) -> PlatformSettings:
+        # <project>-<environment>-access-logs-<12-digit account>-<region> must fit S3's 63.
+        longest = len(f"{self.resource_prefix}-access-logs-123456789012-{self.region}")
+        if longest > 63:
+            raise ValueError(
+                f"project and environment names are too long together: bucket names would be "
+                f"{longest} characters, S3 allows 63 (shorten project or environment by "
+                f"{longest - 63})"
+            )
+        return self
+
     @property
     def ssm_prefix(self) -> str:
         from finetuning.platform import parameter_prefix

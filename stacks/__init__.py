@@ -1,0 +1,1 @@
+"""The platform's CDK stacks. `stacks.stage.FineTuningPlatformStage` assembles them."""
