@@ -161,7 +161,9 @@ class FinetuningJobConfig:
                     "validation_split", "a fraction strictly between 0 and 1 (or None)", split
                 )
         if self.method not in TRAINING_METHODS:
-            raise InvalidJobConfigError("method", f"one of {', '.join(TRAINING_METHODS)}", self.method)
+            raise InvalidJobConfigError(
+                "method", f"one of {', '.join(TRAINING_METHODS)}", self.method
+            )
         for name in ("instance_count", "volume_size_gb", "max_run_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -169,7 +171,9 @@ class FinetuningJobConfig:
         if self.max_wait_seconds is not None and (
             not isinstance(self.max_wait_seconds, int) or self.max_wait_seconds < 1
         ):
-            raise InvalidJobConfigError("max_wait_seconds", "a positive integer", self.max_wait_seconds)
+            raise InvalidJobConfigError(
+                "max_wait_seconds", "a positive integer", self.max_wait_seconds
+            )
         for name in ("subnet_ids", "security_group_ids"):
             value = getattr(self, name)
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
@@ -183,7 +187,8 @@ class FinetuningJobConfig:
         check_tags(self.tags, "tags")
         if self.hyperparameters is not None and not isinstance(self.hyperparameters, Mapping | str):
             raise InvalidJobConfigError(
-                "hyperparameters", "a mapping of name to value, or the name of a preset",
+                "hyperparameters",
+                "a mapping of name to value, or the name of a preset",
                 type(self.hyperparameters).__name__,
             )
 
@@ -194,7 +199,9 @@ def check_tags(tags: Mapping[str, str], field_name: str) -> None:
     for key, value in tags.items():
         if not isinstance(key, str) or not 1 <= len(key) <= 128 or not TAG_CHARACTERS.match(key):
             raise InvalidJobConfigError(
-                f"{field_name}.{key}", "a tag key of 1-128 letters, digits, spaces and ._:/=+@-", key
+                f"{field_name}.{key}",
+                "a tag key of 1-128 letters, digits, spaces and ._:/=+@-",
+                key,
             )
         if not isinstance(value, str) or len(value) > 256 or not TAG_CHARACTERS.match(value):
             raise InvalidJobConfigError(

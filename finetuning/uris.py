@@ -44,8 +44,9 @@ def parse_s3_uri(uri: str, field: str) -> S3Uri:
     match = _S3_URI.match(uri) if isinstance(uri, str) else None
     if match is None:
         raise InvalidJobConfigError(
-            field, "an S3 URI such as s3://my-bucket/path/train.jsonl (bucket: 3-63 of a-z 0-9 . -)"
-            , uri
+            field,
+            "an S3 URI such as s3://my-bucket/path/train.jsonl (bucket: 3-63 of a-z 0-9 . -)",
+            uri,
         )
     return S3Uri(match["bucket"], match["key"] or "")
 

@@ -103,7 +103,8 @@ class BedrockBackend:
             check_bedrock_s3_uri(config.validation_data_uri, "validation_data_uri")
         if not ROLE_ARN.match(config.role_arn) or len(config.role_arn) > 2048:
             raise InvalidJobConfigError(
-                "role_arn", "an IAM role ARN such as arn:aws:iam::123456789012:role/Name",
+                "role_arn",
+                "an IAM role ARN such as arn:aws:iam::123456789012:role/Name",
                 config.role_arn,
             )
         if len(config.job_name) > NAME_MAX_LENGTH or not BEDROCK_JOB_NAME.match(config.job_name):
@@ -125,7 +126,8 @@ class BedrockBackend:
             )
         if config.customization_type not in CUSTOMIZATION_TYPES:
             raise InvalidJobConfigError(
-                "customization_type", f"one of {', '.join(CUSTOMIZATION_TYPES)}",
+                "customization_type",
+                f"one of {', '.join(CUSTOMIZATION_TYPES)}",
                 config.customization_type,
             )
         hyperparameters = config.hyperparameters or {}

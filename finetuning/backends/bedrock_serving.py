@@ -36,8 +36,11 @@ PROVISIONED_ARN_MARKER = ":provisioned-model/"
 
 
 def _check_name(value: str, field: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > NAME_MAX_LENGTH or not (
-        BEDROCK_MODEL_NAME.match(value)
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > NAME_MAX_LENGTH
+        or not (BEDROCK_MODEL_NAME.match(value))
     ):
         raise InvalidJobConfigError(
             field, "1-63 letters and digits, single '-' or '_' between them", value
@@ -123,14 +126,18 @@ class BedrockServing:
             provisionedModelId=provisioned_model_id
         )
 
-    def list_throughputs(self, status_filter: str | None = None) -> list[ProvisionedThroughputResult]:
+    def list_throughputs(
+        self, status_filter: str | None = None
+    ) -> list[ProvisionedThroughputResult]:
         request: dict[str, Any] = {"sortBy": "CreationTime", "sortOrder": "Descending"}
         if status_filter:
             request["statusEquals"] = status_filter
         found: list[ProvisionedThroughputResult] = []
         while True:
             response = self.client.list_provisioned_model_throughputs(**request)
-            found.extend(_throughput(item) for item in response.get("provisionedModelSummaries", []))
+            found.extend(
+                _throughput(item) for item in response.get("provisionedModelSummaries", [])
+            )
             token = response.get("nextToken")
             if not token:
                 return found
@@ -159,7 +166,9 @@ class BedrockServing:
         )
 
     def get_deployment(self, identifier: str) -> CustomModelDeploymentResult:
-        response = self.client.get_custom_model_deployment(customModelDeploymentIdentifier=identifier)
+        response = self.client.get_custom_model_deployment(
+            customModelDeploymentIdentifier=identifier
+        )
         return CustomModelDeploymentResult(
             deployment_arn=response["customModelDeploymentArn"],
             deployment_name=response.get("modelDeploymentName"),

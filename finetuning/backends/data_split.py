@@ -61,8 +61,7 @@ def split_beside(
         if not location.key or location.key.endswith("/"):
             raise InvalidJobConfigError(
                 "training_data_uri",
-                "a single JSONL object when validation_split is used (or give "
-                "validation_data_uri)",
+                "a single JSONL object when validation_split is used (or give validation_data_uri)",
                 training_uri,
             )
         data = s3_client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
@@ -81,9 +80,9 @@ def split_beside(
         logger.warning("%s has fewer than two records; no validation split", training_uri)
         return None
     train_lines, validation_lines = split_lines(lines, validation_split, seed)
-    digest = hashlib.sha256(
-        data + f"\0{validation_split!r}\0{seed}".encode()
-    ).hexdigest()[:DIGEST_LENGTH]
+    digest = hashlib.sha256(data + f"\0{validation_split!r}\0{seed}".encode()).hexdigest()[
+        :DIGEST_LENGTH
+    ]
     train_uri, validation_uri = _part_names(training_uri, digest)
     parts = {
         train_uri: b"".join(line + b"\n" for line in train_lines),

@@ -158,7 +158,12 @@ class SageMakerBackend:
         self, config: FinetuningJobConfig, sources: dict[str, str] | None = None
     ) -> dict[str, str]:
         required = (
-            "base_model", "training_data_uri", "output_uri", "role_arn", "job_name", "instance_type"
+            "base_model",
+            "training_data_uri",
+            "output_uri",
+            "role_arn",
+            "job_name",
+            "instance_type",
         )
         for name in required:
             if not getattr(config, name):
@@ -181,20 +186,24 @@ class SageMakerBackend:
             )
         if not ROLE_ARN.match(config.role_arn):
             raise InvalidJobConfigError(
-                "role_arn", "an IAM role ARN such as arn:aws:iam::123456789012:role/Name",
+                "role_arn",
+                "an IAM role ARN such as arn:aws:iam::123456789012:role/Name",
                 config.role_arn,
             )
         if not INSTANCE_TYPE.match(config.instance_type):
             raise InvalidJobConfigError(
-                "instance_type", "a SageMaker instance type such as ml.g5.2xlarge",
+                "instance_type",
+                "a SageMaker instance type such as ml.g5.2xlarge",
                 config.instance_type,
             )
         if config.kms_key_id and not KMS_KEY.match(config.kms_key_id):
             raise InvalidJobConfigError(
                 "kms_key_id", "a KMS key ARN, key id, alias ARN or alias/name", config.kms_key_id
             )
-        if config.use_spot_instances and config.max_wait_seconds is not None and (
-            config.max_wait_seconds < config.max_run_seconds
+        if (
+            config.use_spot_instances
+            and config.max_wait_seconds is not None
+            and (config.max_wait_seconds < config.max_run_seconds)
         ):
             raise InvalidJobConfigError(
                 "max_wait_seconds",
@@ -203,7 +212,8 @@ class SageMakerBackend:
             )
         if config.max_wait_seconds is not None and not config.use_spot_instances:
             raise InvalidJobConfigError(
-                "max_wait_seconds", "unset unless use_spot_instances is true",
+                "max_wait_seconds",
+                "unset unless use_spot_instances is true",
                 config.max_wait_seconds,
             )
         if config.enable_network_isolation and not is_s3_uri(config.base_model):
@@ -328,9 +338,10 @@ class SageMakerBackend:
             self.client.create_training_job(**request)
         except ClientError as exc:
             message = exc.response.get("Error", {}).get("Message", "")
-            if "already exists" not in message and exc.response.get("Error", {}).get(
-                "Code"
-            ) != "ResourceInUse":
+            if (
+                "already exists" not in message
+                and exc.response.get("Error", {}).get("Code") != "ResourceInUse"
+            ):
                 raise
             # CreateTrainingJob has no client token; job names are unique per account and
             # region, and the spec digest tag tells a retry from a real name clash.

@@ -152,8 +152,16 @@ class JobStore:
             db.execute(
                 "INSERT INTO jobs (id, name, status, spec, created_at, updated_at, output_dir,"
                 " log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, name, JobStatus.QUEUED.value, json.dumps(spec), now, now, output_dir,
-                 log_path),
+                (
+                    job_id,
+                    name,
+                    JobStatus.QUEUED.value,
+                    json.dumps(spec),
+                    now,
+                    now,
+                    output_dir,
+                    log_path,
+                ),
             )
 
     def get_job(self, job_id: str) -> JobRow | None:
@@ -193,14 +201,16 @@ class JobStore:
             if active >= max_active:
                 return None
             row = db.execute(
-                "SELECT id FROM jobs WHERE status = ? AND cancel_requested = 0 ORDER BY seq LIMIT 1",
+                "SELECT id FROM jobs WHERE status = ? AND cancel_requested = 0"
+                " ORDER BY seq LIMIT 1",
                 (JobStatus.QUEUED.value,),
             ).fetchone()
             if row is None:
                 return None
             now = time.time()
             db.execute(
-                "UPDATE jobs SET status = ?, owner = ?, started_at = ?, updated_at = ? WHERE id = ?",
+                "UPDATE jobs SET status = ?, owner = ?, started_at = ?, updated_at = ?"
+                " WHERE id = ?",
                 (JobStatus.PREPROCESSING.value, owner, now, now, row["id"]),
             )
             claimed = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
