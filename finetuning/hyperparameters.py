@@ -352,6 +352,8 @@ def validate_train_hyperparameters(
     Booleans become ``True``/``False``, the form SageMaker script mode passes and train.py
     parses.
     """
+    if not values:
+        return {}
     sources = sources or {}
     allowed = train_arguments()
     checked: dict[str, str] = {}

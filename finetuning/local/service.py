@@ -105,6 +105,7 @@ class LocalJobService:
         self._shutdown = threading.Event()
         self._wake = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self._serving = False
         self._workers: dict[str, threading.Thread] = {}
         self._workers_lock = threading.Lock()
 
@@ -202,6 +203,7 @@ class LocalJobService:
         """Recover jobs of dead services, then run queued jobs in a background thread."""
         if self._scheduler is not None:
             return self
+        self._serving = True
         self.store.register_service(self.service_id, os.getpid(), socket.gethostname())
         self.recover()
         self._shutdown.clear()
@@ -225,6 +227,7 @@ class LocalJobService:
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.store.remove_service(self.service_id)
         self._scheduler = None
+        self._serving = False
 
     def serve_forever(self) -> None:
         """Run until interrupted (Ctrl-C / SIGTERM raise out of the wait)."""
@@ -254,7 +257,7 @@ class LocalJobService:
         dead = {sid for sid, service in services.items() if not self._alive(service)}
         recovered = []
         for job in self.store.jobs_in(ACTIVE_STATUSES):
-            if job.owner == self.service_id and self._scheduler is not None:
+            if job.owner == self.service_id and self._serving:
                 continue
             if job.owner in services and job.owner not in dead:
                 continue
@@ -275,7 +278,7 @@ class LocalJobService:
 
     def _alive(self, service: Any) -> bool:
         if service.id == self.service_id:
-            return self._scheduler is not None
+            return self._serving
         if time.time() - service.heartbeat_at > STALE_AFTER_SECONDS:
             return False
         if service.host == socket.gethostname():
