@@ -125,12 +125,15 @@ STAND_IN = textwrap.dedent(
     for step in range(1, steps + 1):
         time.sleep(float(os.environ.get("STAND_IN_STEP_SECONDS", "0.05")))
         print(f"progress: step={step}/{steps}", flush=True)
-        print(f"metrics: step={step} epoch={step / steps:.4f} train_loss={2.0 / step:.4f}", flush=True)
+        loss = 2.0 / step
+        print(f"metrics: step={step} epoch={step / steps:.4f} train_loss={loss:.4f}", flush=True)
         if mode == "crash":
-            print("error: RuntimeError: simulated crash in the training loop", file=sys.stderr, flush=True)
+            error = "error: RuntimeError: simulated crash in the training loop"
+            print(error, file=sys.stderr, flush=True)
             sys.exit(1)
     (out / "config.json").write_text("{}")
-    (out / "metrics.json").write_text(json.dumps({"train_loss": 2.0 / steps, "global_step": steps, "max_steps": steps}))
+    metrics = {"train_loss": 2.0 / steps, "global_step": steps, "max_steps": steps}
+    (out / "metrics.json").write_text(json.dumps(metrics))
     (out / "finished").write_text(str(time.time()))
     print(f"done: outputs in {out}", flush=True)
     '''
