@@ -189,7 +189,7 @@ class LocalJobService:
                 self.store.finish_job(
                     job_id, JobStatus.CANCELLED, "cancelled (its service was no longer running)"
                 )
-        return status is JobStatus.CANCELLED or status.is_active
+        return status is JobStatus.QUEUED or status.is_active
 
     def log_path(self, job_id: str) -> Path:
         row = self.store.get_job(job_id)

@@ -247,7 +247,7 @@ class JobStore:
     def request_cancel(self, job_id: str) -> JobStatus | None:
         """Cancel a queued job at once; flag an active one for its service to stop.
 
-        Returns the job's status after the call, or None if there is no such job.
+        Returns the job's status before the call, or None if there is no such job.
         """
         now = time.time()
         with self._connect(immediate=True) as db:
@@ -261,7 +261,6 @@ class JobStore:
                     " updated_at = ? WHERE id = ?",
                     (JobStatus.CANCELLED.value, "cancelled while queued", now, now, job_id),
                 )
-                return JobStatus.CANCELLED
             if status.is_active:
                 db.execute(
                     "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
