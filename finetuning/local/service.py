@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOME = Path("~/.finetune/local")
 HOME_ENVIRONMENT_VARIABLE = "FINETUNE_LOCAL_HOME"
+# A different training script with train.py's command line (a fork, a wrapper).
+TRAIN_SCRIPT_ENVIRONMENT_VARIABLE = "FINETUNE_LOCAL_TRAIN_SCRIPT"
 JOB_ID_PREFIX = "local-"
 HEARTBEAT_SECONDS = 2.0
 # A service whose heartbeat is older than this is considered dead even if its pid exists
@@ -98,7 +100,11 @@ class LocalJobService:
         self.max_concurrent_jobs = max_concurrent_jobs
         self.poll_interval = poll_interval
         self.cancel_grace_seconds = cancel_grace_seconds
-        self.train_script = Path(train_script) if train_script else DEFAULT_TRAIN_SCRIPT
+        self.train_script = Path(
+            train_script
+            or os.environ.get(TRAIN_SCRIPT_ENVIRONMENT_VARIABLE)
+            or DEFAULT_TRAIN_SCRIPT
+        )
         self.python = python
         self.s3_client_factory = s3_client_factory
         self.service_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

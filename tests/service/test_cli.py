@@ -293,3 +293,25 @@ def test_local_submit_status_list_cancel_and_models(tmp_path, base_model_dir, ca
     assert capsys.readouterr().out.strip().endswith("no models")
     assert main(["job", "status", "--job-arn", job_id, *common]) == 0  # the job group sees it
     assert "status:   cancelled" in capsys.readouterr().out
+
+
+def test_job_create_backend_local_waits_and_shows_progress(
+    tmp_path, base_model_dir, stand_in_script, capsys, monkeypatch
+):
+    """With no local service running, ``job create --backend local`` runs the job itself."""
+    monkeypatch.setenv("FINETUNE_LOCAL_TRAIN_SCRIPT", str(stand_in_script))
+    monkeypatch.setenv("STAND_IN_STEP_SECONDS", "0.3")
+    data = write_jsonl(tmp_path / "train.jsonl", [{"prompt": "a", "completion": "b"}] * 3)
+    details = tmp_path / "job.json"
+    args = [
+        "job", "create", "--backend", "local", "--training-data-uri", str(data),
+        "--base-model", str(base_model_dir), "--job-name", "cli-run", "--model-name", "cli-run",
+        "--hyperparameter", "max_steps=4", "--no-validation-split", "--polling-interval", "0.5",
+        "--output-file", str(details), "--local-home", str(tmp_path / "home"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert " running " in captured.err and "step 4/4" in captured.err
+    assert "finished:" in captured.out and "model:    cli-run" in captured.out
+    saved = json.loads(details.read_text())
+    assert saved["status"] == "completed" and saved["model_id"] == "cli-run"
