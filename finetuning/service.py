@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_SAGEMAKER_INSTANCE_TYPE = "ml.g5.2xlarge"
+# What a job that names no base model (and whose config names none) fine-tunes on Bedrock, as
+# the old create_finetuning_job.py did. Model id from the fine-tuning support table:
+# https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html
+DEFAULT_BEDROCK_BASE_MODEL = "amazon.nova-lite-v1:0:300k"
 # First wait between status checks; it doubles up to polling_interval.
 INITIAL_POLL_SECONDS = 2.0
 # How long to retry a create call while a role made by --create-role propagates.
@@ -267,6 +271,8 @@ class ModelFinetuningService:
         job.check_static()
         job = self._apply_base_models(job)
         job = job.replace(backend=self._infer_backend(job))
+        if job.base_model is None and job.backend is Backend.BEDROCK:
+            job = job.replace(base_model=DEFAULT_BEDROCK_BASE_MODEL)
         job, sources = self._apply_hyperparameter_presets(job)
         if job.job_name is None:
             job = job.replace(job_name=_default_job_name(job))

@@ -81,6 +81,28 @@ def test_a_job_needs_only_data_and_a_name_when_the_platform_is_deployed(platform
     assert result.validation_data_uri.endswith(".validation.jsonl")
 
 
+def test_the_cli_needs_no_arn_with_the_platform(platform, capsys):
+    from finetuning.cli import main
+
+    train = put_jsonl(
+        "llm-finetuning-dev-data",
+        "training-data/processed/cli.jsonl",
+        [conversation(i) for i in range(10)],
+    )
+    args = ["job", "create", "--training-data-uri", train, "--job-name", "x", "--no-wait"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["output_uri"] == "s3://llm-finetuning-dev-artifacts/models/final/x/"
+    assert result["base_model"].endswith("foundation-model/amazon.nova-lite-v1:0:300k")
+    from moto.bedrock.models import bedrock_backends
+
+    job = bedrock_backends[ACCOUNT][REGION].model_customization_jobs["x"]
+    assert job.role_arn == PLATFORM[PlatformParameter.BEDROCK_CUSTOMIZATION_ROLE_ARN]
+    # Another environment name finds no platform: the missing output location is bad usage.
+    assert main([*args, "--platform-env", "prod"]) == 2
+    assert "no deployed platform found under /llm-finetuning/prod/" in capsys.readouterr().err
+
+
 def test_flags_win_over_the_platform(platform):
     train = put_jsonl(
         "llm-finetuning-dev-data", "training-data/processed/t.jsonl", [conversation(1)] * 3

@@ -187,7 +187,7 @@ def test_unknown_config_fields_list_the_known_ones():
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"base_model": None}, "base_model"),
+        ({"base_model": "meta.llama2-13b-v1"}, "base_model"),
         ({"training_data_uri": None}, "training_data_uri"),
         ({"training_data_uri": "https://bucket/train.jsonl"}, "training_data_uri"),
         ({"training_data_uri": "s3://Bucket_Upper/train.jsonl"}, "training_data_uri"),
@@ -361,3 +361,25 @@ def test_job_details_round_trip_and_reject_incomplete_files():
     assert FinetuningJobResult.from_dict(data) == result
     with pytest.raises(InvalidJobConfigError, match=r"job_details\.job_arn"):
         FinetuningJobResult.from_dict({"job_name": "x", "status": "failed"})
+
+
+def test_a_bedrock_job_without_a_base_model_uses_nova_lite(offline_service):
+    job, _ = offline_service.prepare_job({**VALID, "base_model": None})
+    assert job.base_model == "amazon.nova-lite-v1:0:300k"
+
+
+def test_the_public_api_imports_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, finetuning\n"
+        "assert 'boto3' not in sys.modules and 'finetuning.service' not in sys.modules\n"
+        "from finetuning import (ModelFinetuningService, FinetuningJobConfig, "
+        "FinetuningJobResult, ProvisionedThroughputConfig, ProvisionedThroughputResult, "
+        "JobStatus)\n"
+        "assert JobStatus.COMPLETED.is_terminal and finetuning.__version__\n"
+        "print(ModelFinetuningService.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "finetuning.service", out.stderr
