@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from finetuning.errors import InvalidJobConfigError
 from finetuning.hyperparameters import validate_train_hyperparameters
 from finetuning.jobs import Backend, FinetuningJobConfig, FinetuningJobResult, JobPage, JobStatus
@@ -29,6 +31,8 @@ class LocalBackend:
             value = getattr(config, name)
             if value and is_s3_uri(value):
                 parse_s3_uri(value, name)
+            elif value and not Path(value).expanduser().exists():
+                raise InvalidJobConfigError(name, "an existing local file or directory", value)
         if config.output_uri and is_s3_uri(config.output_uri):
             raise InvalidJobConfigError(
                 "output_uri", "a local directory for the local backend", config.output_uri
@@ -37,7 +41,10 @@ class LocalBackend:
             raise InvalidJobConfigError(
                 "job_name", "at most 128 printable characters", config.job_name
             )
-        return validate_train_hyperparameters(config.hyperparameters or {}, sources)
+        hyperparameters = validate_train_hyperparameters(config.hyperparameters or {}, sources)
+        # Before anything is written (the validation split): a missing model fails here.
+        self.service.registry.resolve_base_model(config.base_model)
+        return hyperparameters
 
     def create(
         self, config: FinetuningJobConfig, hyperparameters: dict[str, str]

@@ -339,3 +339,25 @@ def test_a_registered_model_is_a_base_model(tmp_path, stand_in_script, base_mode
     (adapter / "merged").mkdir()
     (adapter / "merged" / "config.json").write_text("{}")
     assert service.registry.resolve_base_model("adapter-only") == str(adapter.resolve() / "merged")
+
+
+def test_the_local_backend_checks_model_and_data_before_writing_the_split(
+    tmp_path, stand_in_script, fake_aws_credentials
+):
+    from finetuning.service import ModelFinetuningService
+
+    data = write_jsonl(tmp_path / "train.jsonl", [RECORD] * 5)
+    service = ModelFinetuningService(
+        region="us-east-1",
+        platform=None,
+        local_service=make_service(tmp_path / "home", stand_in_script),
+    )
+    config = {"backend": "local", "training_data_uri": str(data), "job_name": "j"}
+    with pytest.raises(ModelNotFoundError):
+        service.create_finetuning_job({**config, "base_model": str(tmp_path / "missing")})
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == ["train.jsonl"]  # nothing split
+    with pytest.raises(InvalidJobConfigError) as error:
+        service.create_finetuning_job(
+            {**config, "base_model": "org/model", "training_data_uri": str(tmp_path / "none")}
+        )
+    assert error.value.field == "training_data_uri"
