@@ -216,6 +216,8 @@ class SageMakerBackend:
                 "unset unless use_spot_instances is true",
                 config.max_wait_seconds,
             )
+        if not config.image_uri:
+            training_image_uri(self.region)  # raises for a region without a known registry
         if config.enable_network_isolation and not is_s3_uri(config.base_model):
             raise InvalidJobConfigError(
                 "base_model",
