@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PROJECT = "llm-finetuning"
 DEFAULT_ENVIRONMENT = "dev"
 PROJECT_VARIABLE = "FINETUNE_PROJECT"
-ENVIRONMENT_VARIABLE = "FINETUNE_ENV"
+ENVIRONMENT_VARIABLE = "FINETUNE_ENVIRONMENT"  # the same as finetuning.platform_client
 # Errors that mean "no platform visible to these credentials", not "something broke".
 _NOT_VISIBLE = ("AccessDeniedException", "ParameterNotFound", "UnrecognizedClientException")
 

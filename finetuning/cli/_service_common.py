@@ -34,7 +34,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--platform-env",
         metavar="ENV",
-        help="environment of the deployed platform to discover (default: FINETUNE_ENV or dev)",
+        help="environment of the deployed platform to discover "
+        "(default: FINETUNE_ENVIRONMENT or dev)",
     )
     group.add_argument(
         "--local-home",
