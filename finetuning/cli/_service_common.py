@@ -18,6 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from finetuning.cli import EXIT_FAILED, UsageError
 from finetuning.errors import InvalidJobConfigError, JobNotFoundError, WaitTimeoutError
+from finetuning.orchestration.errors import ManifestError
+from finetuning.platform_client import PlatformNotFoundError
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +209,12 @@ def cli_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpar
         except JobNotFoundError as exc:
             print(f"finetune: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except ManifestError as exc:
+            raise UsageError(str(exc)) from None
+        except PlatformNotFoundError as exc:
+            print(f"finetune: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
         except ClientError as exc:
             error = exc.response.get("Error", {})
             operation = getattr(exc, "operation_name", "AWS call")

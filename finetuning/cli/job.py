@@ -5,10 +5,10 @@ The flags are those of the old ``create_finetuning_job.py`` (``--training-data-u
 deployed platform, ``finetune job create --training-data-uri s3://... --job-name x`` needs no
 ARN: roles, buckets, key and network come from its SSM parameters.
 
-Adding another way to submit (such as ``--via-platform``, which starts the platform's Step
-Functions workflow): add the flag in :func:`add_create_arguments` / :func:`add_list_arguments`
-and branch in :func:`create_job` / :func:`list_jobs` where marked; :func:`job_config_from_args`
-gives the job config and :func:`finish` the common waiting and reporting.
+``--via-platform`` (through ``finetuning.platform_client``) starts the deployed platform's Step
+Functions workflow instead of calling the backend, and lists the platform's job table;
+:func:`job_config_from_args` gives the job config and :func:`finish` the common waiting and
+reporting.
 """
 
 from __future__ import annotations
@@ -112,9 +112,32 @@ def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_platform_arguments(parser: argparse.ArgumentParser, *, create: bool) -> None:
+    group = parser.add_argument_group("deployed platform")
+    group.add_argument(
+        "--via-platform",
+        action="store_true",
+        help="go through the deployed platform's workflow (Step Functions): it validates the "
+        "data, runs, records and notifies; the platform is found through SSM "
+        "(--platform-env); a repeated submission of the same spec starts nothing new"
+        if create
+        else "list the platform's job table (every backend, every submitter)",
+    )
+    if create:
+        group.add_argument(
+            "--manifest",
+            type=Path,
+            metavar="FILE",
+            help="with --via-platform: submit this job.yaml/job.json instead of the flags",
+        )
+
+
 def add_create_arguments(parser: argparse.ArgumentParser) -> None:
+    add_platform_arguments(parser, create=True)
     data = parser.add_argument_group("data")
-    data.add_argument("--training-data-uri", required=True, help="s3:// URI or local JSONL file")
+    data.add_argument(
+        "--training-data-uri", help="s3:// URI or local JSONL file (required without --manifest)"
+    )
     data.add_argument("--validation-data-uri", help="s3:// URI or local JSONL file")
     data.add_argument(
         "--validation-split",
@@ -189,6 +212,7 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", choices=STATUSES, help="only jobs in this status")
     parser.add_argument("--limit", type=int, default=20, help="jobs per page (default 20)")
     parser.add_argument("--next-token", help="continue from a previous page")
+    add_platform_arguments(parser, create=False)
     add_service_arguments(parser)
 
 
@@ -257,8 +281,13 @@ def job_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 @cli_errors
 def create_job(args: argparse.Namespace) -> int:
+    if args.via_platform:
+        return submit_to_platform(args)
+    if args.manifest is not None:
+        raise UsageError("--manifest needs --via-platform (a manifest is the platform's job spec)")
+    if not args.training_data_uri:
+        raise UsageError("--training-data-uri is required")
     config = job_config_from_args(args)
-    # (A submission path such as --via-platform branches here, before the direct call.)
     with make_service(args) as service:
         result = service.create_finetuning_job(config, create_role=args.create_role)
         write_details(args.output_file, result)
@@ -276,6 +305,46 @@ def create_job(args: argparse.Namespace) -> int:
                 )
             return EXIT_OK
         return finish(args, service, result.job_arn, result.backend.value)
+
+
+def platform_client(args: argparse.Namespace) -> Any:
+    from finetuning.platform_client import PlatformClient
+
+    return PlatformClient(environment=args.platform_env, region=args.region)
+
+
+def submit_to_platform(args: argparse.Namespace) -> int:
+    """Start (or find) the platform workflow's execution for this job spec."""
+    from finetuning.platform_client import build_manifest, read_manifest_file
+
+    if args.manifest is not None:
+        if not args.manifest.is_file():
+            raise UsageError(f"{args.manifest}: no such manifest file")
+        manifest = read_manifest_file(args.manifest)
+    else:
+        if not args.training_data_uri:
+            raise UsageError("--via-platform needs --manifest FILE or --training-data-uri")
+        config = job_config_from_args(args)
+        manifest = build_manifest(
+            job_name=config.get("job_name"),
+            backend=config.get("backend") or "bedrock",
+            base_model=config.get("base_model"),
+            training_data_uri=config["training_data_uri"],
+            validation_data_uri=config.get("validation_data_uri"),
+            output_uri=config.get("output_uri"),
+            model_name=config.get("model_name"),
+            hyperparameters=config.get("hyperparameters")
+            if isinstance(config.get("hyperparameters"), dict)
+            else None,
+            tags=config.get("tags") or None,
+        )
+    submission = platform_client(args).submit(manifest)
+    if args.json:
+        print_json(submission.to_dict())
+    else:
+        verb = "started" if submission.started else "already started (same spec)"
+        print(f"{verb}: job {submission.job_id}\nexecution: {submission.execution_arn}")
+    return EXIT_OK
 
 
 def finish(args: argparse.Namespace, service: Any, job_id: str, backend: str | None) -> int:
@@ -319,7 +388,23 @@ def wait_job(args: argparse.Namespace) -> int:
 
 @cli_errors
 def list_jobs(args: argparse.Namespace) -> int:
-    # (A listing path such as --via-platform branches here.)
+    if args.via_platform:
+        platform_page = platform_client(args).list_jobs(
+            status=args.status, limit=args.limit, next_token=args.next_token
+        )
+        if args.json:
+            print_json(platform_page.to_dict())
+        else:
+            if not platform_page.jobs:
+                print("no jobs")
+            for job in platform_page.jobs:
+                print(
+                    f"{job.get('created_at') or '-'}  {job['status']:<13} {job['backend']:<9} "
+                    f"{job['job_name']}  {job['job_id']}"
+                )
+            if platform_page.next_token:
+                print(f"more: --next-token {platform_page.next_token}")
+        return EXIT_OK
     with make_service(args) as service:
         page = service.list_jobs(args.status, args.limit, args.next_token, backend=args.backend)
     if args.json:
