@@ -7,7 +7,7 @@ from aws_cdk import App
 
 from stacks.compliance import add_compliance_gate
 from stacks.settings import SettingsError, load_settings
-from stacks.stage import FineTuningPlatformStage
+from stacks.stage import PlatformStacks, platform_environment
 
 
 def main() -> None:
@@ -17,7 +17,7 @@ def main() -> None:
         settings = load_settings(environment)
     except SettingsError as exc:
         sys.exit(f"error: {exc}")
-    FineTuningPlatformStage(app, f"FineTuning-{settings.environment}", settings=settings)
+    PlatformStacks(app, settings=settings, env=platform_environment(settings))
     add_compliance_gate(app)
     app.synth()
 

@@ -1,56 +1,103 @@
-"""One environment of the platform: every stack, wired together, as a CDK Stage.
+"""One environment of the platform: every stack, wired together.
 
-``app.py`` builds one stage for the environment chosen with ``-c env=...``; the
-deployment pipeline builds one per environment it deploys.
+:class:`PlatformStacks` builds the stacks into any scope. ``app.py`` builds them at the
+top level of the app, because ``cdk deploy --all`` selects only top-level stacks; the
+deployment pipeline wraps them in :class:`FineTuningPlatformStage`, one per environment.
+Either way the stacks, their names and their wiring are the same.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Environment, Stage
+from aws_cdk import Environment, Stack, Stage
 from constructs import Construct
 
 from stacks.compliance import apply_permissions_boundary, apply_tags
 from stacks.network_stack import NetworkStack
+from stacks.orchestration_stack import OrchestrationStack
 from stacks.security_stack import SecurityStack
+from stacks.serving_stack import ServingStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import StorageStack
 
 
-class FineTuningPlatformStage(Stage):
-    """Storage, network and security stacks of one environment."""
+class PlatformStacks:
+    """Every stack of one environment, built into ``scope``."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: PlatformSettings, **kwargs
+        self, scope: Construct, *, settings: PlatformSettings, env: Environment | None = None
     ) -> None:
-        kwargs.setdefault("env", Environment(account=settings.account, region=settings.region))
-        super().__init__(scope, construct_id, **kwargs)
         prefix = settings.resource_prefix
-
+        # Stack ids equal stack names, so `cdk deploy llm-finetuning-dev-storage` works.
         self.storage = StorageStack(
-            self, "Storage", stack_name=f"{prefix}-storage", settings=settings
+            scope, f"{prefix}-storage", stack_name=f"{prefix}-storage", settings=settings, env=env
         )
         self.network = NetworkStack(
-            self, "Network", stack_name=f"{prefix}-network", settings=settings, key=self.storage.key
+            scope,
+            f"{prefix}-network",
+            stack_name=f"{prefix}-network",
+            settings=settings,
+            key=self.storage.key,
+            env=env,
         )
         self.security = SecurityStack(
-            self,
-            "Security",
+            scope,
+            f"{prefix}-security",
             stack_name=f"{prefix}-security",
             settings=settings,
             key=self.storage.key,
             vpc=self.network.vpc,
             training_subnets=self.network.training_subnets,
             training_security_group=self.network.training_security_group,
+            env=env,
         )
-
+        self.orchestration = OrchestrationStack(
+            scope,
+            f"{prefix}-orchestration",
+            stack_name=f"{prefix}-orchestration",
+            settings=settings,
+            platform_key=self.storage.key,
+            network=self.network,
+            security=self.security,
+            orchestration=settings.orchestration,
+            env=env,
+        )
+        self.serving = ServingStack(
+            scope,
+            f"{prefix}-serving",
+            stack_name=f"{prefix}-serving",
+            settings=settings,
+            key=self.storage.key,
+            vpc=self.network.vpc,
+            endpoint_subnets=self.network.endpoint_subnets,
+            security=self.security,
+            serving=settings.serving,
+            env=env,
+        )
         # Policies name the buckets by their deterministic names, not by reference.
-        self.security.add_stack_dependency(self.storage)
+        for stack in (self.security, self.orchestration, self.serving):
+            stack.add_stack_dependency(self.storage)
 
-        apply_tags(self, settings)
-        if settings.security.permissions_boundary_arn:
-            for stack in self.stacks:
+        for stack in self.stacks:
+            apply_tags(stack, settings)
+            if settings.security.permissions_boundary_arn:
                 apply_permissions_boundary(stack, settings.security.permissions_boundary_arn)
 
     @property
-    def stacks(self) -> list:
-        return [self.storage, self.network, self.security]
+    def stacks(self) -> list[Stack]:
+        return [self.storage, self.network, self.security, self.orchestration, self.serving]
+
+
+class FineTuningPlatformStage(Stage):
+    """Every platform stack for one environment, as a deployable unit for pipelines."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: PlatformSettings, **kwargs
+    ) -> None:
+        kwargs.setdefault("env", platform_environment(settings))
+        super().__init__(scope, construct_id, **kwargs)
+        self.platform = PlatformStacks(self, settings=settings)
+
+
+def platform_environment(settings: PlatformSettings) -> Environment:
+    """Account (None: any account, resolved at deploy time) and region from settings."""
+    return Environment(account=settings.account, region=settings.region)
