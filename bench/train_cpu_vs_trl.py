@@ -17,7 +17,7 @@ Two TRL rows are measured:
 - ``trl-defaults-fp32-no-gc``: the same with ``bf16=False, gradient_checkpointing=False``, i.e.
   train.py's CPU settings, so that padding versus packing is the only difference.
 
-Usage (results go to stdout and ``bench/results/train_cpu_vs_trl.json``)::
+Usage (results go to stdout and ``bench/results/train_cpu_vs_trl_<model>.json``)::
 
     python bench/train_cpu_vs_trl.py --repeats 2         # SmolLM2-135M-Instruct, 6 steps each
     python bench/train_cpu_vs_trl.py --model tiny --steps 30 --repeats 3
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS = REPO_ROOT / "bench" / "results" / "train_cpu_vs_trl.json"
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WORDS = [
     "the",
@@ -268,8 +268,9 @@ def main() -> None:
         "speedup_vs_trl_defaults": summary["train.py"] / summary["trl-defaults"],
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    results = RESULTS_DIR / f"train_cpu_vs_trl_{Path(args.model).name}.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
     print(
         json.dumps(
             {

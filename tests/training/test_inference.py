@@ -12,27 +12,35 @@ from tests.training.helpers import chat_records, write_jsonl
 from training_scripts import inference
 from training_scripts.inference import InvalidRequest
 
-# The trained models below are built once per module; keep these tests on one xdist worker.
-pytestmark = pytest.mark.xdist_group("training-inference")
 
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A fully fine-tuned tiny model that learned the test answers, and a LoRA run with merge."""
+    """A fully fine-tuned tiny model that learned the test answers, and a LoRA run with merge.
+
+    Built once per test session, also under pytest-xdist: the workers share the directory
+    above their own temporary roots, and a file lock lets the first one build it.
+    """
+    from filelock import FileLock
+
     from training_scripts.train import main
 
-    root = tmp_path_factory.mktemp("inference")
-    train_file = write_jsonl(root / "train.jsonl", chat_records(48))
-    common = ["--model_name_or_path", str(tiny_model), "--train_file", str(train_file)]
-    full, lora = root / "full", root / "lora"
-    full_run = [*common, "--output_dir", str(full), "--method", "full", "--max_steps", "60"]
-    full_run += ["--learning_rate", "3e-3", "--max_seq_length", "64", "--logging_steps", "20"]
-    lora_run = [*common, "--output_dir", str(lora), "--max_steps", "4", "--merge_adapter", "true"]
-    lora_run += ["--max_seq_length", "64"]
-    assert main(full_run) == 0
-    assert main(lora_run) == 0
-    adapter_only = root / "adapter-only"
-    shutil.copytree(lora, adapter_only, ignore=shutil.ignore_patterns("merged", "checkpoints"))
+    root = tmp_path_factory.getbasetemp().parent / "training-inference-models"
+    full, lora, adapter_only = root / "full", root / "lora", root / "adapter-only"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if not (root / "built").exists():
+            train_file = write_jsonl(root / "train.jsonl", chat_records(48))
+            common = ["--model_name_or_path", str(tiny_model), "--train_file", str(train_file)]
+            full_run = [*common, "--output_dir", str(full), "--method", "full"]
+            full_run += ["--max_steps", "60", "--learning_rate", "3e-3", "--max_seq_length", "64"]
+            lora_run = [*common, "--output_dir", str(lora), "--max_steps", "4"]
+            lora_run += ["--merge_adapter", "true", "--max_seq_length", "64"]
+            assert main([*full_run, "--logging_steps", "20"]) == 0
+            assert main(lora_run) == 0
+            shutil.copytree(
+                lora, adapter_only, ignore=shutil.ignore_patterns("merged", "checkpoints")
+            )
+            (root / "built").touch()
     return {"full": full, "lora": lora, "adapter_only": adapter_only}
 
 

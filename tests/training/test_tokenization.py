@@ -168,3 +168,22 @@ def test_a_template_error_names_the_record(tiny_model: Path) -> None:
     chat = conversation(("system", "x"), ("user", "a"), ("assistant", "b"))
     with pytest.raises(DataError, match=r"test\.jsonl line 1: the chat template rejected"):
         ConversationTokenizer(tokenizer, max_seq_length=256)([chat])
+
+
+def test_plain_text_gets_the_bos_the_tokenizer_adds_once(tiny_model: Path) -> None:
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = load_tokenizer(tiny_model)
+    bos = tokenizer.bos_token_id
+    # Make it behave like Llama 3's tokenizer, which prepends BOS to plain text.
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    assert tokenizer("x")["input_ids"][0] == bos
+    record = conversation(("user", "2 plus 2 is"), ("assistant", " 4"), plain=("2 plus 2 is", " 4"))
+    (example,), _ = ConversationTokenizer(tokenizer, max_seq_length=64)([record])
+    assert example.input_ids[0] == bos and example.input_ids[1] != bos
+    # Chat templates write their own BOS; it is not added a second time.
+    chat = conversation(("user", "Say yes."), ("assistant", "yes"))
+    (templated,), _ = ConversationTokenizer(tokenizer, max_seq_length=64)([chat])
+    assert templated.input_ids[0] == bos and templated.input_ids[1] != bos
