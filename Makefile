@@ -43,7 +43,7 @@ synth: setup ## synthesize every stack of ENV (default dev) with the cdk-nag gat
 test: setup ## lint, then the test suite (no AWS, no GPU, no network)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not slow and not gpu and not aws" -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m "not slow and not gpu and not aws" -n 2
 
 test-slow: setup ## the slow tests (real SmolLM2 training run)
 	$(BIN)/python -m pytest -m slow

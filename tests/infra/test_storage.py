@@ -15,7 +15,12 @@ def buckets(result: SynthResult) -> dict[str, dict]:
 
 
 def key_logical_id(result: SynthResult) -> str:
-    ((_, logical_id, _),) = list(result.resources("AWS::KMS::Key"))
+    """The platform key: the storage stack's one KMS key."""
+    ((logical_id, _),) = [
+        (lid, r)
+        for stack, lid, r in result.resources("AWS::KMS::Key")
+        if stack.endswith("-storage")
+    ]
     return logical_id
 
 
