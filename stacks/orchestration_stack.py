@@ -1,6 +1,6 @@
 """Orchestration: the state machine and functions that run a fine-tuning job end to end.
 
-Owns the fine-tuning state machine (``orchestration_workflow``), its fourteen functions
+Owns the fine-tuning state machine (``orchestration_workflow``), its fifteen functions
 (``lambda/``), the job table and the idempotency table, the notification topic, the
 EventBridge rules (job state changes, stopped executions, manifests under ``jobs/``), the
 scheduled expiry cleanup and a dead-letter queue. Everything it stores is encrypted with
@@ -384,20 +384,32 @@ class OrchestrationStack(Stack):
             resources=[*data_objects, reports],
         )
 
-        fns[States.START] = f = self._function(
-            "StartJob",
+        # One start function per backend, from the same code: each role can start one
+        # kind of job and pass one service role.
+        fns[States.START_BEDROCK] = f = self._function(
+            "StartBedrockJob",
             "start_job",
-            "Starts the Bedrock customization or SageMaker training job of a spec, once",
-            env={**t, **idempotency},
-            extra_files=METRIC_DEFINITION_FILES,
+            "Starts the Bedrock model customization job of a spec, once",
+            env={**t, **idempotency, Var.EXPECTED_BACKEND: "bedrock"},
         )
         self._table(f, *DYNAMODB_WRITE)
         self._idempotency(f)
         self._bedrock_jobs(f, create=True)
-        self._sagemaker_jobs(f, create=True)
         f.adopt(security.grant_pass_bedrock_role(f.grantee))
+        self._platform_key_via(f, "bedrock", KEY_FOR_SERVICE_ACTIONS)
+
+        fns[States.START_SAGEMAKER] = f = self._function(
+            "StartSageMakerJob",
+            "start_job",
+            "Starts the SageMaker training job of a spec, once",
+            env={**t, **idempotency, Var.EXPECTED_BACKEND: "sagemaker"},
+            extra_files=METRIC_DEFINITION_FILES,
+        )
+        self._table(f, *DYNAMODB_WRITE)
+        self._idempotency(f)
+        self._sagemaker_jobs(f, create=True)
         f.adopt(security.grant_pass_sagemaker_role(f.grantee))
-        self._platform_key_via(f, "bedrock", KEY_FOR_SERVICE_ACTIONS, "sagemaker")
+        self._platform_key_via(f, "sagemaker", KEY_FOR_SERVICE_ACTIONS)
 
         for name, construct_id, folder, description in (
             (States.WAIT, "WaitForJob", "wait_for_job", "Stores the wait's task token; polls"),
@@ -710,7 +722,8 @@ class OrchestrationStack(Stack):
             for name in (
                 States.REGISTER,
                 States.VALIDATE,
-                States.START,
+                States.START_BEDROCK,
+                States.START_SAGEMAKER,
                 States.WAIT,
                 States.COLLECT,
                 States.EVALUATE,

@@ -28,7 +28,8 @@ ORCHESTRATION = OrchestrationSettings(notification_emails=("ml-team@example.com"
 TASK_STATES = [
     States.REGISTER,
     States.VALIDATE,
-    States.START,
+    States.START_BEDROCK,
+    States.START_SAGEMAKER,
     States.WAIT,
     States.COLLECT,
     States.EVALUATE,
@@ -142,7 +143,7 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
     template: Template,
 ) -> None:
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 14
+    assert len(functions) == 15
     roles = set()
     for name, function in functions.items():
         props = function["Properties"]
@@ -157,9 +158,9 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
         assert props["MemorySize"] >= 256 and props["Timeout"] >= 60
         assert "POWERTOOLS_SERVICE_NAME" in props["Environment"]["Variables"]
         roles.add(json.dumps(props["Role"]))
-    assert len(roles) == 14  # one role per function
+    assert len(roles) == 15  # one role per function
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 15
+    assert len(log_groups) == 16
     for log_group in log_groups.values():
         assert log_group["Properties"]["RetentionInDays"] == 90
         assert log_group["Properties"]["KmsKeyId"]["Fn::GetAtt"][0].startswith("OrchestrationKey")
@@ -314,7 +315,7 @@ def test_every_bundle_imports_its_handler_alone(synthesized: tuple[Template, Pat
     asset (and the Lambda runtime's packages) on the path."""
     outdir = synthesized[1]
     assets = [d for d in outdir.glob("asset.*") if (d / "index.py").is_file()]
-    assert len(assets) == 14
+    assert len(assets) == 14  # the two start functions share one asset
     for asset in assets:
         assert not list(asset.rglob("__pycache__")) and not list(asset.rglob("*.so"))
         stub = (asset / "finetuning" / "__init__.py").read_text()
