@@ -315,7 +315,7 @@ def test_every_bundle_imports_its_handler_alone(synthesized: tuple[Template, Pat
     asset (and the Lambda runtime's packages) on the path."""
     outdir = synthesized[1]
     assets = [d for d in outdir.glob("asset.*") if (d / "index.py").is_file()]
-    assert len(assets) == 14  # the two start functions share one asset
+    assert len(assets) == 15
     for asset in assets:
         assert not list(asset.rglob("__pycache__")) and not list(asset.rglob("*.so"))
         stub = (asset / "finetuning" / "__init__.py").read_text()
@@ -350,7 +350,26 @@ sys.exit(1 if failures else 0)
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    validate = next(a for a in assets if "validate_job_data" in (a / "index.py").read_text())
+
+    # What functions import lazily, where they import it.
+    def having(marker: str) -> list[Path]:
+        return [a for a in assets if marker in (a / "index.py").read_text()]
+
+    (validate,) = having("validate_job_data")
     assert (validate / "finetuning" / "data" / "validate.py").is_file()
-    submit = next(a for a in assets if "submit_manifest_object" in (a / "index.py").read_text())
+    (collect,) = having("collect_results")
+    assert (collect / "finetuning" / "data" / "estimate.py").is_file()
+    (submit,) = having("submit_manifest_object")
     assert (submit / "yaml" / "__init__.py").is_file()
+    starts = having("launch import start_job")
+    with_metrics = [
+        a for a in starts if (a / "training_scripts" / "metric_definitions.py").is_file()
+    ]
+    assert len(starts) == 2 and len(with_metrics) == 1
+    template = json.loads((outdir / "llm-finetuning-dev-orchestration.template.json").read_text())
+    (sagemaker_start,) = [
+        r["Properties"]["Code"]["S3Key"]
+        for name, r in template["Resources"].items()
+        if name.startswith("StartSageMakerJobFunction")
+    ]
+    assert sagemaker_start == f"{with_metrics[0].name.removeprefix('asset.')}.zip"
