@@ -129,6 +129,8 @@ class OrchestrationStack(Stack):
         subnet_ids = network.vpc.select_subnets(
             subnet_group_name=network.training_subnets.subnet_group_name
         ).subnet_ids
+        self._subnet_ids = subnet_ids
+        self._security_group_id = network.training_security_group.security_group_id
         self._platform_env = {
             Var.RESOURCE_PREFIX: prefix,
             Var.JOB_TABLE: self.job_table.table_name,
@@ -422,7 +424,13 @@ class OrchestrationStack(Stack):
             f.allow(
                 "AnswerWaits",
                 ["states:SendTaskSuccess", "states:SendTaskFailure"],
-                [self.state_machine_arn],
+                ["*"],
+            )
+            suppress_wildcards(
+                f.policy,
+                "SendTaskSuccess and SendTaskFailure support no resource-level permissions; "
+                "the task token, known only to the waiting execution, names the task.",
+                resources=["*"],
             )
             fns[name or construct_id] = f
 
@@ -600,8 +608,9 @@ class OrchestrationStack(Stack):
         f.allow("DescribeTrainingJobs", ["sagemaker:DescribeTrainingJob"], [jobs])
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._settings.resource_prefix}}
         if create:
-            # Every job the platform starts is network-isolated and encrypts traffic between
-            # its instances, see
+            # Every job the platform starts is network-isolated, encrypts traffic between its
+            # instances and its output with the platform key, runs in the training subnets
+            # and group, on an allowed instance family; condition keys from
             # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
             f.allow(
                 "CreateIsolatedTrainingJobs",
@@ -613,8 +622,20 @@ class OrchestrationStack(Stack):
                         "sagemaker:InterContainerTrafficEncryption": "true",
                     },
                     "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
+                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix,
+                        "sagemaker:OutputKmsKey": self._platform_key.key_arn,
                     },
+                    "ForAllValues:StringEquals": {
+                        "sagemaker:VpcSubnets": self._subnet_ids,
+                        "sagemaker:VpcSecurityGroupIds": [self._security_group_id],
+                    },
+                    "ForAllValues:StringLike": {
+                        "sagemaker:InstanceTypes": [
+                            f"ml.{family}.*"
+                            for family in self._settings.training.allowed_instance_families
+                        ]
+                    },
+                    "Null": {"sagemaker:VpcSubnets": "false"},
                 },
             )
             f.allow(
@@ -643,18 +664,21 @@ class OrchestrationStack(Stack):
         f.allow("TagOwnThroughput", ["bedrock:TagResource"], [throughputs], own)
         wildcards = [throughputs]
         if create:
+            # Creation is authorized against the custom model and its base model, see
+            # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
             models = self._arn("bedrock", "custom-model/*")
+            foundation = self._arn("bedrock", "foundation-model/*", account=False)
             f.allow(
                 "CreateTaggedThroughput",
                 ["bedrock:CreateProvisionedModelThroughput", "bedrock:TagResource"],
-                [throughputs, models],
+                [throughputs, models, foundation],
                 {
                     "StringEquals": {
                         f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
                     }
                 },
             )
-            wildcards.append(models)
+            wildcards += [models, foundation]
         suppress_wildcards(
             f.policy,
             "Provisioned throughput ids are assigned at creation; creating requires the "

@@ -214,6 +214,21 @@ def test_deletion_requires_the_platform_tag_and_spares_kept_resources(
         "sagemaker:NetworkIsolation": "true",
         "sagemaker:InterContainerTrafficEncryption": "true",
     }
+    assert create["Condition"]["ForAllValues:StringLike"]["sagemaker:InstanceTypes"] == [
+        "ml.g5.*",
+        "ml.g6.*",
+        "ml.g6e.*",
+        "ml.p4d.*",
+        "ml.p5.*",
+    ]
+    assert set(create["Condition"]["ForAllValues:StringEquals"]) == {
+        "sagemaker:VpcSubnets",
+        "sagemaker:VpcSecurityGroupIds",
+    }
+    assert "sagemaker:OutputKmsKey" in create["Condition"]["StringEquals"]
+    # Callback tokens cannot be scoped by resource (Service Authorization Reference).
+    answers = [s for _, s in _statements(template) if s.get("Sid") == "AnswerWaits"]
+    assert len(answers) == 2 and all(s["Resource"] == "*" for s in answers)
 
 
 def test_job_table_and_idempotency_table(template: Template) -> None:
