@@ -21,8 +21,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.compliance import suppress, suppress_wildcards
+from stacks.lambda_bundling import function_code
 from stacks.log_groups import encrypted_log_group
-from stacks.orchestration_bundling import function_code
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
