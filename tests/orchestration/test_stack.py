@@ -16,10 +16,13 @@ from aws_cdk.assertions import Match, Template
 
 from finetuning.orchestration.workflow import States
 from stacks.compliance import add_compliance_gate, apply_tags
+from stacks.network_stack import NetworkStack
 from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_stack import OrchestrationStack
+from stacks.security_stack import SecurityStack
 from stacks.settings import load_settings
-from stacks.stage import PlatformStacks, platform_environment
+from stacks.stage import platform_environment
+from stacks.storage_stack import StorageStack
 from tests.orchestration.asl import definition_document
 from tests.orchestration.fakes import function_environment
 
@@ -42,7 +45,8 @@ TASK_STATES = [
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Template, Path]]:
-    """The dev environment's stacks plus orchestration, synthesized once, gate on."""
+    """The foundation stacks and this one (not the other platform stacks, which have their
+    own tests), synthesized once with the nag gate on."""
     os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     outdir = tmp_path_factory.mktemp("cdk.out")
@@ -50,21 +54,33 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Temp
     app = App(context=context, outdir=str(outdir))
     settings = load_settings("dev")
     env = platform_environment(settings)
-    foundation = PlatformStacks(app, settings=settings, env=env)
     prefix = settings.resource_prefix
+    storage = StorageStack(app, f"{prefix}-storage", settings=settings, env=env)
+    network = NetworkStack(app, f"{prefix}-network", settings=settings, key=storage.key, env=env)
+    security = SecurityStack(
+        app,
+        f"{prefix}-security",
+        settings=settings,
+        key=storage.key,
+        vpc=network.vpc,
+        training_subnets=network.training_subnets,
+        training_security_group=network.training_security_group,
+        env=env,
+    )
     stack = OrchestrationStack(
         app,
         f"{prefix}-orchestration",
         stack_name=f"{prefix}-orchestration",
         settings=settings,
         orchestration=ORCHESTRATION,
-        platform_key=foundation.storage.key,
-        network=foundation.network,
-        security=foundation.security,
+        platform_key=storage.key,
+        network=network,
+        security=security,
         env=env,
     )
-    stack.add_stack_dependency(foundation.storage)
-    apply_tags(stack, settings)
+    stack.add_stack_dependency(storage)
+    for each in (storage, network, security, stack):
+        apply_tags(each, settings)
     add_compliance_gate(app)
     app.synth()  # raises if any nag rule has an unacknowledged finding
     template_file = outdir / f"{prefix}-orchestration.template.json"
