@@ -227,7 +227,8 @@ class _StartFineTuning(actions.StepFunctionInvokeAction):
 
     ``bound`` receives the role CodePipeline chose for the action (created next to the
     action, or in a support stack of the state machine's account when that differs), so
-    the KMS permission and the acknowledgements go onto exactly that role.
+    the KMS permission and the acknowledgements go onto exactly that role. It also writes
+    the job spec path the way the Step Functions action reads it.
     """
 
     def __init__(self, *, props: FineTuningActionProps, **kwargs: Any) -> None:
@@ -278,7 +279,13 @@ class _StartFineTuning(actions.StepFunctionInvokeAction):
             "if any, is matched by its alias and usable only through Step Functions.",
             extra=extra,
         )
-        return config
+        # CDK renders a FilePath input as "<artifact>::<path>" (the CloudFormation-action
+        # form); the Step Functions action wants the path inside its single input artifact,
+        # e.g. "assets/input.json", see
+        # https://docs.aws.amazon.com/codepipeline/latest/userguide/action-reference-StepFunctions.html
+        configuration = dict(config.configuration or {})
+        configuration["Input"] = props.job_spec
+        return codepipeline.ActionConfig(configuration=configuration)
 
 
 class _CheckQualityGate(actions.CodeBuildAction):
