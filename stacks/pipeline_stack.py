@@ -87,9 +87,8 @@ def platform_stage(scope: Construct, construct_id: str, settings: PlatformSettin
     return FineTuningPlatformStage(scope, construct_id, settings=settings)
 
 
-def synth_commands(settings: PipelineSettings) -> list[str]:
+def synth_commands() -> list[str]:
     """The Build step: the README's test command, its synth, then the pipeline's assembly."""
-    del settings  # the commands are the same for every pipeline of this repository
     return [
         "make test",
         "make synth",
@@ -135,7 +134,7 @@ class PipelineStack(Stack):
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=self.source,
-            commands=synth_commands(settings),
+            commands=synth_commands(),
             primary_output_directory=PIPELINE_ASSEMBLY_DIR,
             env={
                 "PIP_EXTRA_INDEX_URL": TORCH_CPU_INDEX,
