@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup synth test test-slow lint format bench clean
+.PHONY: help setup synth test test-slow lint format docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ lint: setup ## ruff check and format check
 
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+docs: setup ## regenerate generated parts of the docs (suppression table in docs/compliance.md)
+	$(BIN)/python scripts/compliance_report.py
 
 clean: ## remove build outputs (keeps the virtualenv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -85,6 +85,15 @@ class NetworkStack(Stack):
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
             },
         )
+        self._drop_redundant_depends_on()
+        for public_subnet in self.vpc.public_subnets:
+            for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+                suppress(
+                    public_subnet,
+                    f"{pack}-VPCNoUnrestrictedRouteToIGW",
+                    "Public subnets exist only when settings ask for NAT gateways; they hold "
+                    "nothing but the NAT gateways, whose internet route is their purpose.",
+                )
         self.training_subnets = ec2.SubnetSelection(subnet_group_name=TRAINING_SUBNETS)
         self.endpoint_subnets = ec2.SubnetSelection(subnet_group_name=ENDPOINT_SUBNETS)
 
@@ -131,6 +140,14 @@ class NetworkStack(Stack):
             PlatformParameter.TRAINING_SECURITY_GROUP_ID,
             sg.security_group_id,
         )
+
+    def _drop_redundant_depends_on(self) -> None:
+        """CDK's default-security-group provider depends on its role twice (DependsOn and
+        GetAtt); cfn-lint warns (W3005). The GetAtt alone keeps the order."""
+        provider = self.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        if provider is not None:
+            handler = provider.node.find_child("Handler")
+            handler.add_deletion_override("DependsOn")
 
     def _add_flow_logs(self, settings: PlatformSettings, key: kms.IKey) -> None:
         log_group = encrypted_log_group(

@@ -74,21 +74,16 @@ class StorageStack(Stack):
                 conditions={"StringEquals": {"aws:SourceAccount": self.account}},
             )
         )
-        suppress(
-            self.access_logs_bucket,
+        for rule in (
             "AwsSolutions-S1",
-            "This is the access-log target; logging it to itself would loop.",
-        )
-        suppress(
-            self.access_logs_bucket,
-            "NIST.800.53.R5-S3BucketLoggingEnabled",
-            "This is the access-log target; logging it to itself would loop.",
-        )
-        suppress(
-            self.access_logs_bucket,
             "HIPAA.Security-S3BucketLoggingEnabled",
-            "This is the access-log target; logging it to itself would loop.",
-        )
+            "NIST.800.53.R5-S3BucketLoggingEnabled",
+        ):
+            suppress(
+                self.access_logs_bucket,
+                rule,
+                "This is the access-log target; logging it to itself would loop.",
+            )
 
         self.data_bucket = self._bucket(
             "DataBucket", purpose="data", access_logs=self.access_logs_bucket
@@ -174,19 +169,14 @@ class StorageStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
             auto_delete_objects=False,
         )
-        suppress(
-            bucket,
-            "NIST.800.53.R5-S3BucketReplicationEnabled",
-            "Cross-region replication doubles storage cost; versioning plus RETAIN on "
-            "delete protect against loss inside the region. Enable per bucket if your "
-            "recovery objective needs a second region.",
-        )
-        suppress(
-            bucket,
-            "HIPAA.Security-S3BucketReplicationEnabled",
-            "Cross-region replication doubles storage cost; versioning plus RETAIN on "
-            "delete protect against loss inside the region.",
-        )
+        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+            suppress(
+                bucket,
+                f"{pack}-S3BucketReplicationEnabled",
+                "Cross-region replication doubles storage cost; versioning plus RETAIN on "
+                "delete protect against loss inside the region. Enable it per bucket if "
+                "your recovery objective needs a second region.",
+            )
         return bucket
 
     def _allow_log_services(self) -> None:

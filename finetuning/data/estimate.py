@@ -1,0 +1,241 @@
+"""Token counts and training-cost estimates from a dated price table.
+
+Bedrock bills customization per token trained: "The number of epochs you specify increases
+your model customization cost by processing more tokens. Each epoch processes the entire
+training dataset once." (https://docs.aws.amazon.com/bedrock/latest/userguide/
+cm-hp-titan-text.html and the other custom-model hyperparameter pages), plus a monthly
+storage price per custom model. SageMaker bills training per instance-second, so its cost
+is hours x instances x the instance price; hours come from the dataset's tokens and a
+throughput the user measures (no table can know it for every model and setting).
+
+Only prices found published are in the tables; for anything else pass the price on the
+command line. Update the tables (and their dates) when AWS changes prices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from finetuning.data.models import resolve_model
+from finetuning.data.validate import validate_path
+
+__all__ = [
+    "BEDROCK_PRICES_AS_OF",
+    "BEDROCK_PRICE_SOURCE",
+    "BEDROCK_STORAGE_PER_MONTH",
+    "BEDROCK_TRAINING_PRICE_PER_1K",
+    "SAGEMAKER_PRICES_AS_OF",
+    "SAGEMAKER_PRICE_SOURCE",
+    "SAGEMAKER_TRAINING_PRICE_PER_HOUR",
+    "CostEstimate",
+    "EstimateError",
+    "estimate_cost",
+]
+
+# Amazon Bedrock model customization, us-east-1, USD, "Price to train 1,000 tokens" and
+# "Price to store each custom model per month", from https://aws.amazon.com/bedrock/pricing/
+# as published in March 2024. Families missing here had no training price we could confirm;
+# pass --price-per-1k-tokens for them.
+BEDROCK_PRICE_SOURCE = "https://aws.amazon.com/bedrock/pricing/"
+BEDROCK_PRICES_AS_OF = "2024-03"
+BEDROCK_TRAINING_PRICE_PER_1K: dict[str, float] = {
+    "cohere.command-text-v14": 0.004,
+    "cohere.command-light-text-v14": 0.001,
+    "amazon.titan-text-lite-v1": 0.0004,
+}
+BEDROCK_STORAGE_PER_MONTH = 1.95
+
+# Amazon SageMaker training, on-demand, us-east-1, USD per instance-hour, as read from the AWS
+# Price List API (service AmazonSageMaker, Training) in July 2026; the same figures are on
+# https://aws.amazon.com/sagemaker/pricing/ under "Training".
+SAGEMAKER_PRICE_SOURCE = "https://aws.amazon.com/sagemaker/pricing/"
+SAGEMAKER_PRICES_AS_OF = "2026-07"
+SAGEMAKER_TRAINING_PRICE_PER_HOUR: dict[str, float] = {
+    "ml.g4dn.xlarge": 0.736,
+    "ml.g5.xlarge": 1.408,
+    "ml.g5.2xlarge": 1.515,
+    "ml.g5.4xlarge": 2.03,
+    "ml.g5.8xlarge": 3.06,
+    "ml.g5.12xlarge": 7.09,
+    "ml.g5.24xlarge": 10.18,
+    "ml.g5.48xlarge": 20.36,
+    "ml.g6e.2xlarge": 2.80,
+    "ml.g6e.4xlarge": 3.76,
+    "ml.g6e.8xlarge": 5.66,
+    "ml.g6e.12xlarge": 13.10,
+    "ml.p3.2xlarge": 3.825,
+}
+
+
+class EstimateError(ValueError):
+    """An estimate cannot be made with the arguments given."""
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    path: str
+    model_id: str
+    family: str
+    backend: str
+    records: int
+    tokens: int
+    tokens_exact: bool
+    epochs: int
+    trained_tokens: int
+    validation_errors: int
+    price_per_1k_tokens: float | None = None
+    price_per_hour: float | None = None
+    instance_type: str | None = None
+    instance_count: int = 1
+    tokens_per_second: float | None = None
+    hours: float | None = None
+    training_cost: float | None = None
+    storage_per_month: float | None = None
+    price_source: str = ""
+    prices_as_of: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        kind = "tokens" if self.tokens_exact else "tokens (estimated)"
+        lines = [
+            f"{self.path}: {self.records:,} records, {self.tokens:,} {kind} for "
+            f"{self.model_id} ({self.family})",
+            f"trained tokens: {self.tokens:,} x {self.epochs} epochs = {self.trained_tokens:,}",
+        ]
+        if self.validation_errors:
+            lines.append(
+                f"warning: the file has {self.validation_errors:,} validation errors; run "
+                "`finetune data validate` before training"
+            )
+        if self.price_per_1k_tokens is not None:
+            lines.append(f"price: ${self.price_per_1k_tokens:g} per 1,000 tokens trained")
+        if self.price_per_hour is not None:
+            lines.append(
+                f"price: ${self.price_per_hour:g} per hour of {self.instance_type} "
+                f"x {self.instance_count}"
+            )
+        if self.hours is not None:
+            lines.append(
+                f"training time: {self.hours:,.2f} hours at {self.tokens_per_second:,.0f} "
+                "tokens per second per instance"
+            )
+        if self.training_cost is not None:
+            lines.append(f"estimated training cost: ${self.training_cost:,.2f}")
+        if self.storage_per_month is not None:
+            lines.append(f"custom model storage: ${self.storage_per_month:g} per month")
+        if self.note:
+            lines.append(f"note: {self.note}")
+        if self.price_source:
+            lines.append(f"prices: {self.price_source} (us-east-1, as of {self.prices_as_of})")
+        return lines
+
+
+def estimate_cost(
+    path: str | os.PathLike[str],
+    model_id: str,
+    *,
+    epochs: int,
+    instance_type: str | None = None,
+    instance_count: int = 1,
+    tokens_per_second: float | None = None,
+    price_per_1k_tokens: float | None = None,
+    price_per_hour: float | None = None,
+    token_counter: Callable[[str], int] | None = None,
+    s3_client: Any = None,
+) -> CostEstimate:
+    """Count the tokens of ``path`` (one validation pass) and price ``epochs`` of training.
+
+    Raises:
+        EstimateError: bad numbers, or an instance type with no price and no override.
+        UnknownModelError: a Bedrock model id without rules.
+    """
+    if epochs < 1:
+        raise EstimateError(f"epochs must be at least 1, found {epochs}")
+    for name, value in (
+        ("tokens per second", tokens_per_second),
+        ("price per 1,000 tokens", price_per_1k_tokens),
+        ("price per hour", price_per_hour),
+    ):
+        if value is not None and value <= 0:
+            raise EstimateError(f"{name} must be positive, found {value}")
+    family = resolve_model(model_id)
+    report = validate_path(
+        path, model_id, max_problems=0, token_counter=token_counter, s3_client=s3_client
+    )
+    trained = report.tokens * epochs
+    common = dict(
+        path=str(path),
+        model_id=model_id,
+        family=family.name,
+        backend=family.backend,
+        records=report.records,
+        tokens=report.tokens,
+        tokens_exact=report.tokens_exact,
+        epochs=epochs,
+        trained_tokens=trained,
+        validation_errors=report.errors,
+    )
+    if family.is_bedrock:
+        if instance_type:
+            raise EstimateError("--instance-type applies to SageMaker (open) models only")
+        price = price_per_1k_tokens
+        if price is None:
+            price = next(
+                (cost for key, cost in BEDROCK_TRAINING_PRICE_PER_1K.items() if key in model_id),
+                None,
+            )
+        note = (
+            ""
+            if price is not None
+            else (
+                f"no training price for {family.display_name} in the table; pass "
+                f"--price-per-1k-tokens (see {BEDROCK_PRICE_SOURCE})"
+            )
+        )
+        return CostEstimate(
+            **common,
+            price_per_1k_tokens=price,
+            training_cost=None if price is None else trained / 1000 * price,
+            storage_per_month=BEDROCK_STORAGE_PER_MONTH,
+            price_source=BEDROCK_PRICE_SOURCE,
+            prices_as_of=BEDROCK_PRICES_AS_OF,
+            note=note,
+        )
+    if not instance_type:
+        raise EstimateError(
+            "open models train on SageMaker: pass --instance-type (for example ml.g5.2xlarge)"
+        )
+    hourly = price_per_hour or SAGEMAKER_TRAINING_PRICE_PER_HOUR.get(instance_type)
+    if hourly is None:
+        known = ", ".join(SAGEMAKER_TRAINING_PRICE_PER_HOUR)
+        raise EstimateError(
+            f"no price for {instance_type} in the table ({known}); pass --price-per-hour"
+        )
+    hours = cost = None
+    note = ""
+    if tokens_per_second is None:
+        note = (
+            "pass --tokens-per-second (measure it with a short run of train.py on the same "
+            "instance) to get hours and cost"
+        )
+    else:
+        hours = trained / (tokens_per_second * instance_count) / 3600
+        cost = hours * hourly * instance_count
+    return CostEstimate(
+        **common,
+        price_per_hour=hourly,
+        instance_type=instance_type,
+        instance_count=instance_count,
+        tokens_per_second=tokens_per_second,
+        hours=hours,
+        training_cost=cost,
+        price_source=SAGEMAKER_PRICE_SOURCE,
+        prices_as_of=SAGEMAKER_PRICES_AS_OF,
+        note=note,
+    )

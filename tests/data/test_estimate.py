@@ -1,0 +1,99 @@
+"""Cost estimates: Bedrock per token, SageMaker per instance-hour, overrides and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetuning.data.estimate import (
+    BEDROCK_STORAGE_PER_MONTH,
+    SAGEMAKER_TRAINING_PRICE_PER_HOUR,
+    EstimateError,
+    estimate_cost,
+)
+
+from ._records import NOVA, OPEN, prompt_completion
+
+
+@pytest.fixture
+def titan_file(tmp_path: Path) -> Path:
+    path = tmp_path / "train.jsonl"
+    # 594 + 6 characters = 100 tokens per record at 6 characters per token.
+    path.write_text(
+        "".join(
+            json.dumps(prompt_completion(f"{i:03d}" + "x" * 591, "y" * 6)) + "\n" for i in range(30)
+        )
+    )
+    return path
+
+
+def test_bedrock_price_from_the_table(titan_file: Path) -> None:
+    estimate = estimate_cost(titan_file, "amazon.titan-text-lite-v1", epochs=3)
+    assert (estimate.records, estimate.tokens, estimate.trained_tokens) == (30, 3000, 9000)
+    assert estimate.price_per_1k_tokens == 0.0004
+    assert estimate.training_cost == pytest.approx(9000 / 1000 * 0.0004)
+    assert estimate.storage_per_month == BEDROCK_STORAGE_PER_MONTH
+    lines = "\n".join(estimate.lines())
+    assert "trained tokens: 3,000 x 3 epochs = 9,000" in lines
+    assert "https://aws.amazon.com/bedrock/pricing/" in lines and "as of 2024-03" in lines
+
+
+def test_bedrock_family_without_a_price_asks_for_one(titan_file: Path) -> None:
+    estimate = estimate_cost(titan_file, "amazon.titan-text-express-v1", epochs=2)
+    assert estimate.training_cost is None and "--price-per-1k-tokens" in estimate.note
+    priced = estimate_cost(
+        titan_file, "amazon.titan-text-express-v1", epochs=2, price_per_1k_tokens=0.01
+    )
+    assert priced.training_cost == pytest.approx(6000 / 1000 * 0.01)
+
+
+def test_validation_errors_are_surfaced(titan_file: Path) -> None:
+    estimate = estimate_cost(titan_file, NOVA, epochs=1, price_per_1k_tokens=0.001)
+    assert estimate.validation_errors == 30  # every record is in the wrong format for Nova
+    assert any("validation errors" in line for line in estimate.lines())
+
+
+def test_sagemaker_hours_and_cost(titan_file: Path) -> None:
+    estimate = estimate_cost(
+        titan_file,
+        OPEN,
+        epochs=2,
+        instance_type="ml.g5.2xlarge",
+        instance_count=2,
+        tokens_per_second=0.5,
+    )
+    price = SAGEMAKER_TRAINING_PRICE_PER_HOUR["ml.g5.2xlarge"]
+    # Open models estimate at 4 characters per token: 150 tokens x 30 records x 2 epochs.
+    assert estimate.trained_tokens == 9000
+    assert estimate.hours == pytest.approx(9000 / (0.5 * 2) / 3600)
+    assert estimate.training_cost == pytest.approx(estimate.hours * price * 2)
+    without_rate = estimate_cost(titan_file, OPEN, epochs=1, instance_type="ml.g5.2xlarge")
+    assert without_rate.training_cost is None and "--tokens-per-second" in without_rate.note
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"model_id": OPEN, "epochs": 1}, "pass --instance-type"),
+        ({"model_id": OPEN, "epochs": 1, "instance_type": "ml.x9.huge"}, "no price for ml.x9.huge"),
+        (
+            {"model_id": NOVA, "epochs": 1, "instance_type": "ml.g5.2xlarge"},
+            r"SageMaker \(open\) models only",
+        ),
+        ({"model_id": NOVA, "epochs": 0}, "at least 1"),
+        (
+            {
+                "model_id": OPEN,
+                "epochs": 1,
+                "instance_type": "ml.g5.2xlarge",
+                "tokens_per_second": -1,
+            },
+            "must be positive",
+        ),
+    ],
+)
+def test_estimate_errors(titan_file: Path, kwargs: dict, fragment: str) -> None:
+    with pytest.raises(EstimateError, match=fragment):
+        estimate_cost(titan_file, **kwargs)

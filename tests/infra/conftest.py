@@ -1,0 +1,115 @@
+"""Synthesize the platform in-process, with the cdk-nag gate on, and hand out templates.
+
+Synth takes seconds, so each distinct settings variant is synthesized once per session.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cdk_context() -> dict[str, Any]:
+    """The feature flags and defaults of cdk.json, as the CDK CLI would pass them."""
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def settings_dict(environment: str = "dev", **overrides: Any) -> dict[str, Any]:
+    """config/<environment>.yaml with dotted-key overrides, e.g. {"network.nat_gateways": 2}."""
+    data = yaml.safe_load((ROOT / "config" / f"{environment}.yaml").read_text())
+    for dotted, value in overrides.items():
+        target = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return data
+
+
+@dataclass
+class SynthResult:
+    app: Any
+    templates: dict[str, dict[str, Any]]  # stack name -> template JSON
+    outdir: Path
+
+    def template(self, suffix: str):
+        """An aws_cdk.assertions.Template for the stack whose name ends with ``suffix``."""
+        from aws_cdk.assertions import Template
+
+        (name,) = [n for n in self.templates if n.endswith(suffix)]
+        return Template.from_json(self.templates[name])
+
+    def resources(self, cfn_type: str | None = None) -> Iterator[tuple[str, str, dict]]:
+        """(stack name, logical id, resource) over every template."""
+        for stack, template in self.templates.items():
+            for logical_id, resource in template.get("Resources", {}).items():
+                if cfn_type is None or resource["Type"] == cfn_type:
+                    yield stack, logical_id, resource
+
+
+def synth_platform(data: dict[str, Any], outdir: Path) -> SynthResult:
+    from aws_cdk import App
+
+    from stacks.compliance import add_compliance_gate
+    from stacks.settings import settings_from_mapping
+    from stacks.stage import PlatformStacks, platform_environment
+
+    settings = settings_from_mapping(copy.deepcopy(data), Path("test-settings.yaml"))
+    app = App(context=cdk_context(), outdir=str(outdir))
+    platform = PlatformStacks(app, settings=settings, env=platform_environment(settings))
+    add_compliance_gate(app)
+    assembly = app.synth()  # raises if any nag rule fails
+    templates = {
+        stack.stack_name: assembly.get_stack_by_name(stack.stack_name).template
+        for stack in platform.stacks
+    }
+    return SynthResult(app=app, templates=templates, outdir=outdir)
+
+
+_CACHE: dict[str, SynthResult] = {}
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory):
+    """synth(environment="dev", **overrides) -> SynthResult, cached per variant."""
+
+    def build(environment: str = "dev", **overrides: Any) -> SynthResult:
+        key = json.dumps([environment, overrides], sort_keys=True)
+        if key not in _CACHE:
+            outdir = tmp_path_factory.mktemp(f"cdk-{environment}")
+            _CACHE[key] = synth_platform(settings_dict(environment, **overrides), outdir)
+        return _CACHE[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def dev(synth) -> SynthResult:
+    return synth("dev")
+
+
+@pytest.fixture(scope="session")
+def prod(synth) -> SynthResult:
+    return synth("prod")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep every infra test on one xdist worker (`--dist loadgroup`), so each settings
+    variant is synthesized once per run, not once per worker."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("cdk-synth"))
