@@ -381,9 +381,31 @@ class PipelineSettings(_Strict):
             raise ValueError(f"not an email address: {', '.join(bad)}")
         return value
 
+    @model_validator(mode="after")
+    def _bucket_names_fit(self) -> PipelineSettings:
+        # <bucket prefix>-artifacts-<12-digit account>-<region> must fit S3's 63 characters.
+        longest = len(f"{self.bucket_prefix}-artifacts-123456789012-{self.region}")
+        if longest > 63:
+            raise ValueError(
+                f"pipeline name {self.name!r} is too long for the artifact bucket name "
+                f"({longest} characters, S3 allows 63): shorten pipeline_name or project by "
+                f"{longest - 63}"
+            )
+        return self
+
     @property
     def name(self) -> str:
         return self.pipeline_name or f"{self.project}-delivery"
+
+    @property
+    def bucket_prefix(self) -> str:
+        """The pipeline name as S3 allows it in bucket names (lowercase, digits, hyphens)."""
+        return re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")
+
+    @property
+    def execution_name_prefix(self) -> str:
+        """Prefix of the smoke jobs' execution names (Step Functions: A-Z a-z 0-9 - _)."""
+        return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{self.name}-smoke")[:43].strip("-")
 
 
 def check_job_spec_path(value: str) -> str:

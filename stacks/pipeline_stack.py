@@ -253,7 +253,7 @@ class PipelineStack(Stack):
             "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             "removal_policy": RemovalPolicy.RETAIN,
         }
-        prefix = f"{self._settings.name}"[:30].rstrip("-.")
+        prefix = self._settings.bucket_prefix
         access_logs = s3.Bucket(
             self,
             "AccessLogsBucket",
@@ -369,7 +369,7 @@ class PipelineStack(Stack):
                 props=FineTuningActionProps(
                     state_machine=machine,
                     job_spec=target.smoke_job.job_spec,
-                    execution_name_prefix=f"{self._settings.name}-smoke"[:43],
+                    execution_name_prefix=self._settings.execution_name_prefix,
                     require_quality_gate=target.smoke_job.require_quality_gate,
                     state_machine_key_alias=f"alias/{env.resource_prefix}",
                     log_group=self.log_group,

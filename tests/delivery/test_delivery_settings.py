@@ -284,3 +284,15 @@ def test_settings_are_immutable() -> None:
     settings = PipelineSettings.model_validate(pipeline())
     with pytest.raises(ValidationError):
         settings.region = "eu-west-1"  # type: ignore[misc]
+
+
+def test_pipeline_names_become_valid_bucket_and_execution_name_prefixes() -> None:
+    settings = pipeline_settings_from_mapping(pipeline(pipeline_name="ML.Platform@Prod_1"), SOURCE)
+    assert settings.bucket_prefix == "ml-platform-prod-1"
+    assert settings.execution_name_prefix == "ML-Platform-Prod_1-smoke"
+
+
+def test_a_pipeline_name_too_long_for_its_bucket_is_refused() -> None:
+    message = error_of(pipeline(pipeline_name="a" * 40, region="ap-southeast-2"))
+    assert "too long for the artifact bucket name (78 characters, S3 allows 63)" in message
+    assert "shorten pipeline_name or project by 15" in message
