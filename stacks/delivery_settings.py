@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,14 +29,10 @@ from pydantic import (
     model_validator,
 )
 
-from stacks.settings import (
-    ACCOUNT_PATTERN,
-    CONFIG_DIR,
-    NAME_PATTERN,
-    REGION_PATTERN,
-    PlatformSettings,
-    SettingsError,
-)
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from stacks.settings import PlatformSettings
 
 PIPELINE_SETTINGS_FILE = "pipeline.yaml"
 
@@ -84,6 +80,17 @@ MAX_BUILD_TIMEOUT_MINUTES = 480
 # The Step Functions invoke action of a Standard state machine waits up to 7 days, see
 # https://docs.aws.amazon.com/codepipeline/latest/userguide/action-reference-StepFunctions.html
 STEP_FUNCTIONS_ACTION_TIMEOUT_HOURS = 7 * 24
+
+
+def _platform() -> ModuleType:
+    """``stacks.settings``, imported on first use.
+
+    ``stacks/settings.py`` imports :class:`MonitoringSettings` from here for
+    ``PlatformSettings.monitoring``, so this module must not import it while loading.
+    """
+    from stacks import settings
+
+    return settings
 
 
 class _Strict(BaseModel):
@@ -296,7 +303,7 @@ class DeploymentTarget(_Strict):
     @field_validator("environment")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not _platform().NAME_PATTERN.match(value):
             raise ValueError(
                 "expected 3-32 lowercase letters, digits and hyphens, starting with a letter"
             )
@@ -333,7 +340,7 @@ class PipelineSettings(_Strict):
     @field_validator("project")
     @classmethod
     def _project(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not _platform().NAME_PATTERN.match(value):
             raise ValueError(
                 "expected 3-32 lowercase letters, digits and hyphens, starting with a letter"
             )
@@ -342,14 +349,14 @@ class PipelineSettings(_Strict):
     @field_validator("account")
     @classmethod
     def _account(cls, value: str | None) -> str | None:
-        if value is not None and not ACCOUNT_PATTERN.match(str(value)):
+        if value is not None and not _platform().ACCOUNT_PATTERN.match(str(value)):
             raise ValueError("expected a 12-digit AWS account id, or null for any account")
         return value
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if not REGION_PATTERN.match(value):
+        if not _platform().REGION_PATTERN.match(value):
             raise ValueError("expected an AWS region code such as us-east-1 or eu-west-2")
         return value
 
@@ -451,7 +458,9 @@ def check_topology(pipeline: PipelineSettings, environments: list[PlatformSettin
                 "toolchain account to grant another account access to its artifacts)"
             )
     if problems:
-        raise SettingsError("invalid pipeline settings:\n" + "\n".join(f"  {p}" for p in problems))
+        raise _platform().SettingsError(
+            "invalid pipeline settings:\n" + "\n".join(f"  {p}" for p in problems)
+        )
 
 
 def _describe(error: dict[str, Any], path: Path, root: type[BaseModel]) -> str:
@@ -472,24 +481,28 @@ def _describe(error: dict[str, Any], path: Path, root: type[BaseModel]) -> str:
 def pipeline_settings_from_mapping(data: Any, source: Path) -> PipelineSettings:
     """Validate an already-parsed mapping; ``source`` names it in error messages."""
     if not isinstance(data, dict):
-        raise SettingsError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+        raise _platform().SettingsError(
+            f"{source}: expected a mapping of settings, got {type(data).__name__}"
+        )
     try:
         return PipelineSettings.model_validate(data)
     except ValidationError as exc:
         problems = "\n".join(f"  {_describe(e, source, PipelineSettings)}" for e in exc.errors())
-        raise SettingsError(f"invalid pipeline settings in {source}:\n{problems}") from None
+        raise _platform().SettingsError(
+            f"invalid pipeline settings in {source}:\n{problems}"
+        ) from None
 
 
 def load_pipeline_settings(path: Path | None = None) -> PipelineSettings:
     """Read and validate ``config/pipeline.yaml`` (or ``path``)."""
-    path = path or CONFIG_DIR / PIPELINE_SETTINGS_FILE
+    path = path or _platform().CONFIG_DIR / PIPELINE_SETTINGS_FILE
     if not path.is_file():
-        raise SettingsError(
+        raise _platform().SettingsError(
             f"{path}: no pipeline settings; copy the example in docs/delivery.md "
             '("Pipeline settings") and set your source'
         )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+        raise _platform().SettingsError(f"{path}: not valid YAML: {exc}") from None
     return pipeline_settings_from_mapping(data, path)

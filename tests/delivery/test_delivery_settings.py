@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from stacks.delivery_settings import (
     pipeline_settings_from_mapping,
 )
 from stacks.settings import SettingsError, load_settings
+from tests.delivery.support import REPO
 
 CONNECTION = (
     "arn:aws:codeconnections:us-east-1:111111111111:connection/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
@@ -296,3 +299,17 @@ def test_a_pipeline_name_too_long_for_its_bucket_is_refused() -> None:
     message = error_of(pipeline(pipeline_name="a" * 40, region="ap-southeast-2"))
     assert "too long for the artifact bucket name (78 characters, S3 allows 63)" in message
     assert "shorten pipeline_name or project by 15" in message
+
+
+def test_settings_py_can_import_the_monitoring_model_without_a_cycle() -> None:
+    # PlatformSettings.monitoring: stacks/settings.py imports MonitoringSettings from
+    # stacks.delivery_settings, which therefore must not import stacks.settings on load.
+    code = (
+        "import sys; import stacks.delivery_settings as d; "
+        "assert 'stacks.settings' not in sys.modules, 'imports stacks.settings on load'; "
+        "d.MonitoringSettings(); print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
