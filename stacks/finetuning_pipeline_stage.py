@@ -486,8 +486,9 @@ class FineTuningStep(pipelines.Step):
         action_name: str,
         **_: Any,
     ) -> pipelines.CodePipelineActionFactoryResult:
+        # A scope of its own: several steps may share one pipeline stage.
         add_finetuning_actions(
-            scope,
+            Construct(scope, self.id),
             stage,
             props=self.props,
             source=artifacts.to_code_pipeline(self._input),

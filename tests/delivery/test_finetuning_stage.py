@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from aws_cdk import Environment, PhysicalName, RemovalPolicy, Stack
+from aws_cdk import Environment, PhysicalName, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_kms as kms
@@ -16,6 +16,7 @@ from stacks.compliance import add_compliance_gate, suppress
 from stacks.finetuning_pipeline_stage import (
     FineTuningActionProps,
     FineTuningStage,
+    FineTuningStep,
     acknowledge_artifact_access,
     gate_check_script,
 )
@@ -27,6 +28,9 @@ ACCOUNT, OTHER_ACCOUNT, REGION = "111111111111", "222222222222", "us-east-1"
 MACHINE_NAME = "llm-finetuning-dev-finetuning"
 MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{MACHINE_NAME}"
 SHARED_ARN = f"arn:aws:states:{REGION}:{OTHER_ACCOUNT}:stateMachine:{MACHINE_NAME}"
+CONNECTION = (
+    f"arn:aws:codeconnections:{REGION}:{ACCOUNT}:connection/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+)
 
 
 def _user_bucket(stack: Stack, construct_id: str, key: kms.IKey, **kwargs) -> s3.Bucket:
@@ -258,3 +262,49 @@ def test_bad_stage_properties_are_refused_before_anything_is_built(
 
 def _key_id(template: dict) -> str:
     return next(iter(resources(template, "AWS::KMS::Key")))
+
+
+def test_two_fine_tuning_steps_can_follow_one_cdk_pipelines_stage() -> None:
+    """FineTuningStep in a user's CDK Pipelines pipeline (no gate: only the wiring)."""
+    app = cdk_app()
+    stack = Stack(app, "UserCdkPipeline", env=Environment(account=ACCOUNT, region=REGION))
+    source = pipelines.CodePipelineSource.connection(
+        "my-org/my-app", "main", connection_arn=CONNECTION
+    )
+    pipeline = pipelines.CodePipeline(
+        stack,
+        "Pipeline",
+        cross_account_keys=True,
+        synth=pipelines.ShellStep("Synth", input=source, commands=["npx cdk synth"]),
+    )
+    application = Stage(stack, "App")
+    Stack(application, "Service")  # an (empty) stack to deploy
+    machine = sfn.StateMachine.from_state_machine_arn(stack, "Machine", MACHINE_ARN)
+    steps = [
+        FineTuningStep(
+            name,
+            input=source,
+            props=FineTuningActionProps(state_machine=machine, job_spec=f"jobs/{name}.json"),
+        )
+        for name in ("Classifier", "Extractor")
+    ]
+    pipeline.add_stage(application, post=steps)
+
+    template = app.synth().get_stack_by_name("UserCdkPipeline").template
+    stages = {
+        s["Name"]: s["Actions"]
+        for s in one(template, "AWS::CodePipeline::Pipeline")["Properties"]["Stages"]
+    }
+    fine_tuning = sorted(
+        (a for a in stages["App"] if a["Name"].split(".")[0] in ("Classifier", "Extractor")),
+        key=lambda a: (a["RunOrder"], a["Name"]),
+    )
+    assert [(a["Name"], a["Configuration"].get("Input")) for a in fine_tuning] == [
+        ("Classifier.Start", "jobs/Classifier.json"),
+        ("Extractor.Start", "jobs/Extractor.json"),
+        ("Classifier.QualityGate", None),
+        ("Extractor.QualityGate", None),
+    ]
+    deploy = max(a["RunOrder"] for a in stages["App"] if a["Name"].startswith("Service"))
+    assert {a["RunOrder"] for a in fine_tuning} == {deploy + 1, deploy + 2}
+    assert len(resources(template, "AWS::CodeBuild::Project")) >= 3  # synth, 2 gates
