@@ -15,6 +15,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from finetuning.serving import ServingSettings
+from stacks.orchestration_settings import OrchestrationSettings
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 # CloudWatch Logs accepts only these retention periods (days), see
@@ -164,6 +167,8 @@ class PlatformSettings(_Strict):
     logs: LogSettings = LogSettings()
     training: TrainingSettings = TrainingSettings()
     security: SecuritySettings = SecuritySettings()
+    orchestration: OrchestrationSettings = OrchestrationSettings()
+    serving: ServingSettings = ServingSettings()
 
     @field_validator("project", "environment")
     @classmethod

@@ -13,13 +13,15 @@ from constructs import Construct
 
 from stacks.compliance import apply_permissions_boundary, apply_tags
 from stacks.network_stack import NetworkStack
+from stacks.orchestration_stack import OrchestrationStack
 from stacks.security_stack import SecurityStack
+from stacks.serving_stack import ServingStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import StorageStack
 
 
 class PlatformStacks:
-    """Storage, network and security stacks of one environment, built into ``scope``."""
+    """Every stack of one environment, built into ``scope``."""
 
     def __init__(
         self, scope: Construct, *, settings: PlatformSettings, env: Environment | None = None
@@ -48,8 +50,32 @@ class PlatformStacks:
             training_security_group=self.network.training_security_group,
             env=env,
         )
+        self.orchestration = OrchestrationStack(
+            scope,
+            f"{prefix}-orchestration",
+            stack_name=f"{prefix}-orchestration",
+            settings=settings,
+            platform_key=self.storage.key,
+            network=self.network,
+            security=self.security,
+            orchestration=settings.orchestration,
+            env=env,
+        )
+        self.serving = ServingStack(
+            scope,
+            f"{prefix}-serving",
+            stack_name=f"{prefix}-serving",
+            settings=settings,
+            key=self.storage.key,
+            vpc=self.network.vpc,
+            endpoint_subnets=self.network.endpoint_subnets,
+            security=self.security,
+            serving=settings.serving,
+            env=env,
+        )
         # Policies name the buckets by their deterministic names, not by reference.
-        self.security.add_stack_dependency(self.storage)
+        for stack in (self.security, self.orchestration, self.serving):
+            stack.add_stack_dependency(self.storage)
 
         for stack in self.stacks:
             apply_tags(stack, settings)
@@ -58,7 +84,7 @@ class PlatformStacks:
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.storage, self.network, self.security]
+        return [self.storage, self.network, self.security, self.orchestration, self.serving]
 
 
 class FineTuningPlatformStage(Stage):

@@ -1,0 +1,291 @@
+"""Bedrock model customization jobs.
+
+Request and response fields follow the API reference:
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelCustomizationJob.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetModelCustomizationJob.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListModelCustomizationJobs.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_StopModelCustomizationJob.html
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from finetuning.backends.base import request_token
+from finetuning.errors import InvalidJobConfigError, JobNotFoundError
+from finetuning.hyperparameters import (
+    check_model_type,
+    require_family,
+    validate_bedrock_hyperparameters,
+)
+from finetuning.jobs import (
+    BEDROCK_JOB_NAME,
+    BEDROCK_MODEL_NAME,
+    NAME_MAX_LENGTH,
+    Backend,
+    FinetuningJobConfig,
+    FinetuningJobResult,
+    JobPage,
+    JobStatus,
+)
+from finetuning.uris import check_bedrock_s3_uri
+
+# roleArn: arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+ (max 2048)
+ROLE_ARN = re.compile(r"^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$")
+# customModelKmsKeyId: a key ARN, alias ARN, key id or alias name.
+KMS_KEY = re.compile(
+    r"^((arn:aws(-[^:]+)?:kms:[a-zA-Z0-9-]*:[0-9]{12}:((key/[a-zA-Z0-9-]{36})|(alias/[a-zA-Z0-9-_/]+)))"
+    r"|([a-zA-Z0-9-]{36})|(alias/[a-zA-Z0-9-_/]+))$"
+)
+CUSTOMIZATION_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING")
+JOB_ARN_MARKER = ":model-customization-job/"
+# A repeated create with the same name answers one of these when the job already exists.
+_EXISTS_CODES = ("ResourceInUseException", "ConflictException")
+# ListModelCustomizationJobs maxResults: 1-1000.
+MAX_PAGE_SIZE = 1000
+
+_STATUS = {
+    "Completed": JobStatus.COMPLETED,
+    "Failed": JobStatus.FAILED,
+    "Stopping": JobStatus.STOPPING,
+    "Stopped": JobStatus.CANCELLED,
+}
+_STATUS_EQUALS = {
+    JobStatus.PREPROCESSING: "InProgress",
+    JobStatus.RUNNING: "InProgress",
+    JobStatus.STOPPING: "Stopping",
+    JobStatus.COMPLETED: "Completed",
+    JobStatus.FAILED: "Failed",
+    JobStatus.CANCELLED: "Stopped",
+}
+
+
+def model_name_for(job_name: str) -> str:
+    """A customModelName derived from a job name (job names allow '.', '+' and '--')."""
+    name = re.sub(r"[^0-9a-zA-Z]+", "-", job_name).strip("-") or "model"
+    suffix = "-model"
+    return name[: NAME_MAX_LENGTH - len(suffix)].rstrip("-") + suffix
+
+
+def to_tags(tags: dict[str, str] | Any) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in sorted(dict(tags).items())]
+
+
+class BedrockBackend:
+    name = Backend.BEDROCK
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    # -- validation ------------------------------------------------------------------------
+
+    def check(
+        self, config: FinetuningJobConfig, sources: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        required = ("base_model", "training_data_uri", "output_uri", "role_arn", "job_name")
+        for name in required:
+            if not getattr(config, name):
+                raise InvalidJobConfigError(
+                    name,
+                    "a value (Bedrock jobs need base_model, training_data_uri, output_uri, "
+                    "role_arn and job_name; a deployed platform provides role_arn and "
+                    "output_uri)",
+                    getattr(config, name),
+                )
+        family = require_family(config.base_model)
+        check_model_type(config.model_type, family)
+        check_bedrock_s3_uri(config.training_data_uri, "training_data_uri")
+        check_bedrock_s3_uri(config.output_uri, "output_uri")
+        if config.validation_data_uri:
+            check_bedrock_s3_uri(config.validation_data_uri, "validation_data_uri")
+        if not ROLE_ARN.match(config.role_arn) or len(config.role_arn) > 2048:
+            raise InvalidJobConfigError(
+                "role_arn",
+                "an IAM role ARN such as arn:aws:iam::123456789012:role/Name",
+                config.role_arn,
+            )
+        if len(config.job_name) > NAME_MAX_LENGTH or not BEDROCK_JOB_NAME.match(config.job_name):
+            raise InvalidJobConfigError(
+                "job_name",
+                "1-63 letters, digits, '+', '.' and '-', starting with a letter or digit",
+                config.job_name,
+            )
+        model_name = config.model_name or model_name_for(config.job_name)
+        if len(model_name) > NAME_MAX_LENGTH or not BEDROCK_MODEL_NAME.match(model_name):
+            raise InvalidJobConfigError(
+                "model_name",
+                "1-63 letters and digits, single '-' or '_' between them",
+                model_name,
+            )
+        if config.kms_key_id and not KMS_KEY.match(config.kms_key_id):
+            raise InvalidJobConfigError(
+                "kms_key_id", "a KMS key ARN, key id, alias ARN or alias/name", config.kms_key_id
+            )
+        if config.customization_type not in CUSTOMIZATION_TYPES:
+            raise InvalidJobConfigError(
+                "customization_type",
+                f"one of {', '.join(CUSTOMIZATION_TYPES)}",
+                config.customization_type,
+            )
+        hyperparameters = config.hyperparameters or {}
+        return validate_bedrock_hyperparameters(family, hyperparameters, sources)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def build_request(
+        self, config: FinetuningJobConfig, hyperparameters: dict[str, str]
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "jobName": config.job_name,
+            "customModelName": config.model_name or model_name_for(config.job_name),
+            "roleArn": config.role_arn,
+            "baseModelIdentifier": config.base_model,
+            "customizationType": config.customization_type,
+            "trainingDataConfig": {"s3Uri": config.training_data_uri},
+            "outputDataConfig": {"s3Uri": config.output_uri},
+            "hyperParameters": hyperparameters,
+        }
+        if config.validation_data_uri:
+            request["validationDataConfig"] = {
+                "validators": [{"s3Uri": config.validation_data_uri}]
+            }
+        if config.kms_key_id:
+            request["customModelKmsKeyId"] = config.kms_key_id
+        if config.tags:
+            request["jobTags"] = to_tags(config.tags)
+            request["customModelTags"] = to_tags(config.tags)
+        if config.subnet_ids:
+            request["vpcConfig"] = {
+                "subnetIds": list(config.subnet_ids),
+                "securityGroupIds": list(config.security_group_ids),
+            }
+        request["clientRequestToken"] = config.client_request_token or request_token(request)
+        return request
+
+    def create(
+        self, config: FinetuningJobConfig, hyperparameters: dict[str, str]
+    ) -> FinetuningJobResult:
+        request = self.build_request(config, hyperparameters)
+        try:
+            job_arn = self.client.create_model_customization_job(**request)["jobArn"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in _EXISTS_CODES:
+                raise
+            # Same name already used: the same spec means this is a retry of a call that
+            # succeeded (idempotent success); a different spec is a real conflict.
+            existing = self.client.get_model_customization_job(jobIdentifier=config.job_name)
+            if existing.get("clientRequestToken") != request["clientRequestToken"]:
+                raise InvalidJobConfigError(
+                    "job_name",
+                    "a name no other job uses (a job with this name exists and was created "
+                    "from a different spec)",
+                    config.job_name,
+                ) from exc
+            return self._result(existing)
+        return self.get(job_arn)
+
+    def get(self, identifier: str) -> FinetuningJobResult:
+        try:
+            response = self.client.get_model_customization_job(jobIdentifier=identifier)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise JobNotFoundError(identifier, "bedrock") from exc
+            raise
+        return self._result(response)
+
+    def list(
+        self,
+        status_filter: JobStatus | None = None,
+        limit: int | None = None,
+        next_token: str | None = None,
+    ) -> JobPage:
+        if status_filter is JobStatus.QUEUED:
+            return JobPage(jobs=[])  # Bedrock has no queued state.
+        request: dict[str, Any] = {"sortBy": "CreationTime", "sortOrder": "Descending"}
+        if status_filter is not None:
+            request["statusEquals"] = _STATUS_EQUALS[status_filter]
+        if limit is not None:
+            request["maxResults"] = max(1, min(limit, MAX_PAGE_SIZE))
+        if next_token:
+            request["nextToken"] = next_token
+        response = self.client.list_model_customization_jobs(**request)
+        jobs = [self._summary(item) for item in response.get("modelCustomizationJobSummaries", [])]
+        if status_filter in (JobStatus.PREPROCESSING, JobStatus.RUNNING):
+            jobs = [job for job in jobs if job.status is status_filter]
+        return JobPage(jobs=jobs, next_token=response.get("nextToken"))
+
+    def stop(self, identifier: str) -> FinetuningJobResult:
+        try:
+            self.client.stop_model_customization_job(jobIdentifier=identifier)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise JobNotFoundError(identifier, "bedrock") from exc
+            raise
+        return self.get(identifier)
+
+    # -- responses --------------------------------------------------------------------------
+
+    @staticmethod
+    def _status(response: dict[str, Any]) -> JobStatus:
+        raw = response.get("status", "InProgress")
+        if raw in _STATUS:
+            return _STATUS[raw]
+        details = response.get("statusDetails") or {}
+        training = (details.get("trainingDetails") or {}).get("status")
+        if training in ("InProgress", "Completed"):
+            return JobStatus.RUNNING
+        preparing = [
+            (details.get(key) or {}).get("status")
+            for key in ("validationDetails", "dataProcessingDetails")
+        ]
+        if "InProgress" in preparing or (details and training in (None, "NotStarted")):
+            return JobStatus.PREPROCESSING
+        return JobStatus.RUNNING
+
+    def _result(self, response: dict[str, Any]) -> FinetuningJobResult:
+        status = self._status(response)
+        validation: dict[str, float] = {}
+        for index, item in enumerate(response.get("validationMetrics") or []):
+            for key, value in item.items():
+                validation[key if index == 0 else f"{key}_{index}"] = value
+        validators = (response.get("validationDataConfig") or {}).get("validators") or []
+        return FinetuningJobResult(
+            job_arn=response["jobArn"],
+            job_name=response["jobName"],
+            status=status,
+            backend=Backend.BEDROCK,
+            model_id=response.get("outputModelArn"),
+            model_name=response.get("outputModelName"),
+            base_model=response.get("baseModelArn"),
+            creation_time=response.get("creationTime"),
+            last_modified_time=response.get("lastModifiedTime"),
+            end_time=response.get("endTime"),
+            # Only a failed job has a meaningful failure message.
+            failure_reason=response.get("failureMessage") if status is JobStatus.FAILED else None,
+            output_uri=(response.get("outputDataConfig") or {}).get("s3Uri"),
+            training_data_uri=(response.get("trainingDataConfig") or {}).get("s3Uri"),
+            validation_data_uri=validators[0]["s3Uri"] if validators else None,
+            hyperparameters=dict(response.get("hyperParameters") or {}),
+            training_metrics=dict(response.get("trainingMetrics") or {}),
+            validation_metrics=validation,
+            backend_status=response.get("status"),
+        )
+
+    def _summary(self, item: dict[str, Any]) -> FinetuningJobResult:
+        status = self._status(item)
+        return FinetuningJobResult(
+            job_arn=item["jobArn"],
+            job_name=item["jobName"],
+            status=status,
+            backend=Backend.BEDROCK,
+            model_id=item.get("customModelArn"),
+            model_name=item.get("customModelName"),
+            base_model=item.get("baseModelArn"),
+            creation_time=item.get("creationTime"),
+            last_modified_time=item.get("lastModifiedTime"),
+            end_time=item.get("endTime"),
+            backend_status=item.get("status"),
+        )

@@ -1,0 +1,483 @@
+"""SageMaker training jobs running ``training_scripts/train.py`` in script mode.
+
+The job runs on the Hugging Face PyTorch DLC. The code travels as ``sourcedir.tar.gz``
+(``training_scripts/``, ``finetuning/data/`` which train.py imports, and the training
+requirements), uploaded once per content digest. Hyperparameters are JSON-encoded the way the
+SageMaker training toolkit decodes them; the toolkit turns them into ``--name value``.
+
+Request and response fields follow the API reference:
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeTrainingJob.html
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ListTrainingJobs.html
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StopTrainingJob.html
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from finetuning.backends.base import request_token
+from finetuning.backends.bedrock import KMS_KEY, ROLE_ARN
+from finetuning.backends.sagemaker_images import training_image_uri
+from finetuning.errors import InvalidJobConfigError, JobNotFoundError
+from finetuning.hyperparameters import validate_train_hyperparameters
+from finetuning.jobs import (
+    SAGEMAKER_JOB_NAME,
+    Backend,
+    FinetuningJobConfig,
+    FinetuningJobResult,
+    JobPage,
+    JobStatus,
+)
+from finetuning.uris import is_s3_uri, join_s3, parse_s3_uri
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+ENTRY_POINT = "training_scripts/train.py"
+CODE_DIR = "/opt/ml/code"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+SPEC_TAG = "finetuning:spec-digest"
+INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+
+# GPUs per instance, from the SDK's instance_gpu_info.json; torchrun starts one process per GPU.
+# https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/image_uri_config/instance_gpu_info.json
+GPUS_PER_INSTANCE: dict[str, int] = {
+    "ml.p5.48xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p3.2xlarge": 1,
+    "ml.p3.8xlarge": 4,
+    "ml.p3.16xlarge": 8,
+    "ml.p3dn.24xlarge": 8,
+    "ml.g4dn.xlarge": 1,
+    "ml.g4dn.2xlarge": 1,
+    "ml.g4dn.4xlarge": 1,
+    "ml.g4dn.8xlarge": 1,
+    "ml.g4dn.16xlarge": 1,
+    "ml.g4dn.12xlarge": 4,
+    "ml.g5.xlarge": 1,
+    "ml.g5.2xlarge": 1,
+    "ml.g5.4xlarge": 1,
+    "ml.g5.8xlarge": 1,
+    "ml.g5.16xlarge": 1,
+    "ml.g5.12xlarge": 4,
+    "ml.g5.24xlarge": 4,
+    "ml.g5.48xlarge": 8,
+}
+
+# Instance families with local NVMe instance storage: their volumes are encrypted by the
+# instance hardware, and CreateTrainingJob rejects a ResourceConfig.VolumeKmsKeyId for them.
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instance-store-volumes.html
+INSTANCE_STORE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
+
+# SecondaryStatus values before the training script runs.
+_PREPARING = {
+    "Starting",
+    "Pending",
+    "LaunchingMLInstances",
+    "PreparingTrainingStack",
+    "Downloading",
+    "DownloadingTrainingImage",
+}
+_STATUS = {
+    "Completed": JobStatus.COMPLETED,
+    "Failed": JobStatus.FAILED,
+    "Stopping": JobStatus.STOPPING,
+    "Stopped": JobStatus.CANCELLED,
+}
+_STATUS_EQUALS = {
+    JobStatus.PREPROCESSING: "InProgress",
+    JobStatus.RUNNING: "InProgress",
+    JobStatus.STOPPING: "Stopping",
+    JobStatus.COMPLETED: "Completed",
+    JobStatus.FAILED: "Failed",
+    JobStatus.CANCELLED: "Stopped",
+}
+# ListTrainingJobs MaxResults: 1-100.
+MAX_PAGE_SIZE = 100
+
+
+def uses_torchrun(config: FinetuningJobConfig) -> bool:
+    if config.distributed is not None:
+        return bool(config.distributed)
+    return config.instance_count > 1 or GPUS_PER_INSTANCE.get(config.instance_type or "", 1) > 1
+
+
+def source_archive(include_requirements: bool = True, root: Path = REPOSITORY_ROOT) -> bytes:
+    """``sourcedir.tar.gz``: byte-identical for identical sources (sorted, zeroed metadata)."""
+    scripts = root / "training_scripts"
+    data = root / "finetuning" / "data"
+    if not (scripts / "train.py").is_file():
+        raise InvalidJobConfigError(
+            "backend", f"training_scripts/train.py under {root} (the code SageMaker runs)", None
+        )
+    files: dict[str, bytes] = {}
+    for base, prefix in ((scripts, "training_scripts"), (data, "finetuning/data")):
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files[f"{prefix}/{path.relative_to(base).as_posix()}"] = path.read_bytes()
+    # A minimal package marker: train.py needs finetuning.data, not the client library.
+    files["finetuning/__init__.py"] = b'"""finetuning.data for the training container."""\n'
+    requirements = scripts / "requirements.txt"
+    if include_requirements and requirements.is_file():
+        # The toolkit pip-installs requirements.txt from the root of the source directory.
+        files["requirements.txt"] = requirements.read_bytes()
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(files[name]))
+    return buffer.getvalue()
+
+
+class SageMakerBackend:
+    name = Backend.SAGEMAKER
+
+    def __init__(self, client: Any, s3_client: Any, region: str) -> None:
+        self.client = client
+        self.s3 = s3_client
+        self.region = region
+
+    # -- validation ------------------------------------------------------------------------
+
+    def check(
+        self, config: FinetuningJobConfig, sources: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        required = (
+            "base_model",
+            "training_data_uri",
+            "output_uri",
+            "role_arn",
+            "job_name",
+            "instance_type",
+        )
+        for name in required:
+            if not getattr(config, name):
+                raise InvalidJobConfigError(
+                    name,
+                    "a value (SageMaker jobs need base_model, training_data_uri, output_uri, "
+                    "role_arn, job_name and instance_type; a deployed platform provides "
+                    "role_arn and output_uri)",
+                    getattr(config, name),
+                )
+        for name in ("training_data_uri", "validation_data_uri", "output_uri", "checkpoint_uri"):
+            value = getattr(config, name)
+            if value:
+                parse_s3_uri(value, name)
+        if not SAGEMAKER_JOB_NAME.match(config.job_name):
+            raise InvalidJobConfigError(
+                "job_name",
+                "1-63 letters, digits and hyphens, starting with a letter or digit",
+                config.job_name,
+            )
+        if not ROLE_ARN.match(config.role_arn):
+            raise InvalidJobConfigError(
+                "role_arn",
+                "an IAM role ARN such as arn:aws:iam::123456789012:role/Name",
+                config.role_arn,
+            )
+        if not INSTANCE_TYPE.match(config.instance_type):
+            raise InvalidJobConfigError(
+                "instance_type",
+                "a SageMaker instance type such as ml.g5.2xlarge",
+                config.instance_type,
+            )
+        if config.kms_key_id and not KMS_KEY.match(config.kms_key_id):
+            raise InvalidJobConfigError(
+                "kms_key_id", "a KMS key ARN, key id, alias ARN or alias/name", config.kms_key_id
+            )
+        if (
+            config.use_spot_instances
+            and config.max_wait_seconds is not None
+            and (config.max_wait_seconds < config.max_run_seconds)
+        ):
+            raise InvalidJobConfigError(
+                "max_wait_seconds",
+                f"at least max_run_seconds ({config.max_run_seconds}) for spot training",
+                config.max_wait_seconds,
+            )
+        if config.max_wait_seconds is not None and not config.use_spot_instances:
+            raise InvalidJobConfigError(
+                "max_wait_seconds",
+                "unset unless use_spot_instances is true",
+                config.max_wait_seconds,
+            )
+        if not config.image_uri:
+            training_image_uri(self.region)  # raises for a region without a known registry
+        if config.enable_network_isolation and not is_s3_uri(config.base_model):
+            raise InvalidJobConfigError(
+                "base_model",
+                "an s3:// model directory when enable_network_isolation is true (an isolated "
+                "container cannot download from the Hugging Face Hub)",
+                config.base_model,
+            )
+        return validate_train_hyperparameters(config.hyperparameters or {}, sources)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def upload_code(self, config: FinetuningJobConfig) -> str:
+        archive = source_archive(include_requirements=not config.enable_network_isolation)
+        digest = hashlib.sha256(archive).hexdigest()[:16]
+        uri = join_s3(config.output_uri, "code", digest, "sourcedir.tar.gz")
+        location = parse_s3_uri(uri, "output_uri")
+        try:
+            self.s3.head_object(Bucket=location.bucket, Key=location.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            extra = (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": config.kms_key_id}
+                if config.kms_key_id
+                else {}
+            )
+            self.s3.put_object(Bucket=location.bucket, Key=location.key, Body=archive, **extra)
+        return uri
+
+    def build_request(
+        self, config: FinetuningJobConfig, hyperparameters: dict[str, str], code_uri: str
+    ) -> dict[str, Any]:
+        from training_scripts.metric_definitions import METRIC_DEFINITIONS
+
+        script_args = dict(hyperparameters)
+        script_args["method"] = config.method
+        channels = [_channel("train", config.training_data_uri)]
+        if config.validation_data_uri:
+            channels.append(_channel("validation", config.validation_data_uri))
+        if is_s3_uri(config.base_model):
+            # train.py defaults --model_name_or_path to SM_CHANNEL_MODEL.
+            channels.append(_channel("model", config.base_model, content_type=None))
+        else:
+            script_args["model_name_or_path"] = config.base_model
+        framework = {
+            "sagemaker_program": ENTRY_POINT,
+            "sagemaker_submit_directory": code_uri,
+            "sagemaker_region": self.region,
+            "sagemaker_container_log_level": 20,
+            "sagemaker_job_name": config.job_name,
+        }
+        if uses_torchrun(config):
+            framework["sagemaker_torch_distributed_enabled"] = True
+            framework["sagemaker_instance_type"] = config.instance_type
+        # Script-mode hyperparameters are JSON values; the toolkit decodes them.
+        encoded = {key: json.dumps(value) for key, value in {**script_args, **framework}.items()}
+        resources: dict[str, Any] = {
+            "InstanceType": config.instance_type,
+            "InstanceCount": config.instance_count,
+            "VolumeSizeInGB": config.volume_size_gb,
+        }
+        family = INSTANCE_TYPE.match(config.instance_type)["family"]
+        if config.kms_key_id and family not in INSTANCE_STORE_FAMILIES:
+            resources["VolumeKmsKeyId"] = config.kms_key_id
+        output: dict[str, Any] = {"S3OutputPath": config.output_uri}
+        if config.kms_key_id:
+            output["KmsKeyId"] = config.kms_key_id
+        stopping: dict[str, Any] = {"MaxRuntimeInSeconds": config.max_run_seconds}
+        environment = {"PYTHONPATH": CODE_DIR}
+        if config.enable_network_isolation:
+            environment["HF_HUB_OFFLINE"] = "1"
+        request: dict[str, Any] = {
+            "TrainingJobName": config.job_name,
+            "RoleArn": config.role_arn,
+            "AlgorithmSpecification": {
+                "TrainingImage": config.image_uri or training_image_uri(self.region),
+                "TrainingInputMode": "File",
+                "MetricDefinitions": list(METRIC_DEFINITIONS),
+                "EnableSageMakerMetricsTimeSeries": True,
+            },
+            "HyperParameters": encoded,
+            "InputDataConfig": channels,
+            "OutputDataConfig": output,
+            "ResourceConfig": resources,
+            "StoppingCondition": stopping,
+            "EnableNetworkIsolation": config.enable_network_isolation,
+            "EnableInterContainerTrafficEncryption": True,
+            "EnableManagedSpotTraining": config.use_spot_instances,
+            "Environment": environment,
+        }
+        if config.use_spot_instances:
+            stopping["MaxWaitTimeInSeconds"] = config.max_wait_seconds or 2 * config.max_run_seconds
+        checkpoint_uri = config.checkpoint_uri or (
+            join_s3(config.output_uri, config.job_name, "checkpoints")
+            if config.use_spot_instances
+            else None
+        )
+        if checkpoint_uri:
+            # Spot interruptions resume from here: SageMaker syncs /opt/ml/checkpoints both ways.
+            request["CheckpointConfig"] = {
+                "S3Uri": checkpoint_uri,
+                "LocalPath": CHECKPOINT_LOCAL_PATH,
+            }
+        if config.subnet_ids:
+            request["VpcConfig"] = {
+                "SecurityGroupIds": list(config.security_group_ids),
+                "Subnets": list(config.subnet_ids),
+            }
+        tags = {**dict(config.tags), SPEC_TAG: request_token(request)}
+        request["Tags"] = [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+        return request
+
+    def create(
+        self, config: FinetuningJobConfig, hyperparameters: dict[str, str]
+    ) -> FinetuningJobResult:
+        code_uri = self.upload_code(config)
+        request = self.build_request(config, hyperparameters, code_uri)
+        digest = next(tag["Value"] for tag in request["Tags"] if tag["Key"] == SPEC_TAG)
+        try:
+            self.client.create_training_job(**request)
+        except ClientError as exc:
+            message = exc.response.get("Error", {}).get("Message", "")
+            if (
+                "already exists" not in message
+                and exc.response.get("Error", {}).get("Code") != "ResourceInUse"
+            ):
+                raise
+            # CreateTrainingJob has no client token; job names are unique per account and
+            # region, and the spec digest tag tells a retry from a real name clash.
+            existing = self.client.describe_training_job(TrainingJobName=config.job_name)
+            tags = self.client.list_tags(ResourceArn=existing["TrainingJobArn"]).get("Tags", [])
+            if {"Key": SPEC_TAG, "Value": digest} not in tags:
+                raise InvalidJobConfigError(
+                    "job_name",
+                    "a name no other training job uses (one exists with a different spec)",
+                    config.job_name,
+                ) from exc
+            return self._result(existing)
+        return self.get(config.job_name)
+
+    def get(self, identifier: str) -> FinetuningJobResult:
+        name = identifier.rsplit("training-job/", 1)[-1]
+        try:
+            response = self.client.describe_training_job(TrainingJobName=name)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") in ("ValidationException", "ResourceNotFound") and (
+                "not found" in error.get("Message", "").lower()
+                or "does not exist" in error.get("Message", "").lower()
+            ):
+                raise JobNotFoundError(identifier, "sagemaker") from exc
+            raise
+        return self._result(response)
+
+    def list(
+        self,
+        status_filter: JobStatus | None = None,
+        limit: int | None = None,
+        next_token: str | None = None,
+    ) -> JobPage:
+        if status_filter is JobStatus.QUEUED:
+            return JobPage(jobs=[])
+        request: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Descending"}
+        if status_filter is not None:
+            request["StatusEquals"] = _STATUS_EQUALS[status_filter]
+        if limit is not None:
+            request["MaxResults"] = max(1, min(limit, MAX_PAGE_SIZE))
+        if next_token:
+            request["NextToken"] = next_token
+        response = self.client.list_training_jobs(**request)
+        jobs = [
+            FinetuningJobResult(
+                job_arn=item["TrainingJobArn"],
+                job_name=item["TrainingJobName"],
+                status=self._status(item),
+                backend=Backend.SAGEMAKER,
+                creation_time=item.get("CreationTime"),
+                last_modified_time=item.get("LastModifiedTime"),
+                end_time=item.get("TrainingEndTime"),
+                backend_status=item.get("TrainingJobStatus"),
+            )
+            for item in response.get("TrainingJobSummaries", [])
+        ]
+        if status_filter in (JobStatus.PREPROCESSING, JobStatus.RUNNING):
+            jobs = [job for job in jobs if job.status is status_filter]
+        return JobPage(jobs=jobs, next_token=response.get("NextToken"))
+
+    def stop(self, identifier: str) -> FinetuningJobResult:
+        name = identifier.rsplit("training-job/", 1)[-1]
+        self.get(name)
+        self.client.stop_training_job(TrainingJobName=name)
+        return self.get(name)
+
+    # -- responses --------------------------------------------------------------------------
+
+    @staticmethod
+    def _status(response: dict[str, Any]) -> JobStatus:
+        raw = response.get("TrainingJobStatus", "InProgress")
+        if raw in _STATUS:
+            return _STATUS[raw]
+        if response.get("SecondaryStatus") in _PREPARING:
+            return JobStatus.PREPROCESSING
+        return JobStatus.RUNNING
+
+    def _result(self, response: dict[str, Any]) -> FinetuningJobResult:
+        status = self._status(response)
+        hyperparameters = {
+            key: _decode(value)
+            for key, value in (response.get("HyperParameters") or {}).items()
+            if not key.startswith("sagemaker_")
+        }
+        channels = {
+            channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+            for channel in response.get("InputDataConfig") or []
+            if "S3DataSource" in channel.get("DataSource", {})
+        }
+        metrics = {
+            item["MetricName"]: item["Value"] for item in response.get("FinalMetricDataList") or []
+        }
+        return FinetuningJobResult(
+            job_arn=response["TrainingJobArn"],
+            job_name=response["TrainingJobName"],
+            status=status,
+            backend=Backend.SAGEMAKER,
+            model_id=(response.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
+            base_model=hyperparameters.get("model_name_or_path") or channels.get("model"),
+            creation_time=response.get("CreationTime"),
+            last_modified_time=response.get("LastModifiedTime"),
+            end_time=response.get("TrainingEndTime"),
+            failure_reason=response.get("FailureReason") if status is JobStatus.FAILED else None,
+            output_uri=(response.get("OutputDataConfig") or {}).get("S3OutputPath"),
+            training_data_uri=channels.get("train"),
+            validation_data_uri=channels.get("validation"),
+            hyperparameters=hyperparameters,
+            training_metrics={k: v for k, v in metrics.items() if not k.startswith("eval_")},
+            validation_metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
+            backend_status=response.get("SecondaryStatus") or response.get("TrainingJobStatus"),
+        )
+
+
+def _channel(name: str, uri: str, content_type: str | None = "application/jsonlines") -> dict:
+    channel: dict[str, Any] = {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+    if content_type:
+        channel["ContentType"] = content_type
+    return channel
+
+
+def _decode(value: str) -> str:
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value
+    return decoded if isinstance(decoded, str) else json.dumps(decoded)

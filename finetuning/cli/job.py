@@ -1,0 +1,347 @@
+"""``finetune job``: create, watch, list and stop fine-tuning jobs on any backend.
+
+The flags are those of the old ``create_finetuning_job.py`` (``--training-data-uri``,
+``--epoch-count``, ``--create-role``, ``--status-only`` became ``job status``, ...). With a
+deployed platform, ``finetune job create --training-data-uri s3://... --job-name x`` needs no
+ARN: roles, buckets, key and network come from its SSM parameters.
+
+Adding another way to submit (such as ``--via-platform``, which starts the platform's Step
+Functions workflow): add the flag in :func:`add_create_arguments` / :func:`add_list_arguments`
+and branch in :func:`create_job` / :func:`list_jobs` where marked; :func:`job_config_from_args`
+gives the job config and :func:`finish` the common waiting and reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from finetuning.cli import EXIT_FAILED, EXIT_OK, UsageError
+from finetuning.cli._service_common import (
+    ProgressPrinter,
+    add_service_arguments,
+    cli_errors,
+    csv_list,
+    describe_job,
+    key_values,
+    make_service,
+    print_json,
+    write_details,
+)
+
+BACKENDS = ("bedrock", "sagemaker", "local")
+STATUSES = ("queued", "preprocessing", "running", "stopping", "completed", "failed", "cancelled")
+# The old script's default; local jobs are polled more often (they take minutes, not hours).
+DEFAULT_POLLING_INTERVAL = 60.0
+LOCAL_POLLING_INTERVAL = 5.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser(
+        "job",
+        help="create, watch, list and stop fine-tuning jobs",
+        description="Fine-tuning jobs on Bedrock, SageMaker or this machine (local).",
+    )
+    commands = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    create = commands.add_parser(
+        "create",
+        help="submit a job (and wait for it unless --no-wait)",
+        description="Submit a fine-tuning job. Exit 0 when it completes (or is submitted, "
+        "with --no-wait), 1 when it fails, is cancelled or the wait times out, 2 on bad usage.",
+    )
+    add_create_arguments(create)
+    create.set_defaults(handler=create_job)
+
+    status = commands.add_parser("status", help="show a job's status (needs only its ARN or id)")
+    add_identifier_arguments(status)
+    status.add_argument("--output-file", type=Path, help="also write the job details JSON here")
+    status.set_defaults(handler=job_status)
+
+    wait = commands.add_parser("wait", help="wait for a job to finish, showing progress")
+    add_identifier_arguments(wait)
+    add_wait_arguments(wait)
+    wait.set_defaults(handler=wait_job)
+
+    listing = commands.add_parser("list", help="list jobs, newest first")
+    add_list_arguments(listing)
+    listing.set_defaults(handler=list_jobs)
+
+    stop = commands.add_parser("stop", help="stop a running job (cancel a local one)")
+    add_identifier_arguments(stop)
+    stop.set_defaults(handler=stop_job)
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+
+def add_identifier_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--job-arn",
+        "--job-id",
+        dest="job_arn",
+        required=True,
+        metavar="ARN",
+        help="a Bedrock or SageMaker job ARN, a local job id, or a job name (with --backend)",
+    )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, help="where a job given by name runs (default: bedrock)"
+    )
+    add_service_arguments(parser)
+
+
+def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("waiting")
+    group.add_argument(
+        "--polling-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"longest pause between status checks (default {DEFAULT_POLLING_INTERVAL:.0f}, "
+        f"local jobs {LOCAL_POLLING_INTERVAL:.0f}); checks start every 2 s and back off",
+    )
+    group.add_argument(
+        "--max-wait-time",
+        type=float,
+        metavar="SECONDS",
+        help="give up waiting after this long (exit 1; the job keeps running)",
+    )
+    group.add_argument(
+        "--output-file", type=Path, help="write the job details JSON here (updated at the end)"
+    )
+
+
+def add_create_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--training-data-uri", required=True, help="s3:// URI or local JSONL file")
+    data.add_argument("--validation-data-uri", help="s3:// URI or local JSONL file")
+    data.add_argument(
+        "--validation-split",
+        type=float,
+        metavar="FRACTION",
+        help="without --validation-data-uri, hold out this fraction (default 0.2) into new "
+        "files beside the training data; the training file is never modified",
+    )
+    data.add_argument(
+        "--no-validation-split", action="store_true", help="train without validation data"
+    )
+
+    job = parser.add_argument_group("job")
+    job.add_argument("--job-name", help="default: ft-<digest of the spec>")
+    job.add_argument("--model-name", help="name of the resulting custom model")
+    job.add_argument(
+        "--base-model",
+        help="Bedrock model id/ARN, Hugging Face id, s3:// or local model directory, a "
+        "registered local model, or a name from the config's base_models",
+    )
+    job.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="default: local for local data, bedrock for Bedrock base models, else sagemaker",
+    )
+    job.add_argument("--output-uri", help="where outputs go (default: the platform's bucket)")
+    roles = job.add_mutually_exclusive_group()
+    roles.add_argument("--role-arn", help="service role (default: the platform's)")
+    roles.add_argument(
+        "--create-role",
+        action="store_true",
+        help="create a least-privilege service role for this job's data and output",
+    )
+    job.add_argument("--kms-key-id", help="KMS key for the model and outputs")
+    job.add_argument("--subnet-ids", help="comma-separated subnets for the job's VPC config")
+    job.add_argument("--security-group-ids", help="comma-separated security groups")
+    job.add_argument("--tag", action="append", metavar="KEY=VALUE", help="tag (repeatable)")
+
+    hyper = parser.add_argument_group("hyperparameters")
+    hyper.add_argument("--epoch-count", type=int, help="passes over the training data")
+    hyper.add_argument("--learning-rate", type=float, help="learning rate")
+    hyper.add_argument("--batch-size", type=int, help="batch size")
+    hyper.add_argument(
+        "--hyperparameter",
+        action="append",
+        metavar="NAME=VALUE",
+        help="any other hyperparameter in the backend's names (repeatable)",
+    )
+    hyper.add_argument("--hyperparameter-preset", help="a preset from the config file")
+
+    open_models = parser.add_argument_group("sagemaker and local")
+    open_models.add_argument("--method", choices=("full", "lora", "qlora"), default="lora")
+    open_models.add_argument("--instance-type", help="SageMaker instance (default ml.g5.2xlarge)")
+    open_models.add_argument("--instance-count", type=int, default=1)
+    open_models.add_argument("--volume-size", type=int, default=100, metavar="GB")
+    open_models.add_argument("--max-run", type=int, default=24 * 3600, metavar="SECONDS")
+    open_models.add_argument("--spot", action="store_true", help="managed spot training")
+    open_models.add_argument("--max-wait", type=int, metavar="SECONDS", help="spot: total wait")
+    open_models.add_argument("--checkpoint-uri", help="spot: where checkpoints sync")
+    open_models.add_argument(
+        "--network-isolation", action="store_true", help="no network access for the container"
+    )
+    open_models.add_argument("--image-uri", help="training image (default: Hugging Face DLC)")
+
+    parser.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
+    add_wait_arguments(parser)
+    add_service_arguments(parser)
+
+
+def add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="bedrock")
+    parser.add_argument("--status", choices=STATUSES, help="only jobs in this status")
+    parser.add_argument("--limit", type=int, default=20, help="jobs per page (default 20)")
+    parser.add_argument("--next-token", help="continue from a previous page")
+    add_service_arguments(parser)
+
+
+def job_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The job config (as a mapping the service validates) from ``job create``'s flags.
+
+    Flags a parser does not define (``finetune local submit`` has fewer) take their defaults.
+    """
+
+    def flag(name: str, default: Any = None) -> Any:
+        return getattr(args, name, default)
+
+    if flag("validation_split") is not None and flag("no_validation_split"):
+        raise UsageError("--validation-split and --no-validation-split exclude each other")
+    hyperparameters: dict[str, Any] = key_values(flag("hyperparameter"), "--hyperparameter")
+    for name, key in (
+        ("epoch_count", "epochCount"),
+        ("learning_rate", "learningRate"),
+        ("batch_size", "batchSize"),
+    ):
+        if flag(name) is not None:
+            hyperparameters[key] = flag(name)
+    config: dict[str, Any] = {
+        "training_data_uri": flag("training_data_uri"),
+        "validation_data_uri": flag("validation_data_uri"),
+        "base_model": flag("base_model"),
+        "job_name": flag("job_name"),
+        "model_name": flag("model_name"),
+        "output_uri": flag("output_uri"),
+        "role_arn": flag("role_arn"),
+        "backend": flag("backend"),
+        "kms_key_id": flag("kms_key_id"),
+        "subnet_ids": csv_list(flag("subnet_ids")),
+        "security_group_ids": csv_list(flag("security_group_ids")),
+        "tags": key_values(flag("tag"), "--tag"),
+        "method": flag("method", "lora"),
+        "instance_type": flag("instance_type"),
+        "instance_count": flag("instance_count", 1),
+        "volume_size_gb": flag("volume_size", 100),
+        "max_run_seconds": flag("max_run", 24 * 3600),
+        "use_spot_instances": flag("spot", False),
+        "max_wait_seconds": flag("max_wait"),
+        "checkpoint_uri": flag("checkpoint_uri"),
+        "enable_network_isolation": flag("network_isolation", False),
+        "image_uri": flag("image_uri"),
+    }
+    if flag("no_validation_split"):
+        config["validation_split"] = None
+    elif flag("validation_split") is not None:
+        config["validation_split"] = flag("validation_split")
+    if flag("hyperparameter_preset"):
+        if hyperparameters:
+            raise UsageError(
+                "--hyperparameter-preset cannot be combined with --epoch-count, "
+                "--learning-rate, --batch-size or --hyperparameter; put the values in the preset"
+            )
+        config["hyperparameters"] = flag("hyperparameter_preset")
+    elif hyperparameters:
+        config["hyperparameters"] = hyperparameters
+    # None means "not given"; an explicit validation_split None disables the split.
+    return {k: v for k, v in config.items() if v is not None or k == "validation_split"}
+
+
+# -- handlers -------------------------------------------------------------------------------
+
+
+@cli_errors
+def create_job(args: argparse.Namespace) -> int:
+    config = job_config_from_args(args)
+    # (A submission path such as --via-platform branches here, before the direct call.)
+    with make_service(args) as service:
+        result = service.create_finetuning_job(config, create_role=args.create_role)
+        write_details(args.output_file, result)
+        if not args.json:
+            print("\n".join(["submitted:", *describe_job(result)]))
+        if args.no_wait:
+            if args.json:
+                print_json(result)
+            if result.backend.value == "local" and not service.local_service.is_served():
+                print(
+                    "note: no local job service is running; start one with "
+                    "`finetune local serve` or wait with `finetune job wait --job-arn "
+                    f"{result.job_arn}`",
+                    file=sys.stderr,
+                )
+            return EXIT_OK
+        return finish(args, service, result.job_arn, result.backend.value)
+
+
+def finish(args: argparse.Namespace, service: Any, job_id: str, backend: str | None) -> int:
+    """Wait with progress, write the details file, report; exit code from the final status."""
+    interval = args.polling_interval or (
+        LOCAL_POLLING_INTERVAL if backend == "local" else DEFAULT_POLLING_INTERVAL
+    )
+    result = service.wait_for_job_completion(
+        job_id,
+        polling_interval=interval,
+        max_wait_time=args.max_wait_time,
+        backend=backend,
+        on_update=ProgressPrinter(),
+    )
+    write_details(args.output_file, result)
+    if args.json:
+        print_json(result)
+    else:
+        print("\n".join(["finished:", *describe_job(result)]))
+    return EXIT_OK if result.status.value == "completed" else EXIT_FAILED
+
+
+@cli_errors
+def job_status(args: argparse.Namespace) -> int:
+    with make_service(args) as service:
+        result = service.get_job_status(args.job_arn, backend=args.backend)
+    write_details(args.output_file, result)
+    if args.json:
+        print_json(result)
+    else:
+        print("\n".join(describe_job(result)))
+    return EXIT_OK
+
+
+@cli_errors
+def wait_job(args: argparse.Namespace) -> int:
+    with make_service(args) as service:
+        backend = service.backend_of(args.job_arn, args.backend).value
+        return finish(args, service, args.job_arn, backend)
+
+
+@cli_errors
+def list_jobs(args: argparse.Namespace) -> int:
+    # (A listing path such as --via-platform branches here.)
+    with make_service(args) as service:
+        page = service.list_jobs(args.status, args.limit, args.next_token, backend=args.backend)
+    if args.json:
+        print_json({"jobs": page.jobs, "next_token": page.next_token})
+        return EXIT_OK
+    if not page.jobs:
+        print("no jobs")
+    for job in page.jobs:
+        created = job.creation_time.strftime("%Y-%m-%d %H:%M") if job.creation_time else "-"
+        progress = f"{job.progress_percentage:.0f}%" if job.progress_percentage is not None else ""
+        print(f"{created}  {job.status.value:<13} {progress:>4}  {job.job_name}  {job.job_arn}")
+    if page.next_token:
+        print(f"more: --next-token {page.next_token}")
+    return EXIT_OK
+
+
+@cli_errors
+def stop_job(args: argparse.Namespace) -> int:
+    with make_service(args) as service:
+        result = service.stop_job(args.job_arn, backend=args.backend)
+    if args.json:
+        print_json(result)
+    else:
+        print("\n".join(["stop requested:", *describe_job(result)]))
+    return EXIT_OK

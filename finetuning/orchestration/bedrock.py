@@ -1,0 +1,207 @@
+"""Bedrock model customization jobs and provisioned throughput, as the workflow uses them.
+
+Request and response fields follow the Bedrock API reference (and botocore's service model,
+which validates every request in the tests):
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelCustomizationJob.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetModelCustomizationJob.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateProvisionedModelThroughput.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetProvisionedModelThroughput.html
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from finetuning.orchestration import names, tags
+from finetuning.orchestration.aws import error_code, retryable_errors
+from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.manifest import Commitment, JobManifest
+from finetuning.orchestration.records import JobStatus
+from finetuning.orchestration.state import JobState, finite_metrics
+
+FINAL_MODELS_PREFIX = "models/final/"
+# GetModelCustomizationJob status -> platform status; InProgress is split on
+# statusDetails.trainingDetails (validation and data processing come first).
+_STATUS = {
+    "Completed": JobStatus.COMPLETED,
+    "Failed": JobStatus.FAILED,
+    "Stopping": JobStatus.STOPPING,
+    "Stopped": JobStatus.CANCELLED,
+}
+_TRAINING_STARTED = ("InProgress", "Completed")
+# GetProvisionedModelThroughput status values: Creating | InService | Updating | Failed.
+THROUGHPUT_IN_SERVICE = "InService"
+THROUGHPUT_FAILED = "Failed"
+
+
+def format_hyperparameter(value: Any) -> str:
+    """Bedrock takes hyperparameters as strings: ``2``, ``0.00001``, ``true``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = f"{value:.12f}".rstrip("0").rstrip(".")
+        return text if text not in ("", "-0") else "0"
+    return str(value)
+
+
+def output_uri(manifest: JobManifest, env: Environment, job_id: str) -> str:
+    base = manifest.output_uri or f"s3://{env.artifacts_bucket}/{FINAL_MODELS_PREFIX}"
+    return f"{base.rstrip('/')}/{job_id}/"
+
+
+def customization_request(manifest: JobManifest, job_id: str, env: Environment) -> dict[str, Any]:
+    """CreateModelCustomizationJob arguments; ``clientRequestToken`` makes retries safe."""
+    job_tags = tags.as_key_value_list(
+        tags.platform_tags(env.resource_prefix, job_id, manifest.tags)
+    )
+    request: dict[str, Any] = {
+        "jobName": job_id,
+        "customModelName": manifest.model_name or job_id,
+        "roleArn": env.bedrock_role_arn,
+        "clientRequestToken": job_id,
+        "baseModelIdentifier": manifest.base_model,
+        "customizationType": manifest.customization_type,
+        "customModelKmsKeyId": env.platform_key_arn,
+        "jobTags": job_tags,
+        "customModelTags": job_tags,
+        "trainingDataConfig": {"s3Uri": manifest.training_data_uri},
+        "outputDataConfig": {"s3Uri": output_uri(manifest, env, job_id)},
+        "hyperParameters": {
+            name: format_hyperparameter(value) for name, value in manifest.hyperparameters.items()
+        },
+        "vpcConfig": {
+            "subnetIds": env.subnet_ids,
+            "securityGroupIds": env.security_group_ids,
+        },
+    }
+    if manifest.validation_data_uri:
+        request["validationDataConfig"] = {"validators": [{"s3Uri": manifest.validation_data_uri}]}
+    return request
+
+
+def start(client: Any, request: Mapping[str, Any]) -> str:
+    """Create the job, or find the one an earlier attempt created; returns its ARN."""
+    name = request["jobName"]
+    with retryable_errors(f"starting Bedrock customization job {name}"):
+        try:
+            return client.create_model_customization_job(**request)["jobArn"]
+        except client.exceptions.ClientError as exc:
+            if error_code(exc) not in ("ResourceInUseException", "ConflictException"):
+                raise
+            existing = client.get_model_customization_job(jobIdentifier=name)
+            return existing["jobArn"]
+
+
+def status_of(status: str, details: Mapping[str, Any] | None = None) -> JobStatus:
+    if status in _STATUS:
+        return _STATUS[status]
+    training = ((details or {}).get("trainingDetails") or {}).get("status")
+    return JobStatus.RUNNING if training in _TRAINING_STARTED else JobStatus.PREPROCESSING
+
+
+def describe(client: Any, job_name: str) -> JobState:
+    with retryable_errors(f"describing Bedrock customization job {job_name}"):
+        job = client.get_model_customization_job(jobIdentifier=job_name)
+    metrics: dict[str, Any] = {}
+    training = job.get("trainingMetrics") or {}
+    if "trainingLoss" in training:
+        metrics["train_loss"] = training["trainingLoss"]
+    validation = [v.get("validationLoss") for v in job.get("validationMetrics") or []]
+    if validation and validation[0] is not None:
+        metrics["validation_loss"] = validation[0]
+    artifacts = {
+        key: value
+        for key, value in {
+            "custom_model_arn": job.get("outputModelArn"),
+            "custom_model_name": job.get("outputModelName"),
+            "output_uri": (job.get("outputDataConfig") or {}).get("s3Uri"),
+        }.items()
+        if value
+    }
+    usage = {}
+    if job.get("creationTime") and job.get("endTime"):
+        usage["duration_seconds"] = int((job["endTime"] - job["creationTime"]).total_seconds())
+    return JobState(
+        job_name=job.get("jobName", job_name),
+        status=status_of(job["status"], job.get("statusDetails")),
+        backend_status=job["status"],
+        failure_reason=job.get("failureMessage"),
+        job_arn=job.get("jobArn"),
+        metrics=finite_metrics(metrics),
+        artifacts=artifacts,
+        usage=usage,
+    )
+
+
+def stop(client: Any, job_name: str) -> bool:
+    """Stop a running job; False when it had already ended (nothing to stop)."""
+    with retryable_errors(f"stopping Bedrock customization job {job_name}"):
+        try:
+            client.stop_model_customization_job(jobIdentifier=job_name)
+        except client.exceptions.ClientError as exc:
+            if error_code(exc) in ("ValidationException", "ResourceNotFoundException"):
+                return False
+            raise
+    return True
+
+
+# -- provisioned throughput -------------------------------------------------------------
+
+
+def throughput_name(job_id: str) -> str:
+    return names.derived_name(job_id, "pt")
+
+
+def throughput_request(
+    *,
+    job_id: str,
+    model_arn: str,
+    model_units: int,
+    commitment: Commitment,
+    serving_tags: Mapping[str, str],
+) -> dict[str, Any]:
+    """CreateProvisionedModelThroughput arguments; no commitment unless asked (the field is
+    left out for hourly, cancel-any-time throughput)."""
+    request: dict[str, Any] = {
+        "clientRequestToken": throughput_name(job_id),
+        "modelUnits": model_units,
+        "provisionedModelName": throughput_name(job_id),
+        "modelId": model_arn,
+        "tags": tags.as_key_value_list(serving_tags),
+    }
+    if commitment != Commitment.NONE:
+        request["commitmentDuration"] = commitment.value
+    return request
+
+
+def create_throughput(client: Any, request: Mapping[str, Any]) -> str:
+    name = request["provisionedModelName"]
+    with retryable_errors(f"creating provisioned throughput {name}"):
+        try:
+            return client.create_provisioned_model_throughput(**request)["provisionedModelArn"]
+        except client.exceptions.ClientError as exc:
+            if error_code(exc) not in ("ResourceInUseException", "ConflictException"):
+                raise
+            return client.get_provisioned_model_throughput(provisionedModelId=name)[
+                "provisionedModelArn"
+            ]
+
+
+def throughput_status(client: Any, provisioned_model: str) -> tuple[str, str | None]:
+    """(status, failure message) of a provisioned throughput."""
+    with retryable_errors(f"reading provisioned throughput {provisioned_model}"):
+        response = client.get_provisioned_model_throughput(provisionedModelId=provisioned_model)
+    return response["status"], response.get("failureMessage")
+
+
+def delete_throughput(client: Any, provisioned_model: str) -> bool:
+    """Delete; False when it no longer exists."""
+    with retryable_errors(f"deleting provisioned throughput {provisioned_model}"):
+        try:
+            client.delete_provisioned_model_throughput(provisionedModelId=provisioned_model)
+        except client.exceptions.ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+    return True

@@ -1,0 +1,56 @@
+"""Errors the orchestration raises, named for the state machine.
+
+A Lambda function that raises reports the exception's class name as the Step Functions
+error name, so these names appear in the state machine's Retry and Catch rules
+(``stacks/orchestration_workflow.py``) and in failure notifications. Renaming a class
+renames an error: the workflow imports the names from here.
+"""
+
+from __future__ import annotations
+
+
+class OrchestrationError(Exception):
+    """Base class of every error the orchestration raises on purpose."""
+
+
+class RetryableServiceError(OrchestrationError):
+    """An AWS call was throttled or hit a server-side fault after the client's own retries;
+    the state machine retries the task with a longer backoff."""
+
+
+class ConfigurationError(OrchestrationError):
+    """A function runs without a setting it needs (a missing environment variable)."""
+
+
+class ManifestError(OrchestrationError, ValueError):
+    """A job manifest that cannot run: names the file, line and field."""
+
+
+class DatasetInvalidError(OrchestrationError):
+    """Dataset validation found errors; the message is the report's summary."""
+
+
+class JobFailedError(OrchestrationError):
+    """The Bedrock or SageMaker job ended in Failed."""
+
+
+class JobStoppedError(OrchestrationError):
+    """The Bedrock or SageMaker job was stopped before it finished."""
+
+
+class JobTimeoutError(OrchestrationError):
+    """The job ran past the platform's maximum job duration."""
+
+
+class ThroughputFailedError(OrchestrationError):
+    """Provisioned throughput ended in Failed or never reached InService in time."""
+
+
+class QualityGateFailedError(OrchestrationError):
+    """The evaluation step rejected the model."""
+
+
+# Names the state machine routes on; kept next to the classes so the two never drift.
+RETRYABLE = RetryableServiceError.__name__
+JOB_FAILED = JobFailedError.__name__
+JOB_STOPPED = JobStoppedError.__name__

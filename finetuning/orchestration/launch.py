@@ -1,0 +1,63 @@
+"""Start the backend job for a validated spec (idempotently) and record it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from finetuning.orchestration import bedrock, sagemaker
+from finetuning.orchestration.clients import Clients
+from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.manifest import Backend, JobManifest
+from finetuning.orchestration.records import JobStatus, JobTable, Stage, timestamp
+from finetuning.orchestration.state import JobState
+
+
+def describe_job(backend: str, job_name: str, clients: Clients) -> JobState:
+    if Backend(backend) == Backend.BEDROCK:
+        return bedrock.describe(clients("bedrock"), job_name)
+    return sagemaker.describe(clients("sagemaker"), job_name)
+
+
+def stop_job(backend: str, job_name: str, clients: Clients) -> bool:
+    if Backend(backend) == Backend.BEDROCK:
+        return bedrock.stop(clients("bedrock"), job_name)
+    return sagemaker.stop(clients("sagemaker"), job_name)
+
+
+def start_job(
+    manifest: JobManifest,
+    job_id: str,
+    *,
+    env: Environment,
+    table: JobTable,
+    clients: Clients,
+    metric_definitions: Sequence[Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Create the Bedrock customization job or SageMaker training job named ``job_id``.
+
+    Safe to repeat: the job name and client request token are the job id, so a retry finds
+    the job the first attempt created instead of creating another.
+    """
+    table.update(job_id, stage=Stage.STARTING.value)
+    if manifest.backend == Backend.BEDROCK:
+        job_arn = bedrock.start(
+            clients("bedrock"), bedrock.customization_request(manifest, job_id, env)
+        )
+    else:
+        request = sagemaker.training_request(
+            manifest, job_id, env, metric_definitions=metric_definitions
+        )
+        job_arn = sagemaker.start(clients("sagemaker"), request)
+    state = describe_job(manifest.backend.value, job_id, clients)
+    # A terminal status is written only by the steps that end the job (JobTable.finish),
+    # so that exactly one of them notifies; the wait step sees it on its first check.
+    status = JobStatus.RUNNING if state.is_terminal else state.status
+    table.update(
+        job_id,
+        backend_job_arn=job_arn,
+        status=status.value,
+        stage=Stage.TRAINING.value,
+        started_at=timestamp(),
+    )
+    return {"job_arn": job_arn, "job_name": job_id, "status": state.status.value}

@@ -1,0 +1,344 @@
+"""The job manifest: one fine-tuning job for the platform, as ``job.yaml`` or ``job.json``.
+
+A manifest is what ``finetune job create --via-platform`` submits and what a file put
+under ``s3://<data bucket>/jobs/`` starts. Field names match ``FinetuningJobConfig`` of the
+``finetuning`` library where the two overlap. docs/orchestration.md documents every field;
+:func:`load_manifest` reports problems as ``FILE:LINE: FIELD: message (got VALUE)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from finetuning.orchestration import names
+from finetuning.orchestration.errors import ManifestError
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_VERSION = 1
+S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
+INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+# Tag keys 1-128 and values 0-256 characters of letters, digits, spaces and ._:/=+@-
+# (the intersection of the Bedrock and SageMaker Tag shapes), see
+# https://docs.aws.amazon.com/bedrock/latest/APIReference/API_Tag.html and
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html
+TAG_TEXT = re.compile(r"^[a-zA-Z0-9 ._:/=+@-]*$")
+# SageMaker allows 50 tags per resource; the platform adds its own (names.py, tags.py).
+MAX_USER_TAGS = 40
+# SageMaker StoppingCondition.MaxRuntimeInSeconds: at most 28 days, see
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html
+MAX_RUNTIME_SECONDS = 28 * 24 * 3600
+# Bedrock customModelName: ([0-9a-zA-Z][_-]?){1,63}, see
+# https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelCustomizationJob.html
+BEDROCK_MODEL_NAME = re.compile(r"^([0-9a-zA-Z][_-]?){1,63}$")
+# Bedrock customizationType values of CreateModelCustomizationJob (same page).
+CUSTOMIZATION_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
+SAGEMAKER_ONLY = (
+    "method",
+    "instance_type",
+    "instance_count",
+    "volume_size_gb",
+    "max_run_seconds",
+    "use_spot_instances",
+    "max_wait_seconds",
+    "image_uri",
+    "source_dir_uri",
+    "entry_point",
+)
+BEDROCK_ONLY = ("model_name", "customization_type")
+
+HyperparameterValue = str | bool | int | float
+
+
+class Backend(StrEnum):
+    BEDROCK = "bedrock"
+    SAGEMAKER = "sagemaker"
+
+
+class Commitment(StrEnum):
+    """Provisioned throughput terms; ``none`` is hourly and can be deleted at any time."""
+
+    NONE = "none"
+    ONE_MONTH = "OneMonth"
+    SIX_MONTHS = "SixMonths"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProvisionedThroughputSpec(_Strict):
+    """Bedrock provisioned throughput created for the tuned model after success."""
+
+    model_units: Annotated[int, Field(ge=1, le=100)] = 1
+    commitment: Commitment = Commitment.NONE
+    # Deleted by the scheduled cleanup this many hours after it is InService (no-commitment
+    # throughput only; None takes the platform default).
+    expires_after_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
+    # True tags the throughput finetuning:keep=true: cleanup never deletes it.
+    keep: bool = False
+
+    @model_validator(mode="after")
+    def _expiry_needs_no_commitment(self) -> ProvisionedThroughputSpec:
+        if self.commitment != Commitment.NONE and self.expires_after_hours is not None:
+            raise ValueError(
+                "expires_after_hours applies only to commitment 'none': a throughput with "
+                "a commitment cannot be deleted before its term ends"
+            )
+        return self
+
+
+class ServingSpec(_Strict):
+    provisioned_throughput: ProvisionedThroughputSpec | None = None
+
+
+class JobManifest(_Strict):
+    """One fine-tuning job (see docs/orchestration.md, "Job manifest")."""
+
+    version: Literal[1] = MANIFEST_VERSION
+    job_name: Annotated[str, Field(min_length=1, max_length=52)]
+    backend: Backend
+    base_model: Annotated[str, Field(min_length=1, max_length=2048)]
+    training_data_uri: str
+    validation_data_uri: str | None = None
+    output_uri: str | None = None
+    hyperparameters: dict[str, HyperparameterValue] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    # Bump to run an unchanged spec again: every field, this one included, feeds the job id.
+    revision: Annotated[int, Field(ge=1)] = 1
+    # Bedrock only.
+    model_name: str | None = None
+    customization_type: Literal["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"] = (
+        "FINE_TUNING"
+    )
+    # SageMaker only.
+    method: Literal["full", "lora", "qlora"] = "lora"
+    instance_type: str | None = None
+    instance_count: Annotated[int, Field(ge=1, le=64)] = 1
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 100
+    max_run_seconds: Annotated[int, Field(ge=60, le=MAX_RUNTIME_SECONDS)] = 24 * 3600
+    use_spot_instances: bool = True
+    max_wait_seconds: Annotated[int, Field(ge=60)] | None = None
+    image_uri: str | None = None
+    source_dir_uri: str | None = None
+    entry_point: str = "train.py"
+    # After the job: serving to provision, and what the evaluation step receives.
+    serving: ServingSpec = ServingSpec()
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("job_name")
+    @classmethod
+    def _job_name(cls, value: str) -> str:
+        if not names.slug(value):
+            raise ValueError("expected at least one letter or digit")
+        return value
+
+    @field_validator("training_data_uri", "validation_data_uri", "output_uri", "source_dir_uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and not S3_URI.match(value):
+            raise ValueError("expected an s3://bucket/key URI")
+        return value
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str | None) -> str | None:
+        if value is not None and not INSTANCE_TYPE.match(value):
+            raise ValueError("expected a SageMaker instance type such as ml.g5.2xlarge")
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and not BEDROCK_MODEL_NAME.match(value):
+            raise ValueError(
+                "expected 1-63 letters and digits, each optionally followed by one _ or -"
+            )
+        return value
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters(cls, value: dict[str, HyperparameterValue]) -> dict:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$", key):
+                raise ValueError(f"{key!r} is not a hyperparameter name (letters, digits, _.-)")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_USER_TAGS:
+            raise ValueError(f"expected at most {MAX_USER_TAGS} tags, got {len(value)}")
+        for key, text in value.items():
+            if not 1 <= len(key) <= 128 or not TAG_TEXT.match(key) or key.startswith("aws:"):
+                raise ValueError(f"tag key {key!r}: expected 1-128 of letters, digits, ._:/=+@-")
+            if key.startswith("finetuning:"):
+                raise ValueError(f"tag key {key!r}: the finetuning: prefix is the platform's")
+            if len(text) > 256 or not TAG_TEXT.match(text):
+                raise ValueError(f"tag {key!r}: value expected 0-256 of letters, digits, ._:/=+@-")
+        return value
+
+    @field_validator("entry_point")
+    @classmethod
+    def _entry_point(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or path.suffix != ".py":
+            raise ValueError("expected a .py path relative to the source directory")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> JobManifest:
+        other = SAGEMAKER_ONLY if self.backend == Backend.BEDROCK else BEDROCK_ONLY
+        misplaced = sorted(set(other) & self.model_fields_set)
+        if misplaced:
+            raise ValueError(
+                f"{', '.join(misplaced)} apply only to the "
+                f"{'sagemaker' if self.backend == Backend.BEDROCK else 'bedrock'} backend "
+                f"(this manifest's backend is {self.backend.value})"
+            )
+        if self.backend == Backend.SAGEMAKER:
+            if self.source_dir_uri is None:
+                raise ValueError(
+                    "source_dir_uri is required for the sagemaker backend: the s3:// URI of "
+                    "the training scripts as sourcedir.tar.gz"
+                )
+            if not self.base_model.startswith("s3://"):
+                raise ValueError(
+                    "base_model must be an s3:// URI for the sagemaker backend: training jobs "
+                    "run with network isolation and cannot download from a model hub"
+                )
+            if self.serving.provisioned_throughput is not None:
+                raise ValueError(
+                    "serving.provisioned_throughput applies only to the bedrock backend; "
+                    "SageMaker models are served through model registry approval"
+                )
+            wait = self.max_wait_seconds
+            if self.use_spot_instances and wait is not None and wait < self.max_run_seconds:
+                raise ValueError(
+                    f"max_wait_seconds={wait} is less than max_run_seconds="
+                    f"{self.max_run_seconds}: managed spot training needs max_wait_seconds "
+                    ">= max_run_seconds"
+                )
+        return self
+
+    # -- derived -------------------------------------------------------------------------
+
+    def to_spec(self) -> dict[str, Any]:
+        """The fields of this backend, JSON-ready: the execution input, the job table's
+        ``spec`` and the input of the job id. Validating it again gives an equal manifest."""
+        other = SAGEMAKER_ONLY if self.backend == Backend.BEDROCK else BEDROCK_ONLY
+        return self.model_dump(mode="json", exclude_none=True, exclude=set(other))
+
+    @property
+    def job_id(self) -> str:
+        return names.job_id(self.job_name, self.to_spec())
+
+    @property
+    def wait_seconds(self) -> int:
+        """Spot max wait: as given, else twice the run time (capped like the run time)."""
+        if self.max_wait_seconds is not None:
+            return self.max_wait_seconds
+        return min(2 * self.max_run_seconds, 2 * MAX_RUNTIME_SECONDS)
+
+
+def parse_manifest(data: Any, source: str = "<manifest>", text: str | None = None) -> JobManifest:
+    """Validate an already-parsed manifest; ``text`` lets errors name line numbers."""
+    if not isinstance(data, Mapping):
+        raise ManifestError(
+            f"{source}: expected a mapping of manifest fields, got {type(data).__name__}"
+        )
+    try:
+        return JobManifest.model_validate(data)
+    except ValidationError as exc:
+        lines = _field_lines(text) if text else {}
+        problems = [_describe(error, source, lines) for error in exc.errors()]
+        raise ManifestError(
+            f"invalid job manifest {source}:\n" + "\n".join(f"  {p}" for p in problems)
+        ) from None
+
+
+def load_manifest(text: str | bytes, source: str = "<manifest>") -> JobManifest:
+    """Parse ``job.yaml`` or ``job.json`` text (chosen by the suffix of ``source``)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{source}: not UTF-8 text ({exc})") from None
+    if source.endswith(".json"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{source}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark is not None else source
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ManifestError(f"{where}: not valid YAML: {problem}") from None
+    return parse_manifest(data, source, text)
+
+
+def _describe(error: Mapping[str, Any], source: str, lines: Mapping[tuple, int]) -> str:
+    loc = tuple(error["loc"])
+    field = ".".join(str(part) for part in loc) or "(top level)"
+    line = _nearest_line(loc, lines)
+    where = f"{source}:{line}" if line else source
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        parent = JobManifest
+        for part in loc[:-1]:
+            annotation = parent.model_fields[str(part)].annotation
+            parent = next(
+                (a for a in getattr(annotation, "__args__", (annotation,)) if _is_model(a)),
+                parent,
+            )
+        message = f"unknown field: expected one of {', '.join(parent.model_fields)}"
+    value = error.get("input")
+    shown = "" if isinstance(value, Mapping) or error["type"] == "missing" else f" (got {value!r})"
+    return f"{where}: {field}: {message}{shown}"
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _nearest_line(loc: tuple, lines: Mapping[tuple, int]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _field_lines(text: str) -> dict[tuple, int]:
+    """Map each field path (``("serving", "provisioned_throughput")``) to its 1-based line."""
+    import yaml
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    found: dict[tuple, int] = {}
+
+    def walk(node: Any, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, key.value)
+                found[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                found[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    walk(root, ())
+    return found

@@ -1,0 +1,195 @@
+"""One orchestration function the platform's way.
+
+Python 3.14 on ARM64 with the AWS-managed Powertools layer; X-Ray tracing; a dead-letter
+queue for asynchronous invocations; its own log group (platform retention, orchestration
+key); and its own role whose only permissions are one customer managed policy that the
+stack fills statement by statement. The role given to the Lambda construct is immutable,
+so CDK cannot slip in an inline default policy: permissions CDK would grant itself
+(X-Ray, the dead-letter queue) are written here explicitly instead, and grants made by
+other constructs are adopted into the managed policy with :meth:`PlatformFunction.adopt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.compliance import suppress, suppress_wildcards
+from stacks.lambda_bundling import function_code
+from stacks.log_groups import encrypted_log_group
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+# AWS-managed Powertools for AWS Lambda (Python) v3 layer (017000801446 is the account
+# that publishes it), ARN format from https://docs.powertools.aws.dev/lambda/python/latest/#lambda-layer
+POWERTOOLS_LAYER = (
+    "arn:{partition}:lambda:{region}:017000801446:layer:"
+    "AWSLambdaPowertoolsPythonV3-python314-arm64:{version}"
+)
+POWERTOOLS_NAMESPACE = "FineTuningPlatform"
+# Every function ships the orchestration package and the platform's discovery contract.
+BASE_LIBRARY = ("platform.py", "orchestration")
+
+
+def depend_only_on_policy(resource: Construct, policy: iam.ManagedPolicy) -> None:
+    """Create ``resource`` after its role's managed policy, so it never runs without its
+    permissions. CDK also adds a DependsOn on the role, which the role's GetAtt already
+    implies (cfn-lint W3005); the override keeps only the policy."""
+    stack = Stack.of(resource)
+    cfn = resource.node.default_child
+    cfn.add_override("DependsOn", [stack.get_logical_id(policy.node.default_child)])
+
+
+def powertools_layer(scope: Construct, version: int) -> lambda_.ILayerVersion:
+    stack = Stack.of(scope)
+    arn = POWERTOOLS_LAYER.format(partition=stack.partition, region=stack.region, version=version)
+    return lambda_.LayerVersion.from_layer_version_arn(scope, "PowertoolsLayer", arn)
+
+
+class PlatformFunction(Construct):
+    """A Lambda function with its log group, role and managed policy."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        folder: str,
+        description: str,
+        key: kms.IKey,
+        dead_letter_queue: sqs.IQueue,
+        layer: lambda_.ILayerVersion,
+        log_retention_days: int,
+        environment: Mapping[str, str],
+        memory_mb: int,
+        timeout: Duration,
+        reserved_concurrency: int | None,
+        extra_library: Sequence[str] = (),
+        extra_files: Sequence[str] = (),
+        pure_packages: Sequence[str] = (),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = encrypted_log_group(
+            self, "LogGroup", key=key, retention_days=log_retention_days
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the {folder} orchestration function",
+        )
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            roles=[self.role],
+            description=f"Least privilege of the {folder} orchestration function",
+            statements=[
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.log_group.log_group_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteTraces",
+                    actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="SendToDeadLetterQueue",
+                    actions=["sqs:SendMessage"],
+                    resources=[dead_letter_queue.queue_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="UseOrchestrationKey",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                ),
+            ],
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="index.handler",
+            code=function_code(
+                folder,
+                library_paths=(*BASE_LIBRARY, *extra_library),
+                pure_packages=pure_packages,
+                extra_files=extra_files,
+            ),
+            role=self.role.without_policy_updates(),
+            layers=[layer],
+            memory_size=memory_mb,
+            timeout=timeout,
+            tracing=lambda_.Tracing.ACTIVE,
+            dead_letter_queue=dead_letter_queue,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            reserved_concurrent_executions=reserved_concurrency,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": f"orchestration-{folder.replace('_', '-')}",
+                "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_NAMESPACE,
+                **environment,
+            },
+        )
+        depend_only_on_policy(self.function, self.policy)
+        suppress_wildcards(
+            self.policy,
+            "X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level "
+            "permissions; the log-stream wildcard stays inside this function's own log group.",
+            resources=["*", self.log_group.log_group_arn],
+        )
+        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+            suppress(
+                self.function,
+                f"{pack}-LambdaInsideVPC",
+                "The function calls only AWS APIs (DynamoDB, S3, Step Functions, Bedrock, "
+                "SageMaker, SNS) over TLS with IAM authentication and holds no data of its own; "
+                "the platform VPC has no NAT and lacks endpoints for several of those APIs.",
+            )
+            if reserved_concurrency is None:
+                suppress(
+                    self.function,
+                    f"{pack}-LambdaConcurrency",
+                    "Runs a few times per fine-tuning job; reserving concurrency would fail "
+                    "deployment in accounts below the unreserved minimum. Set "
+                    "orchestration.reserved_concurrency to reserve it.",
+                )
+
+    def allow(
+        self,
+        sid: str,
+        actions: Sequence[str],
+        resources: Sequence[str],
+        conditions: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> iam.PolicyStatement:
+        statement = iam.PolicyStatement(
+            sid=sid, actions=list(actions), resources=list(resources), conditions=conditions
+        )
+        self.policy.add_statements(statement)
+        return statement
+
+    def adopt(self, grant: iam.Grant) -> None:
+        """Move a grant made to :attr:`grantee` into this function's managed policy."""
+        statements = list(grant.principal_statements)
+        if not statements:
+            raise ValueError("the grant carries no principal statement to adopt")
+        self.policy.add_statements(*statements)
+
+    @property
+    def grantee(self) -> iam.IGrantable:
+        """An immutable view of the role: grants to it are recorded, not applied, so that
+        :meth:`adopt` can place them in the managed policy."""
+        return self.role.without_policy_updates()
+
+    @property
+    def arn(self) -> str:
+        return self.function.function_arn

@@ -1,0 +1,248 @@
+"""The fine-tuning state machine's definition: one flow, a branch per backend in the functions.
+
+RegisterJob -> ValidateDataset -> StartJob -> WaitForJob (task token; on timeout poll and
+wait again, up to the maximum job duration) -> CollectResults -> Evaluate -> QualityGate
+-> [ProvisionThroughput -> WaitForThroughput -> CheckThroughput until InService] ->
+CompleteJob. Every task retries Lambda service faults and RetryableServiceError with
+exponential backoff and full jitter, and catches everything else into HandleFailure, which
+marks the job failed, removes partial resources, notifies and ends in Failed.
+State names and result keys come from ``finetuning.orchestration.workflow``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from finetuning.orchestration.errors import (
+    RETRYABLE,
+    JobTimeoutError,
+    QualityGateFailedError,
+)
+from finetuning.orchestration.workflow import ResultKeys, States
+from stacks.orchestration_settings import OrchestrationSettings
+
+# Errors the Lambda service itself raises that are worth retrying, see
+# https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html
+LAMBDA_SERVICE_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+)
+TIMEOUT = "States.Timeout"
+ALL_ERRORS = "States.ALL"
+
+
+def _payload(*, with_token: bool = False) -> sfn.TaskInput:
+    payload = {
+        "input": sfn.JsonPath.object_at("$"),
+        "execution_arn": sfn.JsonPath.execution_id,
+    }
+    if with_token:
+        payload["task_token"] = sfn.JsonPath.task_token
+    return sfn.TaskInput.from_object(payload)
+
+
+class FineTuningWorkflow(Construct):
+    """Builds the definition from the task functions (keyed by state name)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Mapping[str, lambda_.IFunction],
+        settings: OrchestrationSettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._functions = functions
+        self._settings = settings
+        self.failed = sfn.Fail(
+            self,
+            States.FAILED,
+            error_path=f"$.{ResultKeys.ERROR}.Error",
+            cause_path=f"$.{ResultKeys.ERROR}.Cause",
+        )
+        handle_failure = self._task(States.HANDLE_FAILURE, ResultKeys.FAILURE)
+        # If even the failure handler fails, the run still ends Failed with the first error.
+        handle_failure.add_catch(
+            self.failed, errors=[ALL_ERRORS], result_path=f"$.{ResultKeys.FAILURE}"
+        )
+        self.handle_failure = handle_failure.next(self.failed)
+        self.definition = self._build()
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def _task(
+        self,
+        name: str,
+        result_key: str,
+        *,
+        timeout: Duration | None = None,
+        wait_for_token: bool = False,
+    ) -> tasks.LambdaInvoke:
+        # A callback task's output is what SendTaskSuccess sends; a plain invocation's is
+        # the function's return value (payloadResponseOnly drops the invocation envelope).
+        pattern: dict[str, object] = (
+            {"integration_pattern": sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN}
+            if wait_for_token
+            else {"payload_response_only": True}
+        )
+        task = tasks.LambdaInvoke(
+            self,
+            name,
+            lambda_function=self._functions[name],
+            payload=_payload(with_token=wait_for_token),
+            result_path=f"$.{result_key}",
+            retry_on_service_exceptions=False,
+            task_timeout=sfn.Timeout.duration(timeout) if timeout else None,
+            **pattern,
+        )
+        task.add_retry(
+            errors=list(LAMBDA_SERVICE_ERRORS),
+            interval=Duration.seconds(2),
+            max_attempts=6,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        # Throttling and server faults that outlasted the client's own retries.
+        task.add_retry(
+            errors=[RETRYABLE],
+            interval=Duration.seconds(30),
+            max_attempts=6,
+            backoff_rate=2,
+            max_delay=Duration.minutes(10),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
+    def _catching(self, task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
+        task.add_catch(
+            self.handle_failure, errors=[ALL_ERRORS], result_path=f"$.{ResultKeys.ERROR}"
+        )
+        return task
+
+    def _error(
+        self, name: str, error: str, cause: str | None = None, cause_path: str | None = None
+    ):
+        parameters: dict[str, object] = {"Error": error}
+        if cause_path:
+            parameters["Cause"] = sfn.JsonPath.string_at(cause_path)
+        else:
+            parameters["Cause"] = cause
+        return sfn.Pass(
+            self, name, parameters=parameters, result_path=f"$.{ResultKeys.ERROR}"
+        ).next(self.handle_failure)
+
+    # -- flow ----------------------------------------------------------------------------
+
+    def _build(self) -> sfn.IChainable:
+        s = self._settings
+        register = self._catching(self._task(States.REGISTER, ResultKeys.REGISTRATION))
+        validate = self._catching(self._task(States.VALIDATE, ResultKeys.VALIDATION))
+        start = self._catching(self._task(States.START, ResultKeys.LAUNCH))
+        wait = self._task(
+            States.WAIT,
+            ResultKeys.WAIT,
+            timeout=Duration.minutes(s.poll_interval_minutes),
+            wait_for_token=True,
+        )
+        collect = self._catching(self._task(States.COLLECT, ResultKeys.RESULTS))
+        evaluate = self._catching(self._task(States.EVALUATE, ResultKeys.EVALUATION))
+        provision = self._catching(self._task(States.PROVISION, ResultKeys.SERVING))
+        check = self._catching(self._task(States.CHECK_THROUGHPUT, ResultKeys.SERVING))
+        complete = self._catching(self._task(States.COMPLETE, "completion"))
+
+        # The poll loop: each timeout of the wait counts one poll, bounded by max_job_hours.
+        init_polls = sfn.Pass(
+            self,
+            "InitPolls",
+            result=sfn.Result.from_object({"count": 0}),
+            result_path=f"$.{ResultKeys.POLLS}",
+        )
+        count_poll = sfn.Pass(
+            self,
+            States.COUNT_POLL,
+            parameters={
+                "count": sfn.JsonPath.math_add(
+                    sfn.JsonPath.number_at(f"$.{ResultKeys.POLLS}.count"), 1
+                )
+            },
+            result_path=f"$.{ResultKeys.POLLS}",
+        )
+        timed_out = self._error(
+            States.JOB_TIMED_OUT,
+            JobTimeoutError.__name__,
+            cause=f"the job ran past max_job_hours={s.max_job_hours}; it is being stopped",
+        )
+        polls_left = (
+            sfn.Choice(self, States.POLLS_LEFT)
+            .when(
+                sfn.Condition.number_less_than(f"$.{ResultKeys.POLLS}.count", s.max_polls),
+                wait,
+            )
+            .otherwise(timed_out)
+        )
+        wait.add_catch(count_poll, errors=[TIMEOUT], result_path=sfn.JsonPath.DISCARD)
+        wait.add_catch(
+            self.handle_failure, errors=[ALL_ERRORS], result_path=f"$.{ResultKeys.ERROR}"
+        )
+        count_poll.next(polls_left)
+
+        # Serving: provisioned throughput only when the spec asks for it.
+        wait_throughput = sfn.Wait(
+            self,
+            States.WAIT_THROUGHPUT,
+            time=sfn.WaitTime.duration(Duration.seconds(s.throughput_check_seconds)),
+        )
+        throughput_ready = (
+            sfn.Choice(self, States.THROUGHPUT_READY)
+            .when(
+                sfn.Condition.boolean_equals(f"$.{ResultKeys.SERVING}.in_service", True),
+                complete,
+            )
+            .otherwise(wait_throughput)
+        )
+        provision.next(wait_throughput)
+        wait_throughput.next(check)
+        check.next(throughput_ready)
+        serving_requested = (
+            sfn.Choice(self, States.SERVING_REQUESTED)
+            .when(
+                sfn.Condition.is_present("$.job.serving.provisioned_throughput"),
+                provision,
+            )
+            .otherwise(complete)
+        )
+        gate = (
+            sfn.Choice(self, States.GATE)
+            .when(
+                sfn.Condition.boolean_equals(f"$.{ResultKeys.EVALUATION}.passed", True),
+                serving_requested,
+            )
+            .otherwise(
+                self._error(
+                    States.GATE_FAILED,
+                    QualityGateFailedError.__name__,
+                    cause_path=f"$.{ResultKeys.EVALUATION}.reason",
+                )
+            )
+        )
+        complete.next(sfn.Succeed(self, States.SUCCEEDED))
+        return (
+            sfn.Chain.start(register)
+            .next(validate)
+            .next(start)
+            .next(init_polls)
+            .next(wait)
+            .next(collect)
+            .next(evaluate)
+            .next(gate)
+        )

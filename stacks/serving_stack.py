@@ -1,0 +1,544 @@
+"""Serving: the model registry, the evaluation and register steps, and deployment on approval.
+
+- a SageMaker Model Registry package group for the environment's fine-tuned models;
+- ``evaluate-model`` (a function the workflow calls for Bedrock targets): evaluates the tuned
+  and base models, writes the report under ``evaluation/reports/`` and returns the quality
+  gate's verdict;
+- ``register-model``: registers a model that passed its gate, with its metrics as model
+  quality statistics, as PendingManualApproval or Approved per settings;
+- ``deploy-endpoint``: on "SageMaker Model Package State Change" (approved) creates or
+  blue/green-updates a real-time endpoint (data capture and volume encrypted with the platform
+  key, rollback alarms), or provisions Bedrock serving; on "SageMaker Endpoint State Change"
+  puts target-tracking autoscaling on the endpoint.
+
+The deployment logic lives in ``finetuning/serving.py`` and ``finetuning/registry.py``; the
+functions are thin handlers bundled with that package and their pinned requirements.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from finetuning.platform import (
+    EVALUATION_REPORTS_PREFIX,
+    TRAINING_DATA_PROCESSED_PREFIX,
+    TRAINING_DATA_RAW_PREFIX,
+    parameter_prefix,
+)
+from finetuning.serving import ServingSettings
+from stacks.compliance import suppress, suppress_wildcards
+from stacks.lambda_bundling import function_code
+from stacks.log_groups import encrypted_log_group
+from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
+from stacks.settings import PlatformSettings
+from stacks.storage_stack import bucket_name
+
+# The newest Lambda Python runtime (the nag packs require the latest).
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+# SSM parameters this stack publishes, beside the foundation's (finetuning/platform.py).
+SERVING_PARAMETERS = {
+    "model_package_group": "serving/model-package-group",
+    "evaluate_function": "serving/evaluate-function-arn",
+    "register_function": "serving/register-function-arn",
+    "deploy_function": "serving/deploy-function-arn",
+    "endpoint_security_group": "serving/endpoint-security-group-id",
+}
+
+
+class ServingStack(Stack):
+    """Model package group, evaluate/register/deploy functions and their event rules."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: PlatformSettings,
+        key: kms.IKey,
+        vpc: ec2.IVpc,
+        endpoint_subnets: ec2.SubnetSelection,
+        security: SecurityStack,
+        serving: ServingSettings | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self._settings = settings
+        self._serving = serving or ServingSettings()
+        self._key = key
+        prefix = settings.resource_prefix
+
+        self.model_package_group = sagemaker.CfnModelPackageGroup(
+            self,
+            "ModelPackageGroup",
+            model_package_group_name=f"{prefix}-models",
+            model_package_group_description=f"Fine-tuned models of {prefix}, with their "
+            "evaluation metrics; approving a version deploys it",
+        )
+        group = self.model_package_group.model_package_group_name
+
+        # Endpoints answer through SageMaker's runtime plane, so nothing needs to reach them;
+        # they only call out over HTTPS (S3 gateway endpoint, interface endpoints).
+        self.endpoint_security_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=vpc,
+            description="SageMaker endpoints: no inbound, HTTPS out to S3 and AWS APIs",
+            allow_all_outbound=False,
+        )
+        self.endpoint_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to S3 and AWS API endpoints"
+        )
+        subnet_ids = vpc.select_subnets(subnet_group_name=endpoint_subnets.subnet_group_name)
+
+        serving_json = self._serving.model_dump_json()
+        evaluation_bucket = bucket_name(settings, "evaluation")
+        self.evaluate_function = self._function(
+            "EvaluateModel",
+            "evaluate_candidate",
+            memory_mb=2048,
+            timeout=Duration.minutes(15),
+            environment={"EVALUATION_BUCKET": evaluation_bucket, "KMS_KEY_ARN": key.key_arn},
+            calls="Bedrock, Bedrock Runtime, S3",
+        )
+        self.register_function = self._function(
+            "RegisterModel",
+            "register_model",
+            memory_mb=512,
+            timeout=Duration.minutes(2),
+            environment={
+                "MODEL_PACKAGE_GROUP": group,
+                "EVALUATION_BUCKET": evaluation_bucket,
+                "KMS_KEY_ARN": key.key_arn,
+                "SERVING_SETTINGS": serving_json,
+            },
+            calls="SageMaker, S3",
+        )
+        self.register_function.node.add_dependency(self.model_package_group)
+        self.deploy_function = self._function(
+            "DeployEndpoint",
+            "deploy_endpoint",
+            memory_mb=512,
+            timeout=Duration.minutes(5),
+            environment={
+                "RESOURCE_PREFIX": prefix,
+                "EXECUTION_ROLE_ARN": security.sagemaker_execution_role.role_arn,
+                "KMS_KEY_ARN": key.key_arn,
+                "ARTIFACTS_BUCKET": bucket_name(settings, "artifacts"),
+                "SUBNET_IDS": ",".join(subnet_ids.subnet_ids),
+                "SECURITY_GROUP_IDS": self.endpoint_security_group.security_group_id,
+                "SERVING_SETTINGS": serving_json,
+            },
+            calls="SageMaker, Bedrock, CloudWatch, Application Auto Scaling",
+        )
+
+        self._grant_evaluate()
+        self._grant_register(group)
+        self._grant_deploy(group, security)
+        self._rules(group)
+        self._publish(group)
+        for function in (self.evaluate_function, self.register_function, self.deploy_function):
+            self._depend_on_policy_only(function)
+
+    # -- functions -----------------------------------------------------------------------
+
+    def _function(
+        self,
+        construct_id: str,
+        folder: str,
+        *,
+        memory_mb: int,
+        timeout: Duration,
+        environment: dict[str, str],
+        calls: str,
+    ) -> lambda_.Function:
+        prefix = self._settings.resource_prefix
+        short = folder.replace("_", "-")
+        name = f"{prefix}-{short}"
+        log_group = encrypted_log_group(
+            self,
+            f"{construct_id}Logs",
+            key=self._key,
+            retention_days=self._settings.logs.retention_days,
+            log_group_name=f"/aws/lambda/{name}",
+        )
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the {name} function; nothing else",
+        )
+        dead_letters = sqs.Queue(
+            self,
+            f"{construct_id}DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self._key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+            suppress(
+                dead_letters,
+                rule,
+                f"This queue is the dead-letter queue of the {short} function; a dead-letter "
+                "queue of a dead-letter queue would only move the same messages again.",
+            )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            function_name=name,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.handler",
+            code=function_code(folder, library_paths=["."]),
+            role=role,
+            memory_size=memory_mb,
+            timeout=timeout,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            dead_letter_queue=dead_letters,
+            reserved_concurrent_executions=5,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": name,
+                "POWERTOOLS_METRICS_NAMESPACE": prefix,
+                "LOG_LEVEL": "INFO",
+                **environment,
+            },
+        )
+        log_group.grant_write(role)
+        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+            suppress(
+                function,
+                f"{pack}-LambdaInsideVPC",
+                f"The {short} function only calls AWS APIs ({calls}) over TLS with IAM; the "
+                "platform VPC has no NAT gateway by default and its optional interface "
+                "endpoints do not cover all of them, so inside it the calls would fail.",
+            )
+        # CDK's grants for X-Ray, the log group and the dead-letter queue are inline
+        # policies on this function's own role.
+        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+            suppress(
+                role,
+                f"{pack}-IAMNoInlinePolicy",
+                f"The inline policy is the {short} function's own grant set on its "
+                "single-purpose role (its log group, dead-letter queue, X-Ray, the APIs it calls).",
+            )
+        return function
+
+    def _depend_on_policy_only(self, function: lambda_.Function) -> None:
+        """Keep the function's DependsOn on its role's policy but not on the role itself:
+        the Role GetAtt already orders that, and cfn-lint warns (W3005) about the repeat."""
+        policy = function.role.node.find_child("DefaultPolicy").node.default_child
+        function.node.default_child.add_override("DependsOn", [self.get_logical_id(policy)])
+
+    def _policy(self, function: lambda_.Function, statements: list[iam.PolicyStatement]) -> None:
+        for statement in statements:
+            function.add_to_role_policy(statement)
+
+    def _objects(self, purpose: str, prefix: str) -> str:
+        return f"arn:{self.partition}:s3:::{bucket_name(self._settings, purpose)}/{prefix}*"
+
+    def _key_statement(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(actions=list(KMS_DATA_ACTIONS), resources=[self._key.key_arn])
+
+    def _bedrock_arn(self, kind: str, account: bool = True) -> str:
+        return (
+            f"arn:{self.partition}:bedrock:{self.region}:{self.account if account else ''}:{kind}/*"
+        )
+
+    def _grant_evaluate(self) -> None:
+        function = self.evaluate_function
+        reports = self._objects("evaluation", EVALUATION_REPORTS_PREFIX)
+        test_sets = [
+            self._objects("data", TRAINING_DATA_RAW_PREFIX),
+            self._objects("data", TRAINING_DATA_PROCESSED_PREFIX),
+        ]
+        job_outputs = self._objects("artifacts", MODELS_PREFIX)
+        invocable = [
+            self._bedrock_arn("provisioned-model"),
+            self._bedrock_arn("custom-model-deployment"),
+            self._bedrock_arn("inference-profile"),
+            self._bedrock_arn("foundation-model", account=False),
+        ]
+        described = [
+            self._bedrock_arn("provisioned-model"),
+            self._bedrock_arn("custom-model-deployment"),
+            self._bedrock_arn("custom-model"),
+        ]
+        listing = f"arn:{self.partition}:s3:::{bucket_name(self._settings, 'artifacts')}"
+        self._policy(
+            function,
+            [
+                iam.PolicyStatement(
+                    sid="InvokeModelsUnderEvaluation",
+                    actions=["bedrock:InvokeModel"],
+                    resources=invocable,
+                ),
+                iam.PolicyStatement(
+                    sid="LookUpModelFamily",
+                    actions=[
+                        "bedrock:GetProvisionedModelThroughput",
+                        "bedrock:GetCustomModelDeployment",
+                        "bedrock:GetCustomModel",
+                    ],
+                    resources=described,
+                ),
+                iam.PolicyStatement(
+                    sid="ReadTestSetsAndImages",
+                    actions=["s3:GetObject"],
+                    resources=[*test_sets, job_outputs],
+                ),
+                iam.PolicyStatement(
+                    sid="ListJobOutputs",
+                    actions=["s3:ListBucket"],
+                    resources=[listing],
+                    conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
+                ),
+                iam.PolicyStatement(
+                    sid="WriteReports", actions=["s3:PutObject"], resources=[reports]
+                ),
+                self._key_statement(),
+            ],
+        )
+        suppress_wildcards(
+            function.role,
+            "Evaluation calls whichever provisioned model, deployment or base model the job "
+            "names (unknown at deploy time) in this account and region; S3 wildcards stop at "
+            "the test-set, job-output and report prefixes of the platform's buckets.",
+            resources=[*invocable, *described, *test_sets, job_outputs, reports],
+        )
+        self._suppress_xray(function)
+
+    def _grant_register(self, group: str) -> None:
+        function = self.register_function
+        reports = self._objects("evaluation", EVALUATION_REPORTS_PREFIX)
+        package_group = (
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:"
+            f"model-package-group/{group}"
+        )
+        packages = (
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{group}/*"
+        )
+        self._policy(
+            function,
+            [
+                iam.PolicyStatement(
+                    sid="RegisterModelVersions",
+                    actions=["sagemaker:CreateModelPackage", "sagemaker:ListModelPackages"],
+                    resources=[package_group, packages],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadModelVersions",
+                    actions=["sagemaker:DescribeModelPackage"],
+                    resources=[packages],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadResultsWriteStatistics",
+                    actions=["s3:GetObject", "s3:PutObject"],
+                    resources=[reports],
+                ),
+                self._key_statement(),
+            ],
+        )
+        suppress_wildcards(
+            function.role,
+            "Versions of this stack's one model package group get numbered names at "
+            "registration; report objects are keyed by job under evaluation/reports/.",
+            resources=[packages, reports],
+        )
+        self._suppress_xray(function)
+
+    def _grant_deploy(self, group: str, security: SecurityStack) -> None:
+        function = self.deploy_function
+        prefix = self._settings.resource_prefix
+        sm = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}"
+        owned = [
+            f"{sm}:model/{prefix}-*",
+            f"{sm}:endpoint-config/{prefix}-*",
+            f"{sm}:endpoint/{prefix}-*",
+        ]
+        packages = f"{sm}:model-package/{group}/*"
+        alarms = f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{prefix}-*"
+        bedrock_owned = [
+            self._bedrock_arn("provisioned-model"),
+            self._bedrock_arn("custom-model-deployment"),
+            self._bedrock_arn("custom-model"),
+        ]
+        scaling_role = (
+            f"arn:{self.partition}:iam::{self.account}:role/aws-service-role/"
+            "sagemaker.application-autoscaling.amazonaws.com/"
+            "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+        )
+        self._policy(
+            function,
+            [
+                iam.PolicyStatement(
+                    sid="ReadApprovedVersions",
+                    actions=["sagemaker:DescribeModelPackage"],
+                    resources=[packages],
+                ),
+                iam.PolicyStatement(
+                    sid="ManagePlatformEndpoints",
+                    actions=[
+                        "sagemaker:CreateModel",
+                        "sagemaker:CreateEndpointConfig",
+                        "sagemaker:CreateEndpoint",
+                        "sagemaker:UpdateEndpoint",
+                        "sagemaker:DescribeEndpoint",
+                        "sagemaker:DescribeEndpointConfig",
+                        "sagemaker:ListTags",
+                        "sagemaker:AddTags",
+                    ],
+                    resources=owned,
+                ),
+                # Endpoint configs name the key for data capture and volumes; SageMaker
+                # creates grants on it in the caller's name, and only through SageMaker.
+                iam.PolicyStatement(
+                    sid="LetSageMakerUsePlatformKey",
+                    actions=["kms:CreateGrant", "kms:DescribeKey"],
+                    resources=[self._key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"sagemaker.{self.region}.amazonaws.com"}
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="RollbackAlarms",
+                    actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+                    resources=[alarms],
+                ),
+                # Application Auto Scaling has no resource-level permissions for these
+                # actions; the scalable targets are the platform endpoints' variants.
+                iam.PolicyStatement(
+                    sid="EndpointAutoscaling",
+                    actions=[
+                        "application-autoscaling:RegisterScalableTarget",
+                        "application-autoscaling:DeregisterScalableTarget",
+                        "application-autoscaling:DescribeScalableTargets",
+                        "application-autoscaling:PutScalingPolicy",
+                        "application-autoscaling:DeleteScalingPolicy",
+                        "application-autoscaling:DescribeScalingPolicies",
+                    ],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="AutoscalingServiceLinkedRole",
+                    actions=["iam:CreateServiceLinkedRole"],
+                    resources=[scaling_role],
+                    conditions={
+                        "StringEquals": {
+                            "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
+                        }
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="ServeBedrockCustomModels",
+                    actions=[
+                        "bedrock:CreateProvisionedModelThroughput",
+                        "bedrock:CreateCustomModelDeployment",
+                        "bedrock:TagResource",
+                        "bedrock:GetCustomModel",
+                    ],
+                    resources=bedrock_owned,
+                ),
+            ],
+        )
+        security.grant_pass_sagemaker_role(function)
+        suppress_wildcards(
+            function.role,
+            "Endpoints, configs and models are created per approval with names under this "
+            "environment's prefix; model versions are numbered at registration; alarms carry "
+            "the prefix; Bedrock serving resources get IDs only when created.",
+            resources=[*owned, packages, alarms, *bedrock_owned],
+        )
+        self._suppress_xray(
+            function,
+            also=" Nor do Application Auto Scaling's scalable-target and scaling-policy actions.",
+        )
+
+    def _suppress_xray(self, function: lambda_.Function, also: str = "") -> None:
+        suppress_wildcards(
+            function.role,
+            "X-Ray's PutTraceSegments and PutTelemetryRecords (added by active tracing) "
+            "support no resource-level permissions." + also,
+            resources=["*"],
+        )
+
+    # -- events and discovery --------------------------------------------------------------
+
+    def _rules(self, group: str) -> None:
+        prefix = self._settings.resource_prefix
+        # EventBridge cannot use the platform key without a key-policy statement for
+        # events.amazonaws.com (in the storage stack's key), so undeliverable events go to an
+        # SQS-encrypted queue, see
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html and
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-encryption-key-policy.html
+        dead_letters = sqs.Queue(
+            self,
+            "UndeliveredEvents",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+            suppress(
+                dead_letters,
+                rule,
+                "This queue holds approval and endpoint events EventBridge could not deliver "
+                "to the deploy-endpoint function; it is itself the dead-letter queue.",
+            )
+        target = targets.LambdaFunction(
+            self.deploy_function,
+            dead_letter_queue=dead_letters,
+            retry_attempts=4,
+            max_event_age=Duration.hours(2),
+        )
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
+        self.approval_rule = events.Rule(
+            self,
+            "ModelApprovedRule",
+            description=f"Deploys versions of {group} when they are approved",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={"ModelPackageGroupName": [group], "ModelApprovalStatus": ["Approved"]},
+            ),
+            targets=[target],
+        )
+        self.endpoint_rule = events.Rule(
+            self,
+            "EndpointStateRule",
+            description=f"Puts autoscaling on {prefix} endpoints once they are in service",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Endpoint State Change"],
+                detail={"EndpointName": events.Match.prefix(f"{prefix}-")},
+            ),
+            targets=[target],
+        )
+
+    def _publish(self, group: str) -> None:
+        values = {
+            "model_package_group": group,
+            "evaluate_function": self.evaluate_function.function_arn,
+            "register_function": self.register_function.function_arn,
+            "deploy_function": self.deploy_function.function_arn,
+            "endpoint_security_group": self.endpoint_security_group.security_group_id,
+        }
+        root = parameter_prefix(self._settings.project, self._settings.environment)
+        for name, leaf in SERVING_PARAMETERS.items():
+            ssm.StringParameter(
+                self,
+                "Param" + "".join(part.capitalize() for part in name.split("_")),
+                parameter_name=f"{root}/{leaf}",
+                string_value=values[name],
+                description=f"{self._settings.resource_prefix}: {name.replace('_', ' ')}",
+            )

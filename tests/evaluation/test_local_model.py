@@ -1,0 +1,118 @@
+"""Evaluating local model folders: a tiny random Llama run through transformers on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from finetuning.cli import main
+from finetuning.evaluation.samples import EvaluationSample, ImagePart, TextPart, Turn
+from finetuning.evaluation.targets import InferenceParameters, LocalModelTarget, TargetError
+from finetuning.testing import make_tiny_llama
+
+RECORDS = [
+    {
+        "messages": [
+            {"role": "system", "content": "Answer with one word."},
+            {"role": "user", "content": "Classify the document: invoice or letter?"},
+            {"role": "assistant", "content": "invoice"},
+        ]
+    },
+    {"prompt": "Question: what is 12 plus 30? Answer:", "completion": "42"},
+    {
+        "messages": [
+            {"role": "user", "content": "Say hello."},
+            {"role": "assistant", "content": "hello"},
+        ]
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return make_tiny_llama(root / "tuned", seed=0), make_tiny_llama(root / "base", seed=1)
+
+
+def test_compare_two_local_models(models, tmp_path, capsys):
+    tuned, base = models
+    test_set = tmp_path / "test.jsonl"
+    test_set.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
+    out = tmp_path / "local.json"
+    args = [
+        "evaluate",
+        "--local-model",
+        str(tuned),
+        "--test-set",
+        str(test_set),
+        "--compare-with-base",
+        "--base-model-path",
+        str(base),
+        "--max-tokens",
+        "6",
+        "--task",
+        "text",
+        "--output-file",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    data = json.loads(out.read_text())
+    assert data["target_type"] == "local"
+    assert data["models"]["Base Model"]["model_id"] == str(base)
+    results = data["results"]
+    assert [r["status"] for r in results] == ["success"] * 3
+    assert [r["ground_truth"] for r in results] == ["invoice", "42", "hello"]
+
+    # token counts are the model's own: prompt through the chat template, new tokens <= max
+    tokenizer = AutoTokenizer.from_pretrained(tuned)
+    prompt = tokenizer.apply_chat_template(
+        [
+            {"role": "system", "content": "Answer with one word."},
+            {"role": "user", "content": "Classify the document: invoice or letter?"},
+        ],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+    )["input_ids"]
+    assert results[0]["input_tokens"] == len(prompt)
+    assert all(1 <= r["output_tokens"] <= 6 for r in results)
+    metrics = data["metrics"]
+    assert metrics["success_rate"] == 1.0
+    assert metrics["task"] == "text"
+    assert 0.0 <= metrics["token_f1"] <= 1.0
+    assert metrics["estimated_cost_usd"] is None
+    assert (tmp_path / "local-report" / "report.html").is_file()
+
+    # greedy decoding is deterministic: a fresh run gives the same answers
+    assert main([*args, "--restart", "--no-report"]) == 0
+    again = json.loads(out.read_text())["results"]
+    assert [r["response_text"] for r in again] == [r["response_text"] for r in results]
+
+
+def test_local_models_refuse_images_and_non_model_folders(models, tmp_path):
+    tuned, _ = models
+    target = LocalModelTarget(tuned)
+    with pytest.raises(TargetError, match="local evaluation runs text models only"):
+        target.validate(InferenceParameters(), has_images=True)
+    with pytest.raises(TargetError, match="not a model folder"):
+        LocalModelTarget(tmp_path)
+    with pytest.raises(TargetError, match="is not a directory"):
+        LocalModelTarget(tmp_path / "missing")
+
+
+def test_sampling_parameters_reach_generate(models):
+    tuned, _ = models
+    target = LocalModelTarget(tuned, device="cpu")
+    sample = EvaluationSample("s", (Turn("user", (TextPart("Say hello."),)),))
+    params = InferenceParameters(max_tokens=3, temperature=0.7, top_p=0.9, top_k=5)
+    generation = target.generate(sample, params)
+    assert 1 <= generation.output_tokens <= 3
+    assert generation.stop_reason in ("end_turn", "max_tokens")
+    # an image part anywhere makes the sample unusable locally
+    image = EvaluationSample("i", (Turn("user", (ImagePart("png", data=b"x"),)),))
+    assert image.has_images

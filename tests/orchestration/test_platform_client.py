@@ -1,0 +1,83 @@
+"""What `finetune job create|list --via-platform` call: discovery, submission, listing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finetuning.orchestration.manifest import parse_manifest
+from finetuning.orchestration.records import JobRecord, JobStatus, JobTable
+from finetuning.platform_client import (
+    PlatformClient,
+    PlatformNotFoundError,
+    build_manifest,
+    read_manifest_file,
+)
+from tests.orchestration.fakes import JOB_TABLE, Platform, bedrock_manifest, client
+
+
+@pytest.fixture
+def deployed(platform: Platform) -> PlatformClient:
+    """The SSM parameters the orchestration stack publishes, in moto."""
+    for name, value in {
+        "/llm-finetuning/test/orchestration/state-machine-arn": platform.state_machine_arn,
+        "/llm-finetuning/test/orchestration/job-table-name": JOB_TABLE,
+    }.items():
+        platform.ssm.put_parameter(Name=name, Value=value, Type="String")
+    return PlatformClient(project="llm-finetuning", environment="test", clients=client)
+
+
+def test_submit_starts_one_execution_per_spec(platform: Platform, deployed: PlatformClient) -> None:
+    spec = bedrock_manifest()
+    first = deployed.submit(spec)
+    again = deployed.submit(build_manifest(**spec))
+    assert first.started and first.job_id == parse_manifest(spec).job_id
+    assert again.execution_arn == first.execution_arn
+    described = platform.sfn.describe_execution(executionArn=first.execution_arn)
+    assert described["name"] == first.job_id
+    assert json.loads(described["input"])["source"] == "cli"
+    # Once the execution has ended, the same spec is refused a second run.
+    platform.sfn.stop_execution(executionArn=first.execution_arn)
+    closed = deployed.submit(spec)
+    assert closed.started is False and closed.status == "ABORTED"
+    assert closed.execution_arn == first.execution_arn
+
+
+def test_list_and_get_jobs(platform: Platform, deployed: PlatformClient) -> None:
+    table = JobTable(platform.dynamodb, JOB_TABLE)
+    for index in range(3):
+        table.register(
+            JobRecord(
+                job_id=f"job-{index}",
+                job_name=f"job {index}",
+                backend="bedrock",
+                base_model="amazon.nova-lite-v1:0:300k",
+                spec={},
+                created_at=f"2026-01-0{index + 1}T00:00:00Z",
+            )
+        )
+    table.finish("job-1", JobStatus.FAILED, failure={"error": "JobFailedError"})
+    page = deployed.list_jobs(limit=2)
+    assert [job["job_id"] for job in page.jobs] == ["job-2", "job-1"] and page.next_token
+    rest = deployed.list_jobs(limit=2, next_token=page.next_token)
+    assert [job["job_id"] for job in rest.jobs] == ["job-0"] and rest.next_token is None
+    failed = deployed.list_jobs(status="failed")
+    assert [job["failure"]["error"] for job in failed.jobs] == ["JobFailedError"]
+    assert json.loads(json.dumps(failed.to_dict()))["jobs"][0]["status"] == "failed"
+    assert deployed.get_job("job-0").job_name == "job 0"
+    assert deployed.get_job("missing") is None
+
+
+def test_missing_platform_is_explained(platform: Platform) -> None:
+    absent = PlatformClient(project="llm-finetuning", environment="nowhere", clients=client)
+    with pytest.raises(PlatformNotFoundError, match="/llm-finetuning/nowhere/orchestration/"):
+        absent.submit(bedrock_manifest())
+
+
+def test_manifest_files_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(bedrock_manifest()))
+    assert read_manifest_file(path) == build_manifest(**bedrock_manifest(), model_name=None)

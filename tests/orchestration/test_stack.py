@@ -1,0 +1,355 @@
+"""The orchestration stack, synthesized with the foundation stacks and the cdk-nag gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Match, Template
+
+from finetuning.orchestration.workflow import States
+from stacks.compliance import add_compliance_gate, apply_tags
+from stacks.orchestration_settings import OrchestrationSettings
+from stacks.orchestration_stack import OrchestrationStack
+from stacks.settings import load_settings
+from stacks.stage import PlatformStacks, platform_environment
+from tests.orchestration.asl import definition_document
+from tests.orchestration.fakes import function_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+ORCHESTRATION = OrchestrationSettings(notification_emails=("ml-team@example.com",))
+TASK_STATES = [
+    States.REGISTER,
+    States.VALIDATE,
+    States.START,
+    States.WAIT,
+    States.COLLECT,
+    States.EVALUATE,
+    States.PROVISION,
+    States.CHECK_THROUGHPUT,
+    States.COMPLETE,
+    States.HANDLE_FAILURE,
+]
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Template, Path]]:
+    """The dev environment's stacks plus orchestration, synthesized once, gate on."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    app = App(context=context, outdir=str(outdir))
+    settings = load_settings("dev")
+    env = platform_environment(settings)
+    foundation = PlatformStacks(app, settings=settings, env=env)
+    prefix = settings.resource_prefix
+    stack = OrchestrationStack(
+        app,
+        f"{prefix}-orchestration",
+        stack_name=f"{prefix}-orchestration",
+        settings=settings,
+        orchestration=ORCHESTRATION,
+        platform_key=foundation.storage.key,
+        network=foundation.network,
+        security=foundation.security,
+        env=env,
+    )
+    stack.add_stack_dependency(foundation.storage)
+    apply_tags(stack, settings)
+    add_compliance_gate(app)
+    app.synth()  # raises if any nag rule has an unacknowledged finding
+    template_file = outdir / f"{prefix}-orchestration.template.json"
+    yield Template.from_json(json.loads(template_file.read_text())), outdir
+
+
+@pytest.fixture(scope="module")
+def template(synthesized: tuple[Template, Path]) -> Template:
+    return synthesized[0]
+
+
+def resources(template: Template, kind: str) -> dict[str, dict[str, Any]]:
+    return template.find_resources(kind)
+
+
+def state_machine_definition(template: Template) -> dict[str, Any]:
+    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    return definition_document(machine["Properties"]["DefinitionString"])
+
+
+def test_every_task_state_has_retry_and_catch(template: Template) -> None:
+    definition = state_machine_definition(template)
+    tasks = {n: s for n, s in definition["States"].items() if s["Type"] == "Task"}
+    assert sorted(tasks) == sorted(TASK_STATES)
+    for name, state in tasks.items():
+        retried = [error for rule in state["Retry"] for error in rule["ErrorEquals"]]
+        assert "RetryableServiceError" in retried, name
+        assert "Lambda.ServiceException" in retried and "Lambda.TooManyRequestsException" in retried
+        for rule in state["Retry"]:
+            assert rule["BackoffRate"] >= 2 and rule["JitterStrategy"] == "FULL", name
+        caught = [error for catcher in state["Catch"] for error in catcher["ErrorEquals"]]
+        assert "States.ALL" in caught, name
+        target = States.FAILED if name == States.HANDLE_FAILURE else States.HANDLE_FAILURE
+        assert state["Catch"][-1]["Next"] == target, name
+    wait = tasks[States.WAIT]
+    assert wait["TimeoutSeconds"] == ORCHESTRATION.poll_interval_minutes * 60
+    assert wait["Catch"][0] == {
+        "ErrorEquals": ["States.Timeout"],
+        "ResultPath": None,
+        "Next": States.COUNT_POLL,
+    }
+    assert wait["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
+    assert wait["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    polls = definition["States"][States.POLLS_LEFT]["Choices"][0]
+    assert polls["NumericLessThan"] == ORCHESTRATION.max_polls
+
+
+def test_state_machine_logs_everything_traces_and_encrypts(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineType": "STANDARD",
+            "TracingConfiguration": {"Enabled": True},
+            "LoggingConfiguration": {
+                "Level": "ALL",
+                "IncludeExecutionData": True,
+                "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": Match.any_value()}}],
+            },
+            "EncryptionConfiguration": {
+                "Type": "CUSTOMER_MANAGED_KMS_KEY",
+                "KmsKeyId": {"Fn::GetAtt": [Match.string_like_regexp("OrchestrationKey"), "Arn"]},
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {
+            "LogGroupName": "/aws/vendedlogs/states/llm-finetuning-dev-finetuning",
+            "RetentionInDays": 90,
+            "KmsKeyId": Match.any_value(),
+        },
+    )
+
+
+def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
+    template: Template,
+) -> None:
+    functions = resources(template, "AWS::Lambda::Function")
+    assert len(functions) == 14
+    roles = set()
+    for name, function in functions.items():
+        props = function["Properties"]
+        assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"], name
+        assert props["TracingConfig"] == {"Mode": "Active"}, name
+        assert props["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("DeadLetterQueue")
+        (layer,) = props["Layers"]
+        assert "017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:" in json.dumps(
+            layer
+        )
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["MemorySize"] >= 256 and props["Timeout"] >= 60
+        assert "POWERTOOLS_SERVICE_NAME" in props["Environment"]["Variables"]
+        roles.add(json.dumps(props["Role"]))
+    assert len(roles) == 14  # one role per function
+    log_groups = resources(template, "AWS::Logs::LogGroup")
+    assert len(log_groups) == 15
+    for log_group in log_groups.values():
+        assert log_group["Properties"]["RetentionInDays"] == 90
+        assert log_group["Properties"]["KmsKeyId"]["Fn::GetAtt"][0].startswith("OrchestrationKey")
+
+
+def _statements(template: Template) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, policy in resources(template, "AWS::IAM::ManagedPolicy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            yield name, statement
+
+
+def test_least_privilege_no_star_actions_no_inline_policies(template: Template) -> None:
+    assert resources(template, "AWS::IAM::Policy") == {}
+    for role in resources(template, "AWS::IAM::Role").values():
+        assert "Policies" not in role["Properties"]
+        assert "ManagedPolicyArns" not in role["Properties"]
+    for name, statement in _statements(template):
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        assert all(action != "*" and not action.endswith(":*") for action in actions), name
+
+
+def test_pass_role_is_scoped_to_the_two_service_roles(template: Template) -> None:
+    passes = [s for _, s in _statements(template) if s["Action"] == "iam:PassRole"]
+    assert len(passes) == 2
+    services = set()
+    for statement in passes:
+        assert "Fn::ImportValue" in json.dumps(statement["Resource"])
+        services.add(statement["Condition"]["StringEquals"]["iam:PassedToService"])
+    assert services == {"bedrock.amazonaws.com", "sagemaker.amazonaws.com"}
+
+
+def test_deletion_requires_the_platform_tag_and_spares_kept_resources(
+    template: Template,
+) -> None:
+    deletes = [
+        s
+        for _, s in _statements(template)
+        if s["Action"] in ("bedrock:DeleteProvisionedModelThroughput", "sagemaker:DeleteEndpoint")
+    ]
+    assert len(deletes) == 4  # throughput x3 functions, endpoints x1
+    for statement in deletes:
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:ResourceTag/finetuning:platform": "llm-finetuning-dev"},
+            "StringNotEquals": {"aws:ResourceTag/finetuning:keep": "true"},
+        }
+    (create,) = [
+        s for _, s in _statements(template) if s["Action"] == "sagemaker:CreateTrainingJob"
+    ]
+    assert create["Condition"]["Bool"] == {
+        "sagemaker:NetworkIsolation": "true",
+        "sagemaker:InterContainerTrafficEncryption": "true",
+    }
+
+
+def test_job_table_and_idempotency_table(template: Template) -> None:
+    template.has_resource(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": Match.object_like(
+                {
+                    "KeySchema": [{"AttributeName": "job_id", "KeyType": "HASH"}],
+                    "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS"},
+                    "GlobalSecondaryIndexes": Match.array_with(
+                        [Match.object_like({"IndexName": "by-status"})]
+                    ),
+                    "Replicas": [
+                        Match.object_like(
+                            {
+                                "DeletionProtectionEnabled": True,
+                                "PointInTimeRecoverySpecification": {
+                                    "PointInTimeRecoveryEnabled": True
+                                },
+                                "SSESpecification": {"KMSMasterKeyId": Match.any_value()},
+                            }
+                        )
+                    ],
+                }
+            ),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+        },
+    )
+
+
+def test_topic_queue_key_rules_and_schedule(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [Match.any_value(), "Arn"]}}
+    )
+    template.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {
+            "Protocol": "email",
+            "Endpoint": "ml-team@example.com",
+            "RedrivePolicy": Match.any_value(),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {"KmsMasterKeyId": Match.any_value(), "MessageRetentionPeriod": 14 * 24 * 3600},
+    )
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    rules = resources(template, "AWS::Events::Rule")
+    patterns = {json.dumps(r["Properties"]["EventPattern"], sort_keys=True) for r in rules.values()}
+    assert len(rules) == 4
+    assert any('"Model Customization Job State Change"' in p for p in patterns)
+    assert any('"TrainingJobStatus": ["Completed", "Failed", "Stopped"]' in p for p in patterns)
+    assert any('"ABORTED", "TIMED_OUT", "FAILED"' in p for p in patterns)
+    assert any('"prefix": "jobs/"' in p for p in patterns)
+    for rule in rules.values():
+        (target,) = rule["Properties"]["Targets"]
+        assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
+    template.has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {
+            "ScheduleExpression": "rate(1 hour)",
+            "KmsKeyArn": Match.any_value(),
+            "Target": Match.object_like({"DeadLetterConfig": Match.any_value()}),
+        },
+    )
+
+
+def test_discovery_parameters(template: Template) -> None:
+    names = {p["Properties"]["Name"] for p in resources(template, "AWS::SSM::Parameter").values()}
+    assert names == {
+        "/llm-finetuning/dev/orchestration/state-machine-arn",
+        "/llm-finetuning/dev/orchestration/job-table-name",
+        "/llm-finetuning/dev/orchestration/notification-topic-arn",
+        "/llm-finetuning/dev/orchestration/kms-key-arn",
+    }
+
+
+@pytest.mark.slow
+def test_cfn_lint_has_no_errors_or_warnings(synthesized: tuple[Template, Path]) -> None:
+    """Slow (cfn-lint loads its schemas for ~30 s); the foundation's template tests lint every
+    stack of the app once this stack is wired in. Run: pytest -m slow tests/orchestration"""
+    from cfnlint.api import lint_all
+
+    path = synthesized[1] / "llm-finetuning-dev-orchestration.template.json"
+    findings = [m for m in lint_all(path.read_text()) if m.rule.id[0] in "EW"]
+    assert [f"{m.rule.id} {m.message}" for m in findings] == []
+
+
+def test_every_bundle_imports_its_handler_alone(synthesized: tuple[Template, Path]) -> None:
+    """Each asset holds what its handler imports: run in a clean interpreter with only the
+    asset (and the Lambda runtime's packages) on the path."""
+    outdir = synthesized[1]
+    assets = [d for d in outdir.glob("asset.*") if (d / "index.py").is_file()]
+    assert len(assets) == 14
+    for asset in assets:
+        assert not list(asset.rglob("__pycache__")) and not list(asset.rglob("*.so"))
+        stub = (asset / "finetuning" / "__init__.py").read_text()
+        assert "this function ships with" in stub
+    script = """
+import importlib.util, sys
+failures = []
+for asset in sys.argv[1:]:
+    sys.path.insert(0, asset)
+    try:
+        spec = importlib.util.spec_from_file_location("index", asset + "/index.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert callable(module.handler)
+    except Exception as exc:
+        failures.append(f"{asset}: {type(exc).__name__}: {exc}")
+    finally:
+        sys.path.remove(asset)
+        for name in [n for n in sys.modules if n == "finetuning" or n.startswith("finetuning.")]:
+            del sys.modules[name]
+print("\\n".join(failures))
+sys.exit(1 if failures else 0)
+"""
+    env = {**os.environ, **function_environment(), "AWS_DEFAULT_REGION": "us-east-1"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, assets)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    validate = next(a for a in assets if "validate_job_data" in (a / "index.py").read_text())
+    assert (validate / "finetuning" / "data" / "validate.py").is_file()
+    submit = next(a for a in assets if "submit_manifest_object" in (a / "index.py").read_text())
+    assert (submit / "yaml" / "__init__.py").is_file()
