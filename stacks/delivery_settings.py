@@ -437,6 +437,11 @@ def default_state_machine_name(settings: PlatformSettings) -> str:
     return f"{settings.resource_prefix}-finetuning"
 
 
+def orchestration_key_alias(settings: PlatformSettings) -> str:
+    """Alias of the key that encrypts the orchestration state machine (orchestration_stack)."""
+    return f"alias/{settings.resource_prefix}-orchestration"
+
+
 def cross_account(pipeline: PipelineSettings, environments: list[PlatformSettings]) -> bool:
     """Whether any environment deploys into an account other than the pipeline's."""
     return any(env.account is not None and env.account != pipeline.account for env in environments)

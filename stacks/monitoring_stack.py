@@ -268,7 +268,8 @@ class MonitoringStack(Stack):
         self._key = key
         self._period = Duration.minutes(monitoring.alarms.period_minutes)
         self.state_machines = list(state_machines)
-        self.endpoint_name_prefix = endpoint_name_prefix or self._prefix
+        # Serving names endpoints "<project>-<env>-<model>" (serving_stack's endpoint rule).
+        self.endpoint_name_prefix = endpoint_name_prefix or f"{self._prefix}-"
 
         self._allow_publishing(topic, topic_key)
         self.gauge_function = self._gauge_function()

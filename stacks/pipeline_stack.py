@@ -41,6 +41,7 @@ from stacks.delivery_settings import (
     S3Source,
     cross_account,
     default_state_machine_name,
+    orchestration_key_alias,
 )
 from stacks.finetuning_pipeline_stage import (
     INLINE_POLICY_RULES,
@@ -371,7 +372,7 @@ class PipelineStack(Stack):
                     job_spec=target.smoke_job.job_spec,
                     execution_name_prefix=self._settings.execution_name_prefix,
                     require_quality_gate=target.smoke_job.require_quality_gate,
-                    state_machine_key_alias=f"alias/{env.resource_prefix}",
+                    state_machine_key_alias=orchestration_key_alias(env),
                     log_group=self.log_group,
                 ),
             )

@@ -176,7 +176,7 @@ def test_dashboard_shows_every_signal_the_issue_asks_for(dashboard) -> None:
     }
     for title, needles in searches.items():
         shown = _metrics(widgets[title])
-        assert f"EndpointName={PREFIX}" in shown and "SEARCH(" in shown
+        assert f"EndpointName={PREFIX}-" in shown and "SEARCH(" in shown
         for needle in needles:
             assert needle in shown, (title, needle)
     assert "EndpointsInService" in _metrics(widgets["Endpoints in service"])
@@ -298,7 +298,7 @@ def test_gauge_function_is_small_traced_arm_and_single_flight(template) -> None:
     assert "TargetArn" in function["DeadLetterConfig"]
     variables = function["Environment"]["Variables"]
     assert variables["EXPECTED_JOB_MINUTES"] == "360.0"
-    assert variables["ENDPOINT_PREFIX"] == PREFIX
+    assert variables["ENDPOINT_PREFIX"] == f"{PREFIX}-"
     assert variables["NAMESPACE"] == GAUGE_NAMESPACE
     assert "Fn::ImportValue" in variables["STATE_MACHINE_ARNS"]
 

@@ -165,15 +165,19 @@ def test_the_pipeline_updates_itself_with_the_pinned_cdk_cli(template) -> None:
     )
 
 
-def test_dev_deploys_then_runs_the_smoke_job_and_its_quality_gate(template) -> None:
+def stage_stacks(assembly, artifact_id: str) -> dict[str, dict]:
+    """Stack name -> template of one environment's stage assembly."""
+    stage = assembly.get_nested_assembly(artifact_id)
+    return {stack.stack_name: stack.template for stack in stage.stacks}
+
+
+def test_dev_deploys_every_platform_stack_then_runs_the_smoke_job(assembly, template) -> None:
     actions = stages_of(template)["Dev"]
     deploys = [a for a in actions if a["ActionTypeId"]["Provider"] == "CloudFormation"]
     start, gate = (a for a in actions if a["Name"].startswith("SmokeJob."))
-    assert {a["Configuration"]["StackName"] for a in deploys} == {
-        "llm-finetuning-dev-storage",
-        "llm-finetuning-dev-network",
-        "llm-finetuning-dev-security",
-    }
+    platform = stage_stacks(assembly, "assembly-llm-finetuning-delivery-Dev")
+    assert {a["Configuration"]["StackName"] for a in deploys} == set(platform)
+    assert "llm-finetuning-dev-storage" in platform
     assert start["Name"] == "SmokeJob.Start" and gate["Name"] == "SmokeJob.QualityGate"
     assert start["RunOrder"] > max(a["RunOrder"] for a in deploys)
     assert gate["RunOrder"] == start["RunOrder"] + 1
@@ -182,6 +186,25 @@ def test_dev_deploys_then_runs_the_smoke_job_and_its_quality_gate(template) -> N
     arn = start["Configuration"]["StateMachineArn"]["Fn::Join"][1]
     assert arn[-1] == ":stateMachine:llm-finetuning-dev-finetuning"
     assert {"Ref": "AWS::AccountId"} in arn
+
+
+def test_the_smoke_job_targets_the_deployed_state_machine_and_its_key(assembly, template) -> None:
+    """Cross-check against the orchestration stack the Dev stage deploys."""
+    platform = stage_stacks(assembly, "assembly-llm-finetuning-delivery-Dev")
+    orchestration = platform["llm-finetuning-dev-orchestration"]
+    machine = one(orchestration, "AWS::StepFunctions::StateMachine")["Properties"]
+    assert machine["StateMachineName"] == "llm-finetuning-dev-finetuning"
+    assert machine["StateMachineType"] == "STANDARD"  # Express executions are not awaited
+    key_id = machine["EncryptionConfiguration"]["KmsKeyId"]["Fn::GetAtt"][0]
+    alias = next(
+        a["Properties"]["AliasName"]
+        for a in resources(orchestration, "AWS::KMS::Alias").values()
+        if a["Properties"]["TargetKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    )
+    key_use = next(
+        s for s in statements(template) if s.get("Sid") == "UseStateMachineKeyThroughStepFunctions"
+    )
+    assert key_use["Condition"]["ForAnyValue:StringEquals"] == {"kms:ResourceAliases": alias}
 
 
 def test_prod_waits_for_a_manual_approval_before_deploying(template) -> None:
