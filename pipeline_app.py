@@ -22,12 +22,21 @@ from stacks.delivery_settings import (
     check_topology,
     load_pipeline_settings,
 )
-from stacks.pipeline_stack import PipelineStack
+from stacks.pipeline_stack import PipelineStack, StageFactory, platform_stage
 from stacks.settings import CONFIG_DIR, SettingsError, load_settings
 
 
-def build(app: App, config: Path, config_dir: Path = CONFIG_DIR) -> PipelineStack:
-    """Validate the settings and add the pipeline stack to ``app``."""
+def build(
+    app: App,
+    config: Path,
+    config_dir: Path = CONFIG_DIR,
+    stage_factory: StageFactory = platform_stage,
+) -> PipelineStack:
+    """Validate the settings and add the pipeline stack to ``app``.
+
+    ``stage_factory`` builds one environment's Stage; the default deploys every platform
+    stack (``FineTuningPlatformStage``).
+    """
     pipeline = load_pipeline_settings(config)
     environments = [load_settings(t.environment, config_dir) for t in pipeline.stages]
     check_topology(pipeline, environments)
@@ -37,6 +46,7 @@ def build(app: App, config: Path, config_dir: Path = CONFIG_DIR) -> PipelineStac
         stack_name=pipeline.name,
         settings=pipeline,
         environments=environments,
+        stage_factory=stage_factory,
         env=Environment(account=pipeline.account, region=pipeline.region),
     )
 
