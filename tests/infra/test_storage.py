@@ -143,3 +143,12 @@ def test_lifecycle_days_come_from_settings(synth) -> None:
     (artifacts,) = [b for lid, b in buckets(result).items() if lid.startswith("ArtifactsBucket")]
     rules = {r["Id"]: r for r in artifacts["Properties"]["LifecycleConfiguration"]["Rules"]}
     assert rules["ExpireOldCheckpoints"]["ExpirationInDays"] == 3
+
+
+def test_data_bucket_sends_events_for_job_manifests(dev: SynthResult) -> None:
+    for logical_id, bucket in buckets(dev).items():
+        notifications = bucket["Properties"].get("NotificationConfiguration")
+        if logical_id.startswith("DataBucket"):
+            assert notifications == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+        else:
+            assert notifications is None, logical_id
