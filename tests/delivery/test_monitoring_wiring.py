@@ -1,20 +1,14 @@
-"""Monitoring wired to the real platform stacks, exactly as proposed for stacks/stage.py.
-
-Until ``PlatformStacks`` builds the monitoring stack itself, this test builds the dev
-environment and adds ``MonitoringStack`` with the wiring the lead is asked to copy, then
-runs the nag gate over all of it.
-"""
+"""Monitoring wired to the real platform stacks by ``PlatformStacks`` (stacks/stage.py):
+the dev environment with a budget, with the nag gate over all of it."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from constructs import Construct
 
 from stacks.compliance import add_compliance_gate
 from stacks.delivery_settings import BudgetSettings, MonitoringSettings
-from stacks.monitoring_stack import MonitoringStack
 from stacks.settings import load_settings
 from stacks.stage import PlatformStacks, platform_environment
 from tests.delivery.support import cdk_app, one, resources
@@ -25,39 +19,12 @@ SETTINGS = load_settings("dev")
 PREFIX = SETTINGS.resource_prefix
 
 
-def add_monitoring(
-    scope: Construct, platform: PlatformStacks, monitoring: MonitoringSettings
-) -> MonitoringStack:
-    """The lines proposed for PlatformStacks.__init__ (monitoring=settings.monitoring)."""
-    settings = SETTINGS
-    env = platform_environment(settings)
-    prefix = settings.resource_prefix
-    serving = platform.serving
-    return MonitoringStack(
-        scope,
-        f"{prefix}-monitoring",
-        stack_name=f"{prefix}-monitoring",
-        settings=settings,
-        monitoring=monitoring,
-        key=platform.storage.key,
-        topic=platform.orchestration.topic,
-        topic_key=platform.orchestration.key,
-        state_machines=[platform.orchestration.state_machine],
-        functions=[
-            *platform.orchestration.lambda_functions,
-            serving.evaluate_function,
-            serving.register_function,
-            serving.deploy_function,
-        ],
-        env=env,
-    )
-
-
 @pytest.fixture(scope="module")
 def assembly():
     app = cdk_app()
-    platform = PlatformStacks(app, settings=SETTINGS, env=platform_environment(SETTINGS))
-    add_monitoring(app, platform, MonitoringSettings(budget=BudgetSettings(monthly_limit_usd=200)))
+    monitoring = MonitoringSettings(budget=BudgetSettings(monthly_limit_usd=200))
+    settings = SETTINGS.model_copy(update={"monitoring": monitoring})
+    PlatformStacks(app, settings=settings, env=platform_environment(settings))
     add_compliance_gate(app)
     return app.synth()  # raises if any nag finding is left unacknowledged
 
