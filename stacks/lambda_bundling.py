@@ -98,6 +98,8 @@ def _installed_requirements(requirements: Path, python_version: str) -> Path:
             ],
             check=True,
         )
+        # Console scripts carry this machine's interpreter path and are never run in Lambda.
+        shutil.rmtree(staging / "bin", ignore_errors=True)
         staging.rename(cache)
     return cache
 
