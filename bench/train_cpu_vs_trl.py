@@ -19,7 +19,7 @@ Two TRL rows are measured:
 
 Usage (results go to stdout and ``bench/results/train_cpu_vs_trl.json``)::
 
-    python bench/train_cpu_vs_trl.py                      # SmolLM2-135M-Instruct, 6 steps each
+    python bench/train_cpu_vs_trl.py --repeats 2         # SmolLM2-135M-Instruct, 6 steps each
     python bench/train_cpu_vs_trl.py --model tiny --steps 30 --repeats 3
 """
 
@@ -114,12 +114,14 @@ def prepare_model(choice: str, cache: Path) -> Path:
     return target
 
 
-def run_train_py(model: Path, data: Path, steps: int, threads: int, work: Path) -> dict:
+def run_train_py(
+    model: Path, data: Path, steps: int, threads: int, work: Path, max_seq_length: int
+) -> dict:
     out = work / "train_py"
     command = [sys.executable, str(REPO_ROOT / "training_scripts" / "train.py")]
     command += ["--model_name_or_path", str(model), "--train_file", str(data)]
     command += ["--output_dir", str(out), "--method", "full", "--max_steps", str(steps)]
-    command += ["--max_seq_length", "1024", "--per_device_train_batch_size", "2"]
+    command += ["--max_seq_length", str(max_seq_length), "--per_device_train_batch_size", "2"]
     command += ["--logging_steps", str(steps), "--save_steps", str(10 * steps), "--bf16", "false"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run(command, check=True, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
@@ -203,6 +205,14 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=256, help="chat records generated")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, interleaved")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per run")
+    parser.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=512,
+        help="train.py's --max_seq_length, its packing row length: 2 rows of 512 hold as many "
+        "tokens per optimizer step as TRL's default 8 examples of this data (~130 tokens each), "
+        "and 512 is above the longest example, so nothing is truncated on either side",
+    )
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "finetune-bench"))
     args = parser.parse_args()
     if args.mode == "trl-worker":
@@ -224,7 +234,9 @@ def main() -> None:
         for name in runs:
             started = time.time()
             if name == "train.py":
-                result = run_train_py(model, data, args.steps, args.threads, work / str(repeat))
+                result = run_train_py(
+                    model, data, args.steps, args.threads, work / str(repeat), args.max_seq_length
+                )
             else:
                 result = run_trl(name, model, data, args.steps, args.threads, work / str(repeat))
             result["tokens_per_second"] = result["tokens"] / result["seconds"]
@@ -244,6 +256,7 @@ def main() -> None:
         "steps": args.steps,
         "records": args.records,
         "threads": args.threads,
+        "train_py_max_seq_length": args.max_seq_length,
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),

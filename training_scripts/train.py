@@ -254,6 +254,15 @@ def checkpoint_on_sigterm_at_once(trainer: Any) -> None:
 
 def train(args: ScriptArguments) -> int:
     """Run one training job; returns the process exit code."""
+    # The Trainer and train.py install SIGTERM handlers; leave the process as it was found.
+    original_sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        return _train(args)
+    finally:
+        signal.signal(signal.SIGTERM, original_sigterm)
+
+
+def _train(args: ScriptArguments) -> int:
     prepared = prepare_data(args)
 
     # torch and transformers load only now, so bad usage and bad data fail within a second.
@@ -308,7 +317,11 @@ def train(args: ScriptArguments) -> int:
         model_args.attn_implementation, dtype
     )
     model = modeling.load_model(model_args, dtype=dtype, attn_implementation=attn_implementation)
-    packing_used = data_args.packing and packing_keeps_examples_apart(model, len(tokenizer))
+    if torch.cuda.is_available() and model_args.method != "qlora" and not run_args.fsdp:
+        # Where the Trainer would put it anyway; the packing check below then runs on the GPU.
+        model.to(f"cuda:{modeling.local_rank()}")
+    vocabulary = min(len(tokenizer), model.config.get_text_config().vocab_size)
+    packing_used = data_args.packing and packing_keeps_examples_apart(model, vocabulary)
     if data_args.packing and not packing_used:
         say(
             f"warning: packing: {type(model).__name__} with attn_implementation="
@@ -334,12 +347,15 @@ def train(args: ScriptArguments) -> int:
     eval_dataset = ListDataset(eval_items) if eval_items else None
 
     # -- trainer -----------------------------------------------------------------------------
-    training_arguments = build_training_arguments(
-        args,
-        bf16=bf16,
-        has_validation=eval_dataset is not None,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    try:
+        training_arguments = build_training_arguments(
+            args,
+            bf16=bf16,
+            has_validation=eval_dataset is not None,
+            use_cpu=not torch.cuda.is_available(),
+        )
+    except ValueError as exc:  # e.g. an unknown --lr_scheduler_type, bf16 on an old GPU
+        raise UsageError(f"invalid training configuration: {exc}") from None
     reporting = ReportingCallback(Path(run_args.output_data_dir or output_dir))
     callbacks: list[Any] = [reporting]
     if run_args.early_stopping_patience is not None:
@@ -418,8 +434,10 @@ def train(args: ScriptArguments) -> int:
     trainer.accelerator.wait_for_everyone()
 
     tokens_per_second = trainer.train_tokens / train_runtime if train_runtime > 0 else None
+    # The log history survives resumes (it is part of each checkpoint's trainer state).
+    last_loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), None)
     metrics = {
-        "train_loss": reporting.last_train_log.get("train_loss"),
+        "train_loss": last_loss,
         "train_loss_mean": train_loss_mean,
         "eval_loss": eval_loss,
         "eval_perplexity": perplexity(eval_loss) if eval_loss is not None else None,
