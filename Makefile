@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup synth test test-slow lint format docs clean
+.PHONY: help setup synth synth-pipeline test test-slow lint format docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,10 +40,14 @@ synth: setup ## synthesize every stack of ENV (default dev) with the cdk-nag gat
 	cdk synth --quiet -c env=$(ENV) && \
 	echo "synth OK: $$(ls cdk.out/*.template.json | wc -l) templates in cdk.out/ in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
 
+synth-pipeline: setup ## synthesize the self-updating deployment pipeline (config/pipeline.yaml)
+	@rm -rf cdk.pipeline.out
+	cdk synth --quiet --app "$(BIN)/python pipeline_app.py" --output cdk.pipeline.out
+
 test: setup ## lint, then the test suite (no AWS, no GPU, no network)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not slow and not gpu and not aws" -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m "not slow and not gpu and not aws" -n 2
 
 test-slow: setup ## the slow tests (real SmolLM2 training run)
 	$(BIN)/python -m pytest -m slow

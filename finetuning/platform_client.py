@@ -11,6 +11,11 @@ from a console::
     submission = client.submit(build_manifest(job_name="support-bot", backend="bedrock", ...))
     page = client.list_jobs(status="running")
 
+From the CLI's job config (``finetune job create ... --via-platform``)::
+
+    code = client.upload_training_scripts("training_scripts")  # SageMaker jobs only
+    submission = client.submit(manifest_from_job_config(config, source_dir_uri=code))
+
 The caller needs ``states:StartExecution`` on the state machine, ``ssm:GetParameter`` under
 the prefix, ``dynamodb:GetItem``/``Query`` on the job table and its indexes, and
 ``kms:Decrypt``/``kms:GenerateDataKey`` on the orchestration key (docs/orchestration.md).
@@ -18,7 +23,11 @@ the prefix, ``dynamodb:GetItem``/``Query`` on the job table and its indexes, and
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import os
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,14 +35,46 @@ from pathlib import Path
 from typing import Any
 
 from finetuning.orchestration import aws
-from finetuning.orchestration.manifest import JobManifest, load_manifest, parse_manifest
+from finetuning.orchestration.errors import ManifestError
+from finetuning.orchestration.manifest import (
+    BEDROCK_ONLY,
+    SAGEMAKER_ONLY,
+    JobManifest,
+    load_manifest,
+    parse_manifest,
+)
 from finetuning.orchestration.parameters import (
     OrchestrationParameter,
     orchestration_parameter_name,
 )
 from finetuning.orchestration.records import JobRecord, JobTable
 from finetuning.orchestration.submission import Submission, start_execution
+from finetuning.platform import PlatformParameter, parameter_name
 
+# Fields of the library's job config that the platform decides for its own jobs (its roles,
+# key, network, checkpoints, isolation) or does not support (the automatic split).
+PLATFORM_DECIDES = (
+    "role_arn",
+    "kms_key_id",
+    "subnet_ids",
+    "security_group_ids",
+    "checkpoint_uri",
+    "enable_network_isolation",
+    "client_request_token",
+)
+NOT_SUPPORTED = ("split_seed", "model_type", "distributed", "validation_split")
+COMMON_FIELDS = (
+    "job_name",
+    "backend",
+    "base_model",
+    "training_data_uri",
+    "validation_data_uri",
+    "output_uri",
+    "hyperparameters",
+    "tags",
+)
+CODE_PREFIX = "models/code/"
+SOURCE_TARBALL = "sourcedir.tar.gz"
 DEFAULT_PROJECT = "llm-finetuning"
 DEFAULT_ENVIRONMENT = "dev"
 PROJECT_VARIABLE = "FINETUNE_PROJECT"
@@ -58,6 +99,61 @@ def build_manifest(**fields: Any) -> JobManifest:
     return parse_manifest(
         {k: v for k, v in fields.items() if v is not None}, source="command line arguments"
     )
+
+
+def manifest_from_job_config(
+    config: Mapping[str, Any], *, source_dir_uri: str | None = None
+) -> JobManifest:
+    """The manifest of a job given as the library's job config (``finetune job create``'s
+    flags), for ``--via-platform``. Settings the platform makes itself are refused, not
+    silently dropped."""
+    decided = sorted(k for k in PLATFORM_DECIDES if config.get(k))
+    if decided:
+        raise ManifestError(
+            f"{', '.join(decided)}: the platform sets these for its own jobs; leave them out "
+            "with --via-platform"
+        )
+    if config.get("validation_data_uri") is None and config.get("validation_split"):
+        raise ManifestError(
+            "validation_split: the platform does not split data; give --validation-data-uri "
+            "or --no-validation-split with --via-platform (finetune data split makes the files)"
+        )
+    backend = config.get("backend") or "bedrock"
+    if isinstance(config.get("hyperparameters"), str):
+        raise ManifestError(
+            "hyperparameters: presets are resolved by the library, not by the platform; give "
+            "the values (--epoch-count, --learning-rate, ...) with --via-platform"
+        )
+    names = [*COMMON_FIELDS, *(SAGEMAKER_ONLY if backend == "sagemaker" else BEDROCK_ONLY)]
+    fields = {k: config[k] for k in names if config.get(k) not in (None, "", [], {})}
+    fields["backend"] = str(backend)
+    fields.setdefault("job_name", "job")
+    if backend == "sagemaker" and source_dir_uri:
+        fields["source_dir_uri"] = source_dir_uri
+    if fields.get("use_spot_instances") is False:
+        del fields["use_spot_instances"]  # the CLI's "not asked"; the platform uses spot
+    return parse_manifest(fields, source="command line arguments")
+
+
+def source_tarball(directory: str | os.PathLike[str]) -> bytes:
+    """``sourcedir.tar.gz`` of a scripts folder, byte-identical for identical files."""
+    root = Path(directory)
+    buffer = io.BytesIO()
+    # gzip stores a timestamp; a fixed one keeps the bytes (and the S3 key) stable.
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = path.relative_to(root)
+            if "__pycache__" in relative.parts or path.suffix == ".pyc":
+                continue
+            info = tarfile.TarInfo(str(relative))
+            info.size = path.stat().st_size
+            info.mode = 0o644
+            with path.open("rb") as handle:
+                archive.addfile(info, handle)
+    return buffer.getvalue()
 
 
 def read_manifest_file(path: str | os.PathLike[str]) -> JobManifest:
@@ -95,6 +191,24 @@ class PlatformClient:
     @cached_property
     def state_machine_arn(self) -> str:
         return self._parameter(OrchestrationParameter.STATE_MACHINE_ARN)
+
+    def _platform_parameter(self, parameter: PlatformParameter) -> str:
+        name = parameter_name(self.project, self.environment, parameter)
+        return self._clients("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+
+    def upload_training_scripts(self, directory: str | os.PathLike[str]) -> str:
+        """Put ``sourcedir.tar.gz`` of ``directory`` where SageMaker jobs may read it
+        (``s3://<artifacts>/models/code/<sha256>/``); an identical upload is skipped."""
+        body = source_tarball(directory)
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        bucket = self._platform_parameter(PlatformParameter.ARTIFACTS_BUCKET)
+        key = f"{CODE_PREFIX}{digest}/{SOURCE_TARBALL}"
+        s3 = self._clients("s3")
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except s3.exceptions.ClientError:
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return f"s3://{bucket}/{key}"
 
     @cached_property
     def _table(self) -> JobTable:

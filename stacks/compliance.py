@@ -104,6 +104,11 @@ def suppressions(scope: IConstruct) -> Iterator[Suppression]:
                 yield Suppression(construct.node.path, entry.data["rule"], entry.data["reason"])
 
 
+# CloudFormation's current schema accepts Tags on dashboards, but cfn-lint's (1.51) does
+# not yet and reports E3002; dashboards carry no cost that tags would allocate anyway.
+UNTAGGED_RESOURCE_TYPES = ["AWS::CloudWatch::Dashboard"]
+
+
 def apply_tags(scope: Construct, settings: PlatformSettings) -> None:
     """Tag every taggable resource (CDK's Tag aspect) for cost allocation and ownership."""
     for key, value in {
@@ -111,7 +116,7 @@ def apply_tags(scope: Construct, settings: PlatformSettings) -> None:
         "environment": settings.environment,
         "cost-centre": settings.cost_centre,
     }.items():
-        Tags.of(scope).add(key, value)
+        Tags.of(scope).add(key, value, exclude_resource_types=UNTAGGED_RESOURCE_TYPES)
 
 
 def apply_permissions_boundary(stack: Stack, policy_arn: str) -> None:

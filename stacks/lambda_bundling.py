@@ -98,6 +98,8 @@ def _installed_requirements(requirements: Path, python_version: str) -> Path:
             ],
             check=True,
         )
+        # Console scripts carry this machine's interpreter path and are never run in Lambda.
+        shutil.rmtree(staging / "bin", ignore_errors=True)
         staging.rename(cache)
     return cache
 
@@ -132,12 +134,16 @@ def function_code(
     function_dir = LAMBDA_ROOT / name
     if not any((function_dir / entry).is_file() for entry in ("index.py", "handler.py")):
         raise FileNotFoundError(f"{function_dir}: a function folder needs index.py or handler.py")
+    contents = ",".join((*library_paths, *pure_packages, *extra_files))
     return lambda_.Code.from_asset(
         str(function_dir),
         asset_hash_type=AssetHashType.OUTPUT,
         bundling=BundlingOptions(
             # Never pulled: local bundling always succeeds; CDK requires an image anyway.
             image=DockerImage.from_registry("local-bundling-only"),
+            # CDK caches a bundle per source folder and options; naming the contents here
+            # keeps two functions built from one folder with different extras apart.
+            environment={"BUNDLE_CONTENTS": contents},
             local=LocalPythonBundling(
                 function_dir,
                 library_paths=library_paths,

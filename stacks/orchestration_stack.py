@@ -1,6 +1,6 @@
 """Orchestration: the state machine and functions that run a fine-tuning job end to end.
 
-Owns the fine-tuning state machine (``orchestration_workflow``), its fourteen functions
+Owns the fine-tuning state machine (``orchestration_workflow``), its fifteen functions
 (``lambda/``), the job table and the idempotency table, the notification topic, the
 EventBridge rules (job state changes, stopped executions, manifests under ``jobs/``), the
 scheduled expiry cleanup and a dead-letter queue. Everything it stores is encrypted with
@@ -129,6 +129,8 @@ class OrchestrationStack(Stack):
         subnet_ids = network.vpc.select_subnets(
             subnet_group_name=network.training_subnets.subnet_group_name
         ).subnet_ids
+        self._subnet_ids = subnet_ids
+        self._security_group_id = network.training_security_group.security_group_id
         self._platform_env = {
             Var.RESOURCE_PREFIX: prefix,
             Var.JOB_TABLE: self.job_table.table_name,
@@ -384,20 +386,32 @@ class OrchestrationStack(Stack):
             resources=[*data_objects, reports],
         )
 
-        fns[States.START] = f = self._function(
-            "StartJob",
+        # One start function per backend, from the same code: each role can start one
+        # kind of job and pass one service role.
+        fns[States.START_BEDROCK] = f = self._function(
+            "StartBedrockJob",
             "start_job",
-            "Starts the Bedrock customization or SageMaker training job of a spec, once",
-            env={**t, **idempotency},
-            extra_files=METRIC_DEFINITION_FILES,
+            "Starts the Bedrock model customization job of a spec, once",
+            env={**t, **idempotency, Var.EXPECTED_BACKEND: "bedrock"},
         )
         self._table(f, *DYNAMODB_WRITE)
         self._idempotency(f)
         self._bedrock_jobs(f, create=True)
-        self._sagemaker_jobs(f, create=True)
         f.adopt(security.grant_pass_bedrock_role(f.grantee))
+        self._platform_key_via(f, "bedrock", KEY_FOR_SERVICE_ACTIONS)
+
+        fns[States.START_SAGEMAKER] = f = self._function(
+            "StartSageMakerJob",
+            "start_job",
+            "Starts the SageMaker training job of a spec, once",
+            env={**t, **idempotency, Var.EXPECTED_BACKEND: "sagemaker"},
+            extra_files=METRIC_DEFINITION_FILES,
+        )
+        self._table(f, *DYNAMODB_WRITE)
+        self._idempotency(f)
+        self._sagemaker_jobs(f, create=True)
         f.adopt(security.grant_pass_sagemaker_role(f.grantee))
-        self._platform_key_via(f, "bedrock", KEY_FOR_SERVICE_ACTIONS, "sagemaker")
+        self._platform_key_via(f, "sagemaker", KEY_FOR_SERVICE_ACTIONS)
 
         for name, construct_id, folder, description in (
             (States.WAIT, "WaitForJob", "wait_for_job", "Stores the wait's task token; polls"),
@@ -410,7 +424,13 @@ class OrchestrationStack(Stack):
             f.allow(
                 "AnswerWaits",
                 ["states:SendTaskSuccess", "states:SendTaskFailure"],
-                [self.state_machine_arn],
+                ["*"],
+            )
+            suppress_wildcards(
+                f.policy,
+                "SendTaskSuccess and SendTaskFailure support no resource-level permissions; "
+                "the task token, known only to the waiting execution, names the task.",
+                resources=["*"],
             )
             fns[name or construct_id] = f
 
@@ -588,8 +608,9 @@ class OrchestrationStack(Stack):
         f.allow("DescribeTrainingJobs", ["sagemaker:DescribeTrainingJob"], [jobs])
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._settings.resource_prefix}}
         if create:
-            # Every job the platform starts is network-isolated and encrypts traffic between
-            # its instances, see
+            # Every job the platform starts is network-isolated, encrypts traffic between its
+            # instances and its output with the platform key, runs in the training subnets
+            # and group, on an allowed instance family; condition keys from
             # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
             f.allow(
                 "CreateIsolatedTrainingJobs",
@@ -601,8 +622,20 @@ class OrchestrationStack(Stack):
                         "sagemaker:InterContainerTrafficEncryption": "true",
                     },
                     "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
+                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix,
+                        "sagemaker:OutputKmsKey": self._platform_key.key_arn,
                     },
+                    "ForAllValues:StringEquals": {
+                        "sagemaker:VpcSubnets": self._subnet_ids,
+                        "sagemaker:VpcSecurityGroupIds": [self._security_group_id],
+                    },
+                    "ForAllValues:StringLike": {
+                        "sagemaker:InstanceTypes": [
+                            f"ml.{family}.*"
+                            for family in self._settings.training.allowed_instance_families
+                        ]
+                    },
+                    "Null": {"sagemaker:VpcSubnets": "false"},
                 },
             )
             f.allow(
@@ -631,18 +664,21 @@ class OrchestrationStack(Stack):
         f.allow("TagOwnThroughput", ["bedrock:TagResource"], [throughputs], own)
         wildcards = [throughputs]
         if create:
+            # Creation is authorized against the custom model and its base model, see
+            # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
             models = self._arn("bedrock", "custom-model/*")
+            foundation = self._arn("bedrock", "foundation-model/*", account=False)
             f.allow(
                 "CreateTaggedThroughput",
                 ["bedrock:CreateProvisionedModelThroughput", "bedrock:TagResource"],
-                [throughputs, models],
+                [throughputs, models, foundation],
                 {
                     "StringEquals": {
                         f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
                     }
                 },
             )
-            wildcards.append(models)
+            wildcards += [models, foundation]
         suppress_wildcards(
             f.policy,
             "Provisioned throughput ids are assigned at creation; creating requires the "
@@ -710,7 +746,8 @@ class OrchestrationStack(Stack):
             for name in (
                 States.REGISTER,
                 States.VALIDATE,
-                States.START,
+                States.START_BEDROCK,
+                States.START_SAGEMAKER,
                 States.WAIT,
                 States.COLLECT,
                 States.EVALUATE,

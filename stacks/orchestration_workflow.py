@@ -1,11 +1,13 @@
-"""The fine-tuning state machine's definition: one flow, a branch per backend in the functions.
+"""The fine-tuning state machine's definition: one flow with a branch per backend.
 
-RegisterJob -> ValidateDataset -> StartJob -> WaitForJob (task token; on timeout poll and
-wait again, up to the maximum job duration) -> CollectResults -> Evaluate -> QualityGate
--> [ProvisionThroughput -> WaitForThroughput -> CheckThroughput until InService] ->
-CompleteJob. Every task retries Lambda service faults and RetryableServiceError with
-exponential backoff and full jitter, and catches everything else into HandleFailure, which
-marks the job failed, removes partial resources, notifies and ends in Failed.
+RegisterJob -> ValidateDataset -> Backend -> StartBedrockJob | StartSageMakerJob ->
+WaitForJob (task token; on timeout poll and wait again, up to the maximum job duration) ->
+CollectResults -> Evaluate -> QualityGate -> [ProvisionThroughput -> WaitForThroughput ->
+CheckThroughput until InService, Bedrock only] -> CompleteJob.
+
+Every task retries Lambda service faults and RetryableServiceError with exponential backoff
+and full jitter, and catches everything else into HandleFailure, which marks the job failed,
+removes partial resources, notifies and ends in Failed.
 State names and result keys come from ``finetuning.orchestration.workflow``.
 """
 
@@ -147,7 +149,8 @@ class FineTuningWorkflow(Construct):
         s = self._settings
         register = self._catching(self._task(States.REGISTER, ResultKeys.REGISTRATION))
         validate = self._catching(self._task(States.VALIDATE, ResultKeys.VALIDATION))
-        start = self._catching(self._task(States.START, ResultKeys.LAUNCH))
+        start_bedrock = self._catching(self._task(States.START_BEDROCK, ResultKeys.LAUNCH))
+        start_sagemaker = self._catching(self._task(States.START_SAGEMAKER, ResultKeys.LAUNCH))
         wait = self._task(
             States.WAIT,
             ResultKeys.WAIT,
@@ -236,13 +239,20 @@ class FineTuningWorkflow(Construct):
             )
         )
         complete.next(sfn.Succeed(self, States.SUCCEEDED))
-        return (
-            sfn.Chain.start(register)
-            .next(validate)
-            .next(start)
-            .next(init_polls)
-            .next(wait)
-            .next(collect)
-            .next(evaluate)
-            .next(gate)
+        wait.next(collect).next(evaluate).next(gate)
+        init_polls.next(wait)
+        start_bedrock.next(init_polls)
+        start_sagemaker.next(init_polls)
+        backend = (
+            sfn.Choice(self, States.BACKEND)
+            .when(sfn.Condition.string_equals("$.job.backend", "bedrock"), start_bedrock)
+            .when(sfn.Condition.string_equals("$.job.backend", "sagemaker"), start_sagemaker)
+            .otherwise(
+                self._error(
+                    "UnknownBackend",
+                    "ManifestError",
+                    cause="the job spec names no backend this workflow can start",
+                )
+            )
         )
+        return sfn.Chain.start(register).next(validate).next(backend)

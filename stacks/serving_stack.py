@@ -1,7 +1,7 @@
 """Serving: the model registry, the evaluation and register steps, and deployment on approval.
 
 - a SageMaker Model Registry package group for the environment's fine-tuned models;
-- ``evaluate-model`` (a function the workflow calls for Bedrock targets): evaluates the tuned
+- ``evaluate-candidate`` (a function the workflow calls for Bedrock targets): evaluates the tuned
   and base models, writes the report under ``evaluation/reports/`` and returns the quality
   gate's verdict;
 - ``register-model``: registers a model that passed its gate, with its metrics as model

@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from finetuning.serving import ServingSettings
+from stacks.delivery_settings import MonitoringSettings
 from stacks.orchestration_settings import OrchestrationSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -169,6 +170,7 @@ class PlatformSettings(_Strict):
     security: SecuritySettings = SecuritySettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
     serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @field_validator("project", "environment")
     @classmethod
@@ -242,9 +244,11 @@ def _describe(error: dict[str, Any], path: Path) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
-        parent = PlatformSettings
+        parent: Any = PlatformSettings
         for part in error["loc"][:-1]:
-            parent = parent.model_fields[str(part)].annotation  # type: ignore[assignment]
+            parent = parent.model_fields[str(part)].annotation
+            # `X | None` fields: walk into X.
+            parent = next((a for a in get_args(parent) if hasattr(a, "model_fields")), parent)
         message += f": expected one of {', '.join(parent.model_fields)}"
     value = error.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"

@@ -12,6 +12,7 @@ from aws_cdk import Environment, Stack, Stage
 from constructs import Construct
 
 from stacks.compliance import apply_permissions_boundary, apply_tags
+from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
 from stacks.orchestration_stack import OrchestrationStack
 from stacks.security_stack import SecurityStack
@@ -73,6 +74,24 @@ class PlatformStacks:
             serving=settings.serving,
             env=env,
         )
+        self.monitoring = MonitoringStack(
+            scope,
+            f"{prefix}-monitoring",
+            stack_name=f"{prefix}-monitoring",
+            settings=settings,
+            monitoring=settings.monitoring,
+            key=self.storage.key,
+            topic=self.orchestration.topic,
+            topic_key=self.orchestration.key,
+            state_machines=[self.orchestration.state_machine],
+            functions=[
+                *self.orchestration.lambda_functions,
+                self.serving.evaluate_function,
+                self.serving.register_function,
+                self.serving.deploy_function,
+            ],
+            env=env,
+        )
         # Policies name the buckets by their deterministic names, not by reference.
         for stack in (self.security, self.orchestration, self.serving):
             stack.add_stack_dependency(self.storage)
@@ -84,7 +103,14 @@ class PlatformStacks:
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.storage, self.network, self.security, self.orchestration, self.serving]
+        return [
+            self.storage,
+            self.network,
+            self.security,
+            self.orchestration,
+            self.serving,
+            self.monitoring,
+        ]
 
 
 class FineTuningPlatformStage(Stage):

@@ -88,6 +88,11 @@ class StorageStack(Stack):
         self.data_bucket = self._bucket(
             "DataBucket", purpose="data", access_logs=self.access_logs_bucket
         )
+        # Job manifests put under jobs/ start runs through EventBridge (orchestration stack).
+        # The L1 property avoids the custom-resource function `event_bridge_enabled` adds.
+        self.data_bucket.node.default_child.add_property_override(
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+        )
         self.artifacts_bucket = self._bucket(
             "ArtifactsBucket",
             purpose="artifacts",

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from finetuning.data.formats import DataFormat, FormatError, detect_format, to_messages
+from finetuning.data.split import SplitError, validation_indices
 
 DATA_SUFFIXES = (".jsonl", ".json")
 AUTO = "auto"
@@ -184,17 +184,18 @@ def load_data(path_text: str, flag: str, data_format: str) -> LoadedData:
 def split_validation(
     conversations: list[Conversation], fraction: float, seed: int = SPLIT_SEED
 ) -> tuple[list[Conversation], list[Conversation]]:
-    """Hold out ``round(fraction * n)`` records (at least one), chosen with a fixed seed."""
+    """Hold out ``fraction`` of the records for validation, choosing exactly the records that
+    ``finetune data split`` (and the library's automatic split) would, for the same seed."""
     if not conversations or fraction <= 0:
         return conversations, []
-    order = list(range(len(conversations)))
-    random.Random(seed).shuffle(order)
-    n_validation = max(1, round(fraction * len(conversations)))
-    if n_validation >= len(conversations):
+    if len(conversations) < 2:
         raise DataError(
             f"--validation_split {fraction} leaves no training records out of {len(conversations)}"
         )
-    held_out = set(order[:n_validation])
+    try:
+        held_out = validation_indices(len(conversations), fraction, seed)
+    except SplitError as exc:
+        raise DataError(f"--validation_split: {exc}") from None
     train = [c for i, c in enumerate(conversations) if i not in held_out]
     validation = [c for i, c in enumerate(conversations) if i in held_out]
     return train, validation

@@ -307,6 +307,9 @@ def create_job(args: argparse.Namespace) -> int:
         return finish(args, service, result.job_arn, result.backend.value)
 
 
+TRAINING_SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "training_scripts"
+
+
 def platform_client(args: argparse.Namespace) -> Any:
     from finetuning.platform_client import PlatformClient
 
@@ -315,8 +318,9 @@ def platform_client(args: argparse.Namespace) -> Any:
 
 def submit_to_platform(args: argparse.Namespace) -> int:
     """Start (or find) the platform workflow's execution for this job spec."""
-    from finetuning.platform_client import build_manifest, read_manifest_file
+    from finetuning.platform_client import manifest_from_job_config, read_manifest_file
 
+    client = platform_client(args)
     if args.manifest is not None:
         if not args.manifest.is_file():
             raise UsageError(f"{args.manifest}: no such manifest file")
@@ -325,20 +329,12 @@ def submit_to_platform(args: argparse.Namespace) -> int:
         if not args.training_data_uri:
             raise UsageError("--via-platform needs --manifest FILE or --training-data-uri")
         config = job_config_from_args(args)
-        manifest = build_manifest(
-            job_name=config.get("job_name"),
-            backend=config.get("backend") or "bedrock",
-            base_model=config.get("base_model"),
-            training_data_uri=config["training_data_uri"],
-            validation_data_uri=config.get("validation_data_uri"),
-            output_uri=config.get("output_uri"),
-            model_name=config.get("model_name"),
-            hyperparameters=config.get("hyperparameters")
-            if isinstance(config.get("hyperparameters"), dict)
-            else None,
-            tags=config.get("tags") or None,
-        )
-    submission = platform_client(args).submit(manifest)
+        code = None
+        if config.get("backend") == "sagemaker":
+            # SageMaker jobs run this checkout's training scripts, uploaded by content hash.
+            code = client.upload_training_scripts(TRAINING_SCRIPTS_DIR)
+        manifest = manifest_from_job_config(config, source_dir_uri=code)
+    submission = client.submit(manifest)
     if args.json:
         print_json(submission.to_dict())
     else:

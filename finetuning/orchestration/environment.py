@@ -39,6 +39,7 @@ class Var:
     THROUGHPUT_MAX_WAIT_MINUTES = "THROUGHPUT_MAX_WAIT_MINUTES"
     IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
     PRICE_TABLE = "PRICE_TABLE_JSON"
+    EXPECTED_BACKEND = "EXPECTED_BACKEND"
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,10 @@ class Environment:
     @property
     def throughput_max_wait_minutes(self) -> int:
         return self._int(Var.THROUGHPUT_MAX_WAIT_MINUTES)
+
+    @property
+    def expected_backend(self) -> str:
+        return self._get(Var.EXPECTED_BACKEND)
 
     @property
     def idempotency_ttl_seconds(self) -> int:

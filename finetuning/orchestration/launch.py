@@ -8,6 +8,7 @@ from typing import Any
 from finetuning.orchestration import bedrock, sagemaker
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.errors import ConfigurationError
 from finetuning.orchestration.manifest import Backend, JobManifest
 from finetuning.orchestration.records import JobStatus, JobTable, Stage, timestamp
 from finetuning.orchestration.state import JobState
@@ -37,8 +38,14 @@ def start_job(
     """Create the Bedrock customization job or SageMaker training job named ``job_id``.
 
     Safe to repeat: the job name and client request token are the job id, so a retry finds
-    the job the first attempt created instead of creating another.
+    the job the first attempt created instead of creating another. Each backend has its own
+    start function (and role); ``env.expected_backend`` says which one this is.
     """
+    if manifest.backend.value != env.expected_backend:
+        raise ConfigurationError(
+            f"this function starts {env.expected_backend} jobs; job {job_id} is a "
+            f"{manifest.backend.value} job (the workflow's Backend choice routes by backend)"
+        )
     table.update(job_id, stage=Stage.STARTING.value)
     if manifest.backend == Backend.BEDROCK:
         job_arn = bedrock.start(

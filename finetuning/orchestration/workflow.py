@@ -20,7 +20,9 @@ class States:
 
     REGISTER = "RegisterJob"
     VALIDATE = "ValidateDataset"
-    START = "StartJob"
+    BACKEND = "Backend"
+    START_BEDROCK = "StartBedrockJob"
+    START_SAGEMAKER = "StartSageMakerJob"
     WAIT = "WaitForJob"
     COUNT_POLL = "CountPoll"
     POLLS_LEFT = "PollsLeft"

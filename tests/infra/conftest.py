@@ -1,11 +1,13 @@
 """Synthesize the platform in-process, with the cdk-nag gate on, and hand out templates.
 
-Synth takes seconds, so each distinct settings variant is synthesized once per session.
+Synth takes seconds, so each distinct settings variant is synthesized once per test run,
+shared by every xdist worker.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from filelock import FileLock
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -45,9 +48,7 @@ def settings_dict(environment: str = "dev", **overrides: Any) -> dict[str, Any]:
 
 @dataclass
 class SynthResult:
-    app: Any
     templates: dict[str, dict[str, Any]]  # stack name -> template JSON
-    outdir: Path
 
     def template(self, suffix: str):
         """An aws_cdk.assertions.Template for the stack whose name ends with ``suffix``."""
@@ -80,22 +81,33 @@ def synth_platform(data: dict[str, Any], outdir: Path) -> SynthResult:
         stack.stack_name: assembly.get_stack_by_name(stack.stack_name).template
         for stack in platform.stacks
     }
-    return SynthResult(app=app, templates=templates, outdir=outdir)
-
-
-_CACHE: dict[str, SynthResult] = {}
+    return SynthResult(templates=templates)
 
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory):
-    """synth(environment="dev", **overrides) -> SynthResult, cached per variant."""
+    """synth(environment="dev", **overrides) -> SynthResult, synthesized once per variant.
+
+    The templates are cached on disk, under a lock, in the run's temporary folder that every
+    xdist worker shares, so two workers never synthesize the same variant."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = shared / "cdk-synth-cache"
+    cache.mkdir(exist_ok=True)
+    memo: dict[str, SynthResult] = {}
 
     def build(environment: str = "dev", **overrides: Any) -> SynthResult:
-        key = json.dumps([environment, overrides], sort_keys=True)
-        if key not in _CACHE:
-            outdir = tmp_path_factory.mktemp(f"cdk-{environment}")
-            _CACHE[key] = synth_platform(settings_dict(environment, **overrides), outdir)
-        return _CACHE[key]
+        key = hashlib.sha256(json.dumps([environment, overrides], sort_keys=True).encode())
+        name = key.hexdigest()[:16]
+        if name not in memo:
+            path = cache / f"{name}.json"
+            with FileLock(f"{path}.lock"):
+                if not path.exists():
+                    outdir = tmp_path_factory.mktemp(f"cdk-{environment}")
+                    result = synth_platform(settings_dict(environment, **overrides), outdir)
+                    path.write_text(json.dumps(result.templates))
+            memo[name] = SynthResult(templates=json.loads(path.read_text()))
+        return memo[name]
 
     return build
 
@@ -108,12 +120,3 @@ def dev(synth) -> SynthResult:
 @pytest.fixture(scope="session")
 def prod(synth) -> SynthResult:
     return synth("prod")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep every infra test on one xdist worker (`--dist loadgroup`), so each settings
-    variant is synthesized once per run, not once per worker."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.xdist_group("cdk-synth"))

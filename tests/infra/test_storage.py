@@ -15,7 +15,12 @@ def buckets(result: SynthResult) -> dict[str, dict]:
 
 
 def key_logical_id(result: SynthResult) -> str:
-    ((_, logical_id, _),) = list(result.resources("AWS::KMS::Key"))
+    """The platform key: the storage stack's one KMS key."""
+    ((logical_id, _),) = [
+        (lid, r)
+        for stack, lid, r in result.resources("AWS::KMS::Key")
+        if stack.endswith("-storage")
+    ]
     return logical_id
 
 
@@ -138,3 +143,12 @@ def test_lifecycle_days_come_from_settings(synth) -> None:
     (artifacts,) = [b for lid, b in buckets(result).items() if lid.startswith("ArtifactsBucket")]
     rules = {r["Id"]: r for r in artifacts["Properties"]["LifecycleConfiguration"]["Rules"]}
     assert rules["ExpireOldCheckpoints"]["ExpirationInDays"] == 3
+
+
+def test_data_bucket_sends_events_for_job_manifests(dev: SynthResult) -> None:
+    for logical_id, bucket in buckets(dev).items():
+        notifications = bucket["Properties"].get("NotificationConfiguration")
+        if logical_id.startswith("DataBucket"):
+            assert notifications == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+        else:
+            assert notifications is None, logical_id

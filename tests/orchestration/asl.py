@@ -5,7 +5,7 @@ It runs the definition the stack synthesizes (built here from the same
 proves that the states, their payloads, ResultPaths, Retry and Catch rules and the
 handlers fit together. It implements what that definition uses: Lambda tasks (plain and
 ``waitForTaskToken`` with a timeout), Pass with ``States.MathAdd``, Choice
-(``NumericLessThan``, ``BooleanEquals``, ``IsPresent``), Wait, Succeed and Fail.
+(``StringEquals``, ``NumericLessThan``, ``BooleanEquals``, ``IsPresent``), Wait, Succeed and Fail.
 Time does not pass: Wait states and backoff intervals are recorded, not slept.
 """
 
@@ -29,11 +29,13 @@ from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_workflow import FineTuningWorkflow
 from tests.orchestration.fakes import ACCOUNT, REGION
 
-# The function folder behind each task state (as the stack wires them).
+# The function behind each task state (as the stack wires them; fakes.FUNCTIONS maps the
+# two start functions to their shared folder).
 TASK_FUNCTIONS = {
     States.REGISTER: "register_job",
     States.VALIDATE: "validate_dataset",
-    States.START: "start_job",
+    States.START_BEDROCK: "start_bedrock_job",
+    States.START_SAGEMAKER: "start_sagemaker_job",
     States.WAIT: "wait_for_job",
     States.COLLECT: "collect_results",
     States.EVALUATE: "evaluate_model",
@@ -195,6 +197,8 @@ class Interpreter:
                 matched = False
             elif "BooleanEquals" in choice:
                 matched = _get(data, variable) == choice["BooleanEquals"]
+            elif "StringEquals" in choice:
+                matched = _get(data, variable) == choice["StringEquals"]
             elif "NumericLessThan" in choice:
                 matched = _get(data, variable) < choice["NumericLessThan"]
             else:

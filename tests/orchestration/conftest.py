@@ -23,7 +23,7 @@ def platform(fake_aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 @pytest.fixture
 def invoke(platform: Platform) -> Callable[..., Any]:
-    """``invoke("start_job", event)`` runs a handler as Lambda would (fresh module)."""
+    """``invoke("register_job", event)`` runs a handler as Lambda would (fresh module)."""
 
     def run(name: str, event: dict[str, Any], *, module: Any = None) -> Any:
         handler = module or load_handler(name)

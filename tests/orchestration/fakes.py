@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -253,15 +254,34 @@ def create_platform() -> Platform:
 _counter = itertools.count()
 
 
+# Functions deployed from another function's folder, with their own environment (the stack
+# deploys lambda/start_job twice, one function per backend).
+FUNCTIONS = {
+    "start_bedrock_job": ("start_job", {Var.EXPECTED_BACKEND: "bedrock"}),
+    "start_sagemaker_job": ("start_job", {Var.EXPECTED_BACKEND: "sagemaker"}),
+}
+
+
 def load_handler(name: str) -> ModuleType:
-    """Import ``lambda/<name>/index.py`` afresh (module-level setup reads the environment)."""
-    path = LAMBDA_ROOT / name / "index.py"
+    """Import a function's ``index.py`` afresh, in that function's environment (its
+    module-level setup reads the environment once, as in Lambda)."""
+    folder, extra = FUNCTIONS.get(name, (name, {}))
+    path = LAMBDA_ROOT / folder / "index.py"
     module_name = f"orchestration_handler_{name}_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return module
 
 

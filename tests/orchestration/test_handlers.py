@@ -12,6 +12,7 @@ import pytest
 from finetuning.orchestration import tags
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.errors import (
+    ConfigurationError,
     DatasetInvalidError,
     ManifestError,
     RetryableServiceError,
@@ -139,9 +140,9 @@ def test_validate_dataset_refuses_data_outside_the_platform(
 def test_start_bedrock_job_once(platform: Platform, invoke: Any) -> None:
     event = registered(invoke, bedrock_manifest())
     job_id = event["input"]["job_id"]
-    module = load_handler("start_job")
-    first = invoke("start_job", event, module=module)
-    second = invoke("start_job", event, module=module)  # a retried task: idempotency record
+    module = load_handler("start_bedrock_job")
+    first = invoke("start_bedrock_job", event, module=module)
+    second = invoke("start_bedrock_job", event, module=module)  # a retried task: idempotency record
     assert first == second
     assert first["job_name"] == job_id and first["job_arn"].endswith(f"/{job_id}")
     # Even without the idempotency record (expired), the job name finds the first job.
@@ -152,7 +153,7 @@ def test_start_bedrock_job_once(platform: Platform, invoke: Any) -> None:
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
     )
-    third = invoke("start_job", event)
+    third = invoke("start_bedrock_job", event)
     assert third["job_arn"] == first["job_arn"]
     assert list(moto_backend("bedrock").model_customization_jobs) == [job_id]
     stored = table(platform).require(job_id)
@@ -164,7 +165,7 @@ def test_start_bedrock_job_once(platform: Platform, invoke: Any) -> None:
 def test_start_sagemaker_job(platform: Platform, invoke: Any) -> None:
     event = registered(invoke, sagemaker_manifest())
     job_id = event["input"]["job_id"]
-    launched = invoke("start_job", event)
+    launched = invoke("start_sagemaker_job", event)
     assert launched["job_arn"].endswith(f"training-job/{job_id}")
     job = moto_backend("sagemaker").training_jobs[job_id]
     assert job.enable_network_isolation is True
@@ -178,11 +179,11 @@ def test_start_job_throttled_then_recovered(platform: Platform, invoke: Any) -> 
         "create_model_customization_job", "ThrottlingException", http_status_code=429
     )
     with stubber:
-        module = with_clients("start_job", bedrock=throttled)
+        module = with_clients("start_bedrock_job", bedrock=throttled)
         with pytest.raises(RetryableServiceError, match="starting Bedrock customization job"):
-            invoke("start_job", event, module=module)
+            invoke("start_bedrock_job", event, module=module)
     # The state machine retries the task; the failed attempt left no idempotency record.
-    launched = invoke("start_job", event)
+    launched = invoke("start_bedrock_job", event)
     assert launched["job_name"] == event["input"]["job_id"]
 
 
@@ -191,7 +192,8 @@ def test_start_job_throttled_then_recovered(platform: Platform, invoke: Any) -> 
 
 def started(platform: Platform, invoke: Any, spec: dict[str, Any]) -> dict[str, Any]:
     event = registered(invoke, spec)
-    event["input"]["launch"] = invoke("start_job", event)
+    backend = event["input"]["job"]["backend"]
+    event["input"]["launch"] = invoke(f"start_{backend}_job", event)
     return event
 
 
@@ -548,3 +550,10 @@ def test_throttling_error_codes_are_retryable() -> None:
     assert not is_retryable(client_error("AccessDeniedException", "X", 403))
     assert not is_retryable(client_error("ValidationException", "X", 400))
     assert not is_retryable(ValueError("x"))
+
+
+def test_a_start_function_refuses_the_other_backend(platform: Platform, invoke: Any) -> None:
+    event = registered(invoke, sagemaker_manifest())
+    with pytest.raises(ConfigurationError, match="this function starts bedrock jobs"):
+        invoke("start_bedrock_job", event)
+    assert moto_backend("sagemaker").training_jobs == {}

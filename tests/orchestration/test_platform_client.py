@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import parse_manifest
 from finetuning.orchestration.records import JobRecord, JobStatus, JobTable
 from finetuning.platform_client import (
     PlatformClient,
     PlatformNotFoundError,
     build_manifest,
+    manifest_from_job_config,
     read_manifest_file,
+    source_tarball,
 )
-from tests.orchestration.fakes import JOB_TABLE, Platform, bedrock_manifest, client
+from tests.orchestration.fakes import (
+    ARTIFACTS_BUCKET,
+    JOB_TABLE,
+    Platform,
+    bedrock_manifest,
+    client,
+)
 
 
 @pytest.fixture
@@ -81,3 +92,64 @@ def test_manifest_files_and_flags(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(bedrock_manifest()))
     assert read_manifest_file(path) == build_manifest(**bedrock_manifest(), model_name=None)
+
+
+def test_manifest_from_the_cli_job_config() -> None:
+    cli_config = {  # what finetune job create's flags give (finetuning.cli.job)
+        "training_data_uri": bedrock_manifest()["training_data_uri"],
+        "validation_data_uri": None,
+        "base_model": "amazon.nova-lite-v1:0:300k",
+        "job_name": "support-bot",
+        "model_name": None,
+        "backend": "bedrock",
+        "hyperparameters": {"epochCount": 2},
+        "tags": {},
+        "method": "lora",
+        "instance_count": 1,
+        "volume_size_gb": 100,
+        "use_spot_instances": False,
+        "subnet_ids": [],
+        "validation_split": None,
+    }
+    manifest = manifest_from_job_config(cli_config)
+    assert manifest.backend.value == "bedrock" and manifest.hyperparameters == {"epochCount": 2}
+    assert "instance_count" not in manifest.to_spec()
+    with pytest.raises(ManifestError, match="role_arn: the platform sets these"):
+        manifest_from_job_config({**cli_config, "role_arn": "arn:aws:iam::1:role/x"})
+    with pytest.raises(ManifestError, match="the platform does not split data"):
+        manifest_from_job_config({**cli_config, "validation_split": 0.2})
+    sagemaker = manifest_from_job_config(
+        {
+            **cli_config,
+            "backend": "sagemaker",
+            "base_model": "s3://bucket/models/base/x/",
+            "instance_type": "ml.g5.2xlarge",
+            "hyperparameters": {"num_train_epochs": 1},
+        },
+        source_dir_uri="s3://bucket/models/code/abc/sourcedir.tar.gz",
+    )
+    assert sagemaker.use_spot_instances is True  # the platform's default, not the CLI's
+    assert sagemaker.source_dir_uri.endswith("sourcedir.tar.gz")
+
+
+def test_training_scripts_upload_is_content_addressed(
+    platform: Platform, deployed: PlatformClient, tmp_path: Path
+) -> None:
+    platform.ssm.put_parameter(
+        Name="/llm-finetuning/test/buckets/artifacts", Value=ARTIFACTS_BUCKET, Type="String"
+    )
+    scripts = tmp_path / "training_scripts"
+    (scripts / "__pycache__").mkdir(parents=True)
+    (scripts / "train.py").write_text("print('train')\n")
+    (scripts / "requirements.txt").write_text("transformers\n")
+    (scripts / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"x")
+    first = deployed.upload_training_scripts(scripts)
+    assert source_tarball(scripts) == source_tarball(scripts)
+    assert deployed.upload_training_scripts(scripts) == first
+    assert first.startswith(f"s3://{ARTIFACTS_BUCKET}/models/code/")
+    key = first.split("/", 3)[3]
+    body = platform.s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        assert sorted(archive.getnames()) == ["requirements.txt", "train.py"]
+    (scripts / "train.py").write_text("print('changed')\n")
+    assert deployed.upload_training_scripts(scripts) != first

@@ -154,7 +154,8 @@ def test_bedrock_happy_path_with_provisioned_throughput(
     assert outcome.path == [
         States.REGISTER,
         States.VALIDATE,
-        States.START,
+        States.BACKEND,
+        States.START_BEDROCK,
         "InitPolls",
         States.WAIT,
         States.COLLECT,
@@ -200,7 +201,7 @@ def test_invalid_data_fails_the_run_before_any_job(
     outcome = run.execute()
     assert outcome.status == "FAILED" and outcome.error == "DatasetInvalidError"
     assert outcome.path[-3:] == [States.VALIDATE, States.HANDLE_FAILURE, States.FAILED]
-    assert States.START not in outcome.path
+    assert States.START_BEDROCK not in outcome.path
     assert moto_backend("bedrock").model_customization_jobs == {}
     record = run.record
     assert record.status == JobStatus.FAILED and record.failure["stage"] == "validating"
@@ -254,7 +255,7 @@ def test_throttling_is_retried_with_backoff(platform: Platform, definition: dict
     run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
     outcome = run.execute()
     assert outcome.status == "SUCCEEDED"
-    assert outcome.retries == [(States.START, "RetryableServiceError")]
+    assert outcome.retries == [(States.START_BEDROCK, "RetryableServiceError")]
     assert list(moto_backend("bedrock").model_customization_jobs) == [run.job_id]
 
 
@@ -327,7 +328,7 @@ def test_duplicate_starts_make_one_execution_and_one_job(
 
     # StartJob's response is lost once (the Lambda service fails after the job was made):
     # Step Functions retries the task, and idempotency returns the first job.
-    start = run.handler("start_job")
+    start = run.handler("start_bedrock_job")
     calls = {"count": 0}
 
     class LambdaServiceException(Exception):
@@ -342,10 +343,10 @@ def test_duplicate_starts_make_one_execution_and_one_job(
             raise LambdaServiceException("response lost")
         return result
 
-    run.overrides["start_job"] = start_with_lost_response
+    run.overrides["start_bedrock_job"] = start_with_lost_response
     run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
     outcome = run.execute()
     assert outcome.status == "SUCCEEDED"
-    assert outcome.retries == [(States.START, "Lambda.ServiceException")]
+    assert outcome.retries == [(States.START_BEDROCK, "Lambda.ServiceException")]
     assert list(moto_backend("bedrock").model_customization_jobs) == [run.job_id]
     assert [n["kind"] for n in platform.notifications()] == ["succeeded"]

@@ -16,10 +16,13 @@ from aws_cdk.assertions import Match, Template
 
 from finetuning.orchestration.workflow import States
 from stacks.compliance import add_compliance_gate, apply_tags
+from stacks.network_stack import NetworkStack
 from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_stack import OrchestrationStack
+from stacks.security_stack import SecurityStack
 from stacks.settings import load_settings
-from stacks.stage import PlatformStacks, platform_environment
+from stacks.stage import platform_environment
+from stacks.storage_stack import StorageStack
 from tests.orchestration.asl import definition_document
 from tests.orchestration.fakes import function_environment
 
@@ -28,7 +31,8 @@ ORCHESTRATION = OrchestrationSettings(notification_emails=("ml-team@example.com"
 TASK_STATES = [
     States.REGISTER,
     States.VALIDATE,
-    States.START,
+    States.START_BEDROCK,
+    States.START_SAGEMAKER,
     States.WAIT,
     States.COLLECT,
     States.EVALUATE,
@@ -41,7 +45,8 @@ TASK_STATES = [
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Template, Path]]:
-    """The dev environment's stacks plus orchestration, synthesized once, gate on."""
+    """The foundation stacks and this one (not the other platform stacks, which have their
+    own tests), synthesized once with the nag gate on."""
     os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     outdir = tmp_path_factory.mktemp("cdk.out")
@@ -49,21 +54,33 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Temp
     app = App(context=context, outdir=str(outdir))
     settings = load_settings("dev")
     env = platform_environment(settings)
-    foundation = PlatformStacks(app, settings=settings, env=env)
     prefix = settings.resource_prefix
+    storage = StorageStack(app, f"{prefix}-storage", settings=settings, env=env)
+    network = NetworkStack(app, f"{prefix}-network", settings=settings, key=storage.key, env=env)
+    security = SecurityStack(
+        app,
+        f"{prefix}-security",
+        settings=settings,
+        key=storage.key,
+        vpc=network.vpc,
+        training_subnets=network.training_subnets,
+        training_security_group=network.training_security_group,
+        env=env,
+    )
     stack = OrchestrationStack(
         app,
         f"{prefix}-orchestration",
         stack_name=f"{prefix}-orchestration",
         settings=settings,
         orchestration=ORCHESTRATION,
-        platform_key=foundation.storage.key,
-        network=foundation.network,
-        security=foundation.security,
+        platform_key=storage.key,
+        network=network,
+        security=security,
         env=env,
     )
-    stack.add_stack_dependency(foundation.storage)
-    apply_tags(stack, settings)
+    stack.add_stack_dependency(storage)
+    for each in (storage, network, security, stack):
+        apply_tags(each, settings)
     add_compliance_gate(app)
     app.synth()  # raises if any nag rule has an unacknowledged finding
     template_file = outdir / f"{prefix}-orchestration.template.json"
@@ -142,7 +159,7 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
     template: Template,
 ) -> None:
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 14
+    assert len(functions) == 15
     roles = set()
     for name, function in functions.items():
         props = function["Properties"]
@@ -157,9 +174,9 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
         assert props["MemorySize"] >= 256 and props["Timeout"] >= 60
         assert "POWERTOOLS_SERVICE_NAME" in props["Environment"]["Variables"]
         roles.add(json.dumps(props["Role"]))
-    assert len(roles) == 14  # one role per function
+    assert len(roles) == 15  # one role per function
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 15
+    assert len(log_groups) == 16
     for log_group in log_groups.values():
         assert log_group["Properties"]["RetentionInDays"] == 90
         assert log_group["Properties"]["KmsKeyId"]["Fn::GetAtt"][0].startswith("OrchestrationKey")
@@ -213,6 +230,21 @@ def test_deletion_requires_the_platform_tag_and_spares_kept_resources(
         "sagemaker:NetworkIsolation": "true",
         "sagemaker:InterContainerTrafficEncryption": "true",
     }
+    assert create["Condition"]["ForAllValues:StringLike"]["sagemaker:InstanceTypes"] == [
+        "ml.g5.*",
+        "ml.g6.*",
+        "ml.g6e.*",
+        "ml.p4d.*",
+        "ml.p5.*",
+    ]
+    assert set(create["Condition"]["ForAllValues:StringEquals"]) == {
+        "sagemaker:VpcSubnets",
+        "sagemaker:VpcSecurityGroupIds",
+    }
+    assert "sagemaker:OutputKmsKey" in create["Condition"]["StringEquals"]
+    # Callback tokens cannot be scoped by resource (Service Authorization Reference).
+    answers = [s for _, s in _statements(template) if s.get("Sid") == "AnswerWaits"]
+    assert len(answers) == 2 and all(s["Resource"] == "*" for s in answers)
 
 
 def test_job_table_and_idempotency_table(template: Template) -> None:
@@ -314,7 +346,7 @@ def test_every_bundle_imports_its_handler_alone(synthesized: tuple[Template, Pat
     asset (and the Lambda runtime's packages) on the path."""
     outdir = synthesized[1]
     assets = [d for d in outdir.glob("asset.*") if (d / "index.py").is_file()]
-    assert len(assets) == 14
+    assert len(assets) == 15
     for asset in assets:
         assert not list(asset.rglob("__pycache__")) and not list(asset.rglob("*.so"))
         stub = (asset / "finetuning" / "__init__.py").read_text()
@@ -349,7 +381,26 @@ sys.exit(1 if failures else 0)
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    validate = next(a for a in assets if "validate_job_data" in (a / "index.py").read_text())
+
+    # What functions import lazily, where they import it.
+    def having(marker: str) -> list[Path]:
+        return [a for a in assets if marker in (a / "index.py").read_text()]
+
+    (validate,) = having("validate_job_data")
     assert (validate / "finetuning" / "data" / "validate.py").is_file()
-    submit = next(a for a in assets if "submit_manifest_object" in (a / "index.py").read_text())
+    (collect,) = having("collect_results")
+    assert (collect / "finetuning" / "data" / "estimate.py").is_file()
+    (submit,) = having("submit_manifest_object")
     assert (submit / "yaml" / "__init__.py").is_file()
+    starts = having("launch import start_job")
+    with_metrics = [
+        a for a in starts if (a / "training_scripts" / "metric_definitions.py").is_file()
+    ]
+    assert len(starts) == 2 and len(with_metrics) == 1
+    template = json.loads((outdir / "llm-finetuning-dev-orchestration.template.json").read_text())
+    (sagemaker_start,) = [
+        r["Properties"]["Code"]["S3Key"]
+        for name, r in template["Resources"].items()
+        if name.startswith("StartSageMakerJobFunction")
+    ]
+    assert sagemaker_start == f"{with_metrics[0].name.removeprefix('asset.')}.zip"

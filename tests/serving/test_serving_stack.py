@@ -17,7 +17,6 @@ from aws_cdk.assertions import Match, Template
 
 from finetuning.serving import BedrockServingSettings, EndpointSettings, ServingSettings
 from stacks.compliance import add_compliance_gate, suppressions
-from stacks.serving_stack import ServingStack
 from stacks.settings import load_settings
 from stacks.stage import PlatformStacks, platform_environment
 
@@ -45,21 +44,9 @@ SERVING = ServingSettings(
 def synthesized():
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     app = App(context={**context, "aws:cdk:bundling-stacks": []})
-    settings = load_settings("dev")
-    env = platform_environment(settings)
-    platform = PlatformStacks(app, settings=settings, env=env)
-    serving = ServingStack(
-        app,
-        f"{settings.resource_prefix}-serving",
-        stack_name=f"{settings.resource_prefix}-serving",
-        settings=settings,
-        key=platform.storage.key,
-        vpc=platform.network.vpc,
-        endpoint_subnets=platform.network.endpoint_subnets,
-        security=platform.security,
-        serving=SERVING,
-        env=env,
-    )
+    settings = load_settings("dev").model_copy(update={"serving": SERVING})
+    platform = PlatformStacks(app, settings=settings, env=platform_environment(settings))
+    serving = platform.serving
     add_compliance_gate(app)
     # Raises if any nag rule of the four packs has an unsuppressed finding.
     assembly = app.synth()
@@ -110,7 +97,7 @@ def test_functions_are_arm64_traced_with_dead_letters_and_encrypted_logs(synthes
     )
     # three function dead-letter queues on the platform key, one for undelivered events
     assert encryption == ["kms", "kms", "kms", "sqs-managed"]
-    assert function_named(template, "evaluate-model")["Timeout"] == 900
+    assert function_named(template, "evaluate-candidate")["Timeout"] == 900
 
 
 def test_data_capture_autoscaling_and_approval_settings_reach_the_functions(synthesized):

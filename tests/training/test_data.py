@@ -148,3 +148,14 @@ def test_validation_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     assert [c.source for c in train] == [c.source for c in again_train]
     with pytest.raises(DataError, match="leaves no training records"):
         split_validation(conversations[:1], 0.5)
+
+
+def test_validation_split_holds_out_what_finetune_data_split_would() -> None:
+    from finetuning.data.split import split_lines
+
+    lines = [json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}).encode() for i in range(50)]
+    _, toolkit_validation = split_lines(lines, 0.2, seed=42)
+    train, validation = split_validation(list(range(50)), 0.2, seed=42)
+    assert [lines[i] for i in validation] == toolkit_validation
+    assert sorted(train + validation) == list(range(50))
+    assert len(validation) == 10
