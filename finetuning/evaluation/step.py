@@ -155,19 +155,35 @@ def run_evaluation_step(
     upload_report(files.all, files.directory, destination, s3, kms_key_id=kms_key_arn)
     upload_report([results_file], workdir, destination, s3, kms_key_id=kms_key_arn)
 
+    return step_outcome(document, request.job_name, destination)
+
+
+def step_outcome(document: Any, job_name: str, destination: str) -> dict[str, Any]:
+    """What an evaluation step returns (the Lambda function and the Processing job alike):
+    where the results and report are, the headline metrics and the gate's verdict, with a
+    one-line ``reason`` that names the failed checks and the report."""
     gate = document.quality_gate
     headline = {
         k: v
         for k, v in document.tuned.metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+    report_uri = f"{destination}report.html"
+    if gate is None:
+        reason = "no quality gate in the job spec"
+    elif gate["passed"]:
+        reason = f"quality gate passed ({len(gate.get('checks', []))} checks)"
+    else:
+        failed = "; ".join(c["message"] for c in gate.get("checks", []) if not c.get("passed"))
+        reason = f"quality gate failed: {failed}"
     return {
-        "job_name": request.job_name,
+        "job_name": job_name,
         "evaluation_results_uri": f"{destination}results.json",
-        "report_uri": f"{destination}report.html",
+        "report_uri": report_uri,
         "report_markdown_uri": f"{destination}report.md",
         "quality_gate_passed": None if gate is None else bool(gate["passed"]),
         "quality_gate": gate,
         "metrics": headline,
         "improvement": document.improvement() or None,
+        "reason": f"{reason}; report: {report_uri}",
     }
