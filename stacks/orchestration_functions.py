@@ -33,8 +33,9 @@ POWERTOOLS_LAYER = (
     "AWSLambdaPowertoolsPythonV3-python314-arm64:{version}"
 )
 POWERTOOLS_NAMESPACE = "FineTuningPlatform"
-# Every function ships the orchestration package and the platform's discovery contract.
-BASE_LIBRARY = ("platform.py", "orchestration")
+# Every function ships the orchestration package, the platform's discovery contract and
+# the quality gate model (the job manifest validates its evaluation.quality_gate).
+BASE_LIBRARY = ("platform.py", "orchestration", "evaluation/__init__.py", "evaluation/gate.py")
 
 
 def depend_only_on_policy(resource: Construct, policy: iam.ManagedPolicy) -> None:

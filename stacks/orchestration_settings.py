@@ -53,6 +53,9 @@ class OrchestrationSettings(_Strict):
     # InService before failing (AWS documents minutes to tens of minutes).
     throughput_check_seconds: Annotated[int, Field(ge=30, le=3600)] = 120
     throughput_max_wait_minutes: Annotated[int, Field(ge=10, le=24 * 60)] = 180
+    # Seconds between looks at an evaluation Processing job (open models); the job's own
+    # max_runtime_seconds (job spec) bounds the loop.
+    evaluation_check_seconds: Annotated[int, Field(ge=30, le=3600)] = 120
     # Serving expiry: default lifetime of a provisioned throughput when the job spec names
     # none, how long before deletion the owners are warned, and the cleanup cadence.
     default_serving_hours: Hours = 24

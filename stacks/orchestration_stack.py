@@ -15,6 +15,7 @@ docs/orchestration.md describes the flow, the manifest and every permission.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -48,6 +49,7 @@ from finetuning.platform import (
     TRAINING_DATA_RAW_PREFIX,
 )
 from stacks.compliance import suppress, suppress_wildcards
+from stacks.container_images import evaluation_image
 from stacks.log_groups import encrypted_log_group
 from stacks.network_stack import NetworkStack
 from stacks.orchestration_functions import (
@@ -107,9 +109,13 @@ class OrchestrationStack(Stack):
         platform_key: kms.IKey,
         network: NetworkStack,
         security: SecurityStack,
+        serving_functions: Mapping[str, lambda_.IFunction],
         orchestration: OrchestrationSettings | None = None,
         **kwargs,
     ) -> None:
+        """``serving_functions``: the serving stack's evaluate-candidate and register-model
+        functions, keyed by the states that invoke them (``States.EVALUATE_BEDROCK``,
+        ``States.REGISTER_MODEL``)."""
         super().__init__(scope, construct_id, **kwargs)
         self._settings = settings
         self._orchestration = orchestration or getattr(
@@ -152,7 +158,10 @@ class OrchestrationStack(Stack):
                 f"{TRAINING_IMAGE_REPOSITORY}:{self._orchestration.training_image_tag}"
             ),
         }
+        self.evaluation_image = evaluation_image(self, "EvaluationImage")
+        self._allow_image_pull(security)
         self.functions = self._functions(security)
+        self._serving_functions = dict(serving_functions)
         self.state_machine = self._state_machine()
         self._rules()
         self._cleanup_schedule()
@@ -445,10 +454,10 @@ class OrchestrationStack(Stack):
         self._bedrock_jobs(f)
         self._sagemaker_jobs(f)
 
-        fns[States.EVALUATE] = f = self._function(
-            "Evaluate",
-            "evaluate_model",
-            "Evaluation hand-off: records the training metrics in the evaluation bucket",
+        fns[States.PREPARE_EVALUATION] = f = self._function(
+            "PrepareEvaluation",
+            "prepare_evaluation",
+            "Records the training metrics and plans the evaluation of a finished job",
             env={Var.EVALUATION_BUCKET: t[Var.EVALUATION_BUCKET]},
         )
         self._table(f, *DYNAMODB_WRITE)
@@ -457,6 +466,38 @@ class OrchestrationStack(Stack):
         suppress_wildcards(
             f.policy,
             "Writes only under the evaluation bucket's evaluation/reports/ prefix.",
+            resources=[reports],
+        )
+
+        fns[States.EVALUATE_OPEN] = f = self._function(
+            "EvaluateOpenModel",
+            "evaluation_job",
+            "Starts, once, and watches the Processing job that evaluates an open model",
+            env={
+                **{
+                    k: t[k]
+                    for k in (
+                        Var.EVALUATION_BUCKET,
+                        Var.PLATFORM_KEY_ARN,
+                        Var.SAGEMAKER_ROLE_ARN,
+                        Var.SUBNET_IDS,
+                        Var.SECURITY_GROUP_IDS,
+                    )
+                },
+                Var.EVALUATION_IMAGE_URI: self.evaluation_image.image_uri,
+            },
+        )
+        self._table(f, *DYNAMODB_WRITE)
+        self._processing_jobs(f, create=True)
+        f.adopt(security.grant_pass_sagemaker_role(f.grantee))
+        f.allow(
+            "WriteRequestsReadOutcomes", ["s3:PutObject", "s3:GetObject"], [reports]
+        )
+        self._platform_key_via(f, "s3", ["kms:Decrypt", "kms:GenerateDataKey"])
+        suppress_wildcards(
+            f.policy,
+            "Reads and writes only under the evaluation bucket's evaluation/reports/ prefix "
+            "(the job's request and its outcome).",
             resources=[reports],
         )
 
@@ -507,6 +548,7 @@ class OrchestrationStack(Stack):
             self._table(f, *DYNAMODB_WRITE)
             self._bedrock_jobs(f, stop=True)
             self._sagemaker_jobs(f, stop=True)
+            self._processing_jobs(f, stop=True)
             self._delete_serving(f, endpoints=False)
             self._publish(f)
             fns[name or construct_id] = f
@@ -657,6 +699,76 @@ class OrchestrationStack(Stack):
             resources=[jobs],
         )
 
+    def _processing_jobs(self, f: PlatformFunction, *, create: bool = False, stop: bool = False):
+        jobs = self._arn("sagemaker", "processing-job/*")
+        f.allow("DescribeProcessingJobs", ["sagemaker:DescribeProcessingJob"], [jobs])
+        own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._settings.resource_prefix}}
+        if create:
+            # Evaluation jobs run like training jobs: network-isolated, traffic and output
+            # encrypted with the platform key, in the training subnets and group; condition
+            # keys from https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
+            f.allow(
+                "CreateIsolatedProcessingJobs",
+                ["sagemaker:CreateProcessingJob"],
+                [jobs],
+                {
+                    "Bool": {
+                        "sagemaker:NetworkIsolation": "true",
+                        "sagemaker:InterContainerTrafficEncryption": "true",
+                    },
+                    "StringEquals": {
+                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix,
+                        "sagemaker:OutputKmsKey": self._platform_key.key_arn,
+                        "sagemaker:VolumeKmsKey": self._platform_key.key_arn,
+                    },
+                    "ForAllValues:StringEquals": {
+                        "sagemaker:VpcSubnets": self._subnet_ids,
+                        "sagemaker:VpcSecurityGroupIds": [self._security_group_id],
+                    },
+                    "Null": {"sagemaker:VpcSubnets": "false"},
+                },
+            )
+            f.allow(
+                "TagProcessingJobsOnCreate",
+                ["sagemaker:AddTags"],
+                [jobs],
+                {
+                    "StringEquals": {
+                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
+                    }
+                },
+            )
+        if stop:
+            f.allow("StopOwnProcessingJobs", ["sagemaker:StopProcessingJob"], [jobs], own)
+        suppress_wildcards(
+            f.policy,
+            "Evaluation job names derive from the job ids chosen per spec at run time; "
+            "creating requires network isolation, encryption with the platform key and the "
+            "platform tag; stopping requires the platform tag.",
+            resources=[jobs],
+        )
+
+    def _allow_image_pull(self, security: SecurityStack) -> None:
+        """Let the SageMaker execution role pull the evaluation image (a customer managed
+        policy here, next to the image, so the security stack need not know the asset)."""
+        iam.ManagedPolicy(
+            self,
+            "EvaluationImagePull",
+            description="The SageMaker execution role pulls the platform's evaluation image",
+            roles=[security.sagemaker_execution_role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="PullEvaluationImage",
+                    actions=[
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                    ],
+                    resources=[self.evaluation_image.repository.repository_arn],
+                )
+            ],
+        )
+
     def _throughput(self, f: PlatformFunction, *, create: bool = False) -> None:
         throughputs = self._arn("bedrock", "provisioned-model/*")
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._settings.resource_prefix}}
@@ -741,7 +853,7 @@ class OrchestrationStack(Stack):
 
     def _state_machine(self) -> sfn.StateMachine:
         o = self._orchestration
-        task_functions = {
+        task_functions: dict[str, lambda_.IFunction] = {
             name: self.functions[name].function
             for name in (
                 States.REGISTER,
@@ -750,13 +862,16 @@ class OrchestrationStack(Stack):
                 States.START_SAGEMAKER,
                 States.WAIT,
                 States.COLLECT,
-                States.EVALUATE,
                 States.PROVISION,
                 States.CHECK_THROUGHPUT,
+                States.PREPARE_EVALUATION,
+                States.EVALUATE_OPEN,
                 States.COMPLETE,
                 States.HANDLE_FAILURE,
             )
         }
+        for name in (States.EVALUATE_BEDROCK, States.REGISTER_MODEL):
+            task_functions[name] = self._serving_functions[name]
         workflow = FineTuningWorkflow(self, "Workflow", functions=task_functions, settings=o)
         log_group = encrypted_log_group(
             self,

@@ -2,8 +2,11 @@
 
 RegisterJob -> ValidateDataset -> Backend -> StartBedrockJob | StartSageMakerJob ->
 WaitForJob (task token; on timeout poll and wait again, up to the maximum job duration) ->
-CollectResults -> Evaluate -> QualityGate -> [ProvisionThroughput -> WaitForThroughput ->
-CheckThroughput until InService, Bedrock only] -> CompleteJob.
+CollectResults -> [ProvisionThroughput -> WaitForThroughput -> CheckThroughput until
+InService, Bedrock only] -> PrepareEvaluation -> EvaluationRoute ->
+EvaluateBedrockModel (the serving stack's evaluate-candidate function) |
+EvaluateOpenModel (a SageMaker Processing job, polled until it ends) | nothing to evaluate
+-> QualityGate -> RegisterModel (the serving stack's register-model function) -> CompleteJob.
 
 Every task retries Lambda service faults and RetryableServiceError with exponential backoff
 and full jitter, and catches everything else into HandleFailure, which marks the job failed,
@@ -40,6 +43,27 @@ LAMBDA_SERVICE_ERRORS = (
 )
 TIMEOUT = "States.Timeout"
 ALL_ERRORS = "States.ALL"
+
+
+# What the register-model function receives: the plan's registration fields and where the
+# evaluation put its results (docs/evaluation.md, "The workflow's steps").
+_REGISTRATION_FIELDS = (
+    "model_name",
+    "job_name",
+    "backend",
+    "base_model",
+    "model_data_url",
+    "bedrock_custom_model_arn",
+)
+
+
+def _registration_payload() -> sfn.TaskInput:
+    plan = f"$.{ResultKeys.EVALUATION}.registration"
+    result = f"$.{ResultKeys.EVALUATION_RESULT}"
+    payload = {name: sfn.JsonPath.string_at(f"{plan}.{name}") for name in _REGISTRATION_FIELDS}
+    payload["evaluation_results_uri"] = sfn.JsonPath.string_at(f"{result}.evaluation_results_uri")
+    payload["report_uri"] = sfn.JsonPath.string_at(f"{result}.report_uri")
+    return sfn.TaskInput.from_object(payload)
 
 
 def _payload(*, with_token: bool = False) -> sfn.TaskInput:
@@ -89,6 +113,7 @@ class FineTuningWorkflow(Construct):
         *,
         timeout: Duration | None = None,
         wait_for_token: bool = False,
+        payload: sfn.TaskInput | None = None,
     ) -> tasks.LambdaInvoke:
         # A callback task's output is what SendTaskSuccess sends; a plain invocation's is
         # the function's return value (payloadResponseOnly drops the invocation envelope).
@@ -101,7 +126,7 @@ class FineTuningWorkflow(Construct):
             self,
             name,
             lambda_function=self._functions[name],
-            payload=_payload(with_token=wait_for_token),
+            payload=payload or _payload(with_token=wait_for_token),
             result_path=f"$.{result_key}",
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(timeout) if timeout else None,
@@ -145,6 +170,75 @@ class FineTuningWorkflow(Construct):
 
     # -- flow ----------------------------------------------------------------------------
 
+    def _evaluation(self, complete: sfn.IChainable) -> sfn.IChainable:
+        """PrepareEvaluation and what follows it, up to ``complete``."""
+        plan = f"$.{ResultKeys.EVALUATION}"
+        result = f"$.{ResultKeys.EVALUATION_RESULT}"
+        prepare = self._catching(self._task(States.PREPARE_EVALUATION, ResultKeys.EVALUATION))
+        evaluate_bedrock = self._catching(
+            self._task(
+                States.EVALUATE_BEDROCK,
+                ResultKeys.EVALUATION_RESULT,
+                payload=sfn.TaskInput.from_json_path_at(f"{plan}.request"),
+            )
+        )
+        evaluate_open = self._catching(
+            self._task(States.EVALUATE_OPEN, ResultKeys.EVALUATION_RESULT)
+        )
+        register = self._catching(
+            self._task(
+                States.REGISTER_MODEL,
+                ResultKeys.MODEL_REGISTRATION,
+                payload=_registration_payload(),
+            )
+        )
+        wait_evaluation = sfn.Wait(
+            self,
+            States.WAIT_EVALUATION,
+            time=sfn.WaitTime.duration(
+                Duration.seconds(self._settings.evaluation_check_seconds)
+            ),
+        )
+        registration_requested = (
+            sfn.Choice(self, States.REGISTRATION_REQUESTED)
+            .when(
+                sfn.Condition.boolean_equals(f"{plan}.registration.register", True), register
+            )
+            .otherwise(complete)
+        )
+        register.next(complete)
+        # No gate in the spec leaves the verdict null: only an explicit false fails the run.
+        gate = (
+            sfn.Choice(self, States.GATE)
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_boolean(f"{result}.quality_gate_passed"),
+                    sfn.Condition.boolean_equals(f"{result}.quality_gate_passed", False),
+                ),
+                self._error(
+                    States.GATE_FAILED,
+                    QualityGateFailedError.__name__,
+                    cause_path=f"{result}.reason",
+                ),
+            )
+            .otherwise(registration_requested)
+        )
+        evaluate_bedrock.next(gate)
+        evaluation_done = (
+            sfn.Choice(self, States.EVALUATION_DONE)
+            .when(sfn.Condition.boolean_equals(f"{result}.done", True), gate)
+            .otherwise(wait_evaluation)
+        )
+        evaluate_open.next(evaluation_done)
+        wait_evaluation.next(evaluate_open)
+        route = (
+            sfn.Choice(self, States.EVALUATION_ROUTE)
+            .when(sfn.Condition.string_equals(f"{plan}.route", "bedrock"), evaluate_bedrock)
+            .when(sfn.Condition.string_equals(f"{plan}.route", "processing"), evaluate_open)
+            .otherwise(complete)
+        )
+        return prepare.next(route)
+
     def _build(self) -> sfn.IChainable:
         s = self._settings
         register = self._catching(self._task(States.REGISTER, ResultKeys.REGISTRATION))
@@ -158,11 +252,9 @@ class FineTuningWorkflow(Construct):
             wait_for_token=True,
         )
         collect = self._catching(self._task(States.COLLECT, ResultKeys.RESULTS))
-        evaluate = self._catching(self._task(States.EVALUATE, ResultKeys.EVALUATION))
         provision = self._catching(self._task(States.PROVISION, ResultKeys.SERVING))
         check = self._catching(self._task(States.CHECK_THROUGHPUT, ResultKeys.SERVING))
         complete = self._catching(self._task(States.COMPLETE, "completion"))
-
         # The poll loop: each timeout of the wait counts one poll, bounded by max_job_hours.
         init_polls = sfn.Pass(
             self,
@@ -199,7 +291,11 @@ class FineTuningWorkflow(Construct):
         )
         count_poll.next(polls_left)
 
-        # Serving: provisioned throughput only when the spec asks for it.
+        evaluate = self._evaluation(complete)
+
+        # Serving: provisioned throughput only when the spec asks for it. It comes before
+        # the evaluation, which calls the tuned Bedrock model through it; a failed gate
+        # deletes it again (HandleFailure).
         wait_throughput = sfn.Wait(
             self,
             States.WAIT_THROUGHPUT,
@@ -209,7 +305,7 @@ class FineTuningWorkflow(Construct):
             sfn.Choice(self, States.THROUGHPUT_READY)
             .when(
                 sfn.Condition.boolean_equals(f"$.{ResultKeys.SERVING}.in_service", True),
-                complete,
+                evaluate,
             )
             .otherwise(wait_throughput)
         )
@@ -222,24 +318,10 @@ class FineTuningWorkflow(Construct):
                 sfn.Condition.is_present("$.job.serving.provisioned_throughput"),
                 provision,
             )
-            .otherwise(complete)
-        )
-        gate = (
-            sfn.Choice(self, States.GATE)
-            .when(
-                sfn.Condition.boolean_equals(f"$.{ResultKeys.EVALUATION}.passed", True),
-                serving_requested,
-            )
-            .otherwise(
-                self._error(
-                    States.GATE_FAILED,
-                    QualityGateFailedError.__name__,
-                    cause_path=f"$.{ResultKeys.EVALUATION}.reason",
-                )
-            )
+            .otherwise(evaluate)
         )
         complete.next(sfn.Succeed(self, States.SUCCEEDED))
-        wait.next(collect).next(evaluate).next(gate)
+        wait.next(collect).next(serving_requested)
         init_polls.next(wait)
         start_bedrock.next(init_polls)
         start_sagemaker.next(init_polls)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aws_cdk import Environment, Stack, Stage
 from constructs import Construct
 
+from finetuning.orchestration.workflow import States
 from stacks.compliance import apply_permissions_boundary, apply_tags
 from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
@@ -51,17 +52,6 @@ class PlatformStacks:
             training_security_group=self.network.training_security_group,
             env=env,
         )
-        self.orchestration = OrchestrationStack(
-            scope,
-            f"{prefix}-orchestration",
-            stack_name=f"{prefix}-orchestration",
-            settings=settings,
-            platform_key=self.storage.key,
-            network=self.network,
-            security=self.security,
-            orchestration=settings.orchestration,
-            env=env,
-        )
         self.serving = ServingStack(
             scope,
             f"{prefix}-serving",
@@ -72,6 +62,22 @@ class PlatformStacks:
             endpoint_subnets=self.network.endpoint_subnets,
             security=self.security,
             serving=settings.serving,
+            env=env,
+        )
+        self.orchestration = OrchestrationStack(
+            scope,
+            f"{prefix}-orchestration",
+            stack_name=f"{prefix}-orchestration",
+            settings=settings,
+            platform_key=self.storage.key,
+            network=self.network,
+            security=self.security,
+            # The workflow's evaluation and registration steps are the serving stack's.
+            serving_functions={
+                States.EVALUATE_BEDROCK: self.serving.evaluate_function,
+                States.REGISTER_MODEL: self.serving.register_function,
+            },
+            orchestration=settings.orchestration,
             env=env,
         )
         self.monitoring = MonitoringStack(
@@ -107,8 +113,8 @@ class PlatformStacks:
             self.storage,
             self.network,
             self.security,
-            self.orchestration,
             self.serving,
+            self.orchestration,
             self.monitoring,
         ]
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
@@ -71,6 +70,9 @@ class QualityGate(BaseModel):
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise GateError(f"{path}: quality gate file not found") from None
+        # Imported here: the workflow's functions ship this module without PyYAML.
+        import yaml
+
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:

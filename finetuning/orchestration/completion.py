@@ -6,14 +6,32 @@ from typing import Any
 
 from finetuning.orchestration import notifications
 from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.evaluation import evaluation_record
 from finetuning.orchestration.records import JobStatus, JobTable, Stage
 
 
 def complete_job(
-    job_id: str, *, execution_arn: str | None, env: Environment, table: JobTable, sns: Any
+    job_id: str,
+    *,
+    execution_arn: str | None,
+    env: Environment,
+    table: JobTable,
+    sns: Any,
+    evaluation: dict[str, Any] | None = None,
+    registration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Mark completed once; only the call that did so sends the success notification."""
-    ended = table.finish(job_id, JobStatus.COMPLETED, stage=Stage.DONE.value)
+    """Mark completed once; only the call that did so sends the success notification.
+
+    ``evaluation`` and ``registration`` are the evaluation step's outcome and the model
+    package the register step created, if the run evaluated and registered the model."""
+    attributes: dict[str, Any] = {"stage": Stage.DONE.value}
+    if evaluation:
+        record = table.require(job_id)
+        attributes["evaluation"] = {
+            **(record.evaluation or {}),
+            **evaluation_record(evaluation, registration or {}),
+        }
+    ended = table.finish(job_id, JobStatus.COMPLETED, **attributes)
     if not ended:
         return {"completed": False, "notified": False}
     record = table.require(job_id)

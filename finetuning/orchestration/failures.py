@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from finetuning.orchestration import bedrock, notifications, tags
+from finetuning.orchestration.aws import retryable_errors
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import JOB_STOPPED
@@ -43,12 +46,16 @@ def error_message(cause: str | None) -> str:
 
 
 def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
-    """Stop a job still running and delete throughput the failed run created."""
+    """Stop a job still running, stop its evaluation job, delete throughput the failed run
+    created."""
     removed = []
     if record.backend_job_arn:
         state = describe_job(record.backend, record.job_id, clients)
         if not state.is_terminal and stop_job(record.backend, record.job_id, clients):
             removed.append(f"stopped {record.backend} job {record.job_id}")
+    evaluation_job = (record.evaluation or {}).get("processing_job_name")
+    if evaluation_job and stop_evaluation_job(clients("sagemaker"), evaluation_job):
+        removed.append(f"stopped evaluation job {evaluation_job}")
     serving = record.serving or {}
     arn = serving.get("provisioned_model_arn")
     if arn and not serving.get("deleted_at"):
@@ -57,6 +64,22 @@ def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
         elif bedrock.delete_throughput(clients("bedrock"), arn):
             removed.append(f"deleted provisioned throughput {arn}")
     return removed
+
+
+def stop_evaluation_job(sagemaker: Any, name: str) -> bool:
+    """Stop the evaluation Processing job ``name`` if it is still running."""
+    with retryable_errors(f"describing evaluation job {name}"):
+        try:
+            job = sagemaker.describe_processing_job(ProcessingJobName=name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ValidationException":
+                return False  # never created
+            raise
+    if job["ProcessingJobStatus"] != "InProgress":
+        return False
+    with retryable_errors(f"stopping evaluation job {name}"):
+        sagemaker.stop_processing_job(ProcessingJobName=name)
+    return True
 
 
 def handle_failure(

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
 from finetuning.orchestration.errors import ManifestError
 
@@ -52,6 +53,14 @@ SAGEMAKER_ONLY = (
     "entry_point",
 )
 BEDROCK_ONLY = ("model_name", "customization_type")
+# ProcessingStoppingCondition.MaxRuntimeInSeconds: 1 to 777,600 (9 days), see
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingStoppingCondition.html
+MAX_PROCESSING_SECONDS = 777_600
+# Model Registry names (model package group members, endpoint names): the pattern that
+# finetuning.registry.RegistrationRequest enforces.
+REGISTRY_MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_.]{0,62}$")
+EVALUATION_SAGEMAKER_ONLY = ("instance_type", "volume_size_gb", "max_runtime_seconds")
+EVALUATION_BEDROCK_ONLY = ("base_model_id",)
 
 HyperparameterValue = str | bool | int | float
 
@@ -98,6 +107,100 @@ class ServingSpec(_Strict):
     provisioned_throughput: ProvisionedThroughputSpec | None = None
 
 
+class InferenceSpec(_Strict):
+    """Sampling settings of the evaluation; unset ones keep the model's defaults."""
+
+    max_tokens: Annotated[int, Field(ge=1, le=32_768)] = 512
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=500)] | None = None
+
+
+class EvaluationSpec(_Strict):
+    """The evaluation step (docs/orchestration.md, "Evaluation, gate and registration").
+
+    Without ``test_set_uri`` the step only records the training metrics. With one, Bedrock
+    models are evaluated by the serving stack's evaluate-candidate function through their
+    provisioned throughput, and SageMaker models by a Processing job; then the model is
+    registered in the Model Registry, or the run fails on the quality gate.
+    """
+
+    test_set_uri: str | None = None
+    task: Literal["classification", "json", "text"] | None = None
+    label_key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    inference: InferenceSpec = InferenceSpec()
+    quality_gate: QualityGate | None = None
+    compare_with_base: bool = False
+    max_samples: Annotated[int, Field(ge=1, le=100_000)] = 200
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # Register the evaluated model (PendingManualApproval or Approved per the serving
+    # settings); the name defaults to the job name made registry-safe.
+    register_model: bool = True
+    model_name: str | None = None
+    # Bedrock only: the model to compare with when it differs from base_model (for example
+    # the inference profile us.amazon.nova-lite-v1:0 of amazon.nova-lite-v1:0).
+    base_model_id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    # SageMaker only: the Processing job that runs the evaluation.
+    instance_type: str = "ml.g5.2xlarge"
+    volume_size_gb: Annotated[int, Field(ge=1, le=16_384)] = 50
+    max_runtime_seconds: Annotated[int, Field(ge=60, le=MAX_PROCESSING_SECONDS)] = 2 * 3600
+
+    @field_validator("test_set_uri")
+    @classmethod
+    def _test_set(cls, value: str | None) -> str | None:
+        if value is not None and not S3_URI.match(value):
+            raise ValueError("expected an s3://bucket/key URI of a JSONL test set")
+        return value
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not INSTANCE_TYPE.match(value):
+            raise ValueError("expected a SageMaker instance type such as ml.g5.2xlarge")
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and not REGISTRY_MODEL_NAME.match(value):
+            raise ValueError("expected 1-63 letters, digits, '-', '_' or '.', starting with one")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluationSpec:
+        if self.test_set_uri is None:
+            given = [
+                name
+                for name, value in (
+                    ("quality_gate", self.quality_gate),
+                    ("compare_with_base", self.compare_with_base or None),
+                    ("task", self.task),
+                    ("label_key", self.label_key),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} need test_set_uri: without a test set the "
+                    "evaluation step only records the training metrics"
+                )
+        if self.runs and self.register_model and self.quality_gate is None:
+            raise ValueError(
+                "register_model needs a quality_gate: the registry records only models that "
+                "passed one (set register_model: false to evaluate without registering)"
+            )
+        if self.quality_gate and self.quality_gate.needs_base and not self.compare_with_base:
+            raise ValueError(
+                "quality_gate.min_improvement_over_base needs compare_with_base: true "
+                "(the base model is evaluated on the same test set)"
+            )
+        return self
+
+    @property
+    def runs(self) -> bool:
+        return self.test_set_uri is not None
+
+
 class JobManifest(_Strict):
     """One fine-tuning job (see docs/orchestration.md, "Job manifest")."""
 
@@ -130,7 +233,7 @@ class JobManifest(_Strict):
     entry_point: str = "train.py"
     # After the job: serving to provision, and what the evaluation step receives.
     serving: ServingSpec = ServingSpec()
-    evaluation: dict[str, Any] = Field(default_factory=dict)
+    evaluation: EvaluationSpec = EvaluationSpec()
 
     @field_validator("job_name")
     @classmethod
@@ -218,12 +321,32 @@ class JobManifest(_Strict):
                     "serving.provisioned_throughput applies only to the bedrock backend; "
                     "SageMaker models are served through model registry approval"
                 )
+            misplaced = sorted(set(EVALUATION_BEDROCK_ONLY) & self.evaluation.model_fields_set)
+            if misplaced:
+                raise ValueError(
+                    f"evaluation.{', evaluation.'.join(misplaced)} apply only to the bedrock "
+                    "backend; open models are compared with base_model"
+                )
             wait = self.max_wait_seconds
             if self.use_spot_instances and wait is not None and wait < self.max_run_seconds:
                 raise ValueError(
                     f"max_wait_seconds={wait} is less than max_run_seconds="
                     f"{self.max_run_seconds}: managed spot training needs max_wait_seconds "
                     ">= max_run_seconds"
+                )
+        else:
+            misplaced = sorted(set(EVALUATION_SAGEMAKER_ONLY) & self.evaluation.model_fields_set)
+            if misplaced:
+                raise ValueError(
+                    f"evaluation.{', evaluation.'.join(misplaced)} apply only to the sagemaker "
+                    "backend (the Processing job that evaluates open models)"
+                )
+            if self.evaluation.runs and self.serving.provisioned_throughput is None:
+                raise ValueError(
+                    "evaluation.test_set_uri needs serving.provisioned_throughput for the "
+                    "bedrock backend: a custom model answers only through provisioned "
+                    "throughput, which the workflow creates before evaluating (and deletes "
+                    "when the gate fails)"
                 )
         return self
 
@@ -232,8 +355,13 @@ class JobManifest(_Strict):
     def to_spec(self) -> dict[str, Any]:
         """The fields of this backend, JSON-ready: the execution input, the job table's
         ``spec`` and the input of the job id. Validating it again gives an equal manifest."""
-        other = SAGEMAKER_ONLY if self.backend == Backend.BEDROCK else BEDROCK_ONLY
-        return self.model_dump(mode="json", exclude_none=True, exclude=set(other))
+        bedrock = self.backend == Backend.BEDROCK
+        other = SAGEMAKER_ONLY if bedrock else BEDROCK_ONLY
+        exclude: dict[str, Any] = dict.fromkeys(other, True)
+        exclude["evaluation"] = set(
+            EVALUATION_SAGEMAKER_ONLY if bedrock else EVALUATION_BEDROCK_ONLY
+        )
+        return self.model_dump(mode="json", exclude_none=True, exclude=exclude)
 
     @property
     def job_id(self) -> str:

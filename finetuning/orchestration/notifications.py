@@ -95,6 +95,11 @@ def job_succeeded(prefix: str, region: str, job: Mapping[str, Any]) -> Message:
     evaluation = job.get("evaluation") or {}
     if evaluation.get("report_uri"):
         body.append(f"Evaluation: {evaluation['report_uri']} ({evaluation.get('reason', '')})")
+    if evaluation.get("model_package_arn"):
+        body.append(
+            f"Model package: {evaluation['model_package_arn']} "
+            f"({evaluation.get('approval_status') or 'status unknown'})"
+        )
     body += _links(region, job)
     return Message(
         kind="succeeded",

@@ -9,7 +9,7 @@ from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.completion import complete_job
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.records import JobTable
-from finetuning.orchestration.workflow import TaskEvent
+from finetuning.orchestration.workflow import ResultKeys, TaskEvent
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 ENV = Environment()
@@ -29,6 +29,8 @@ def handler(event: TaskEvent, context: LambdaContext) -> dict:
         env=ENV,
         table=JobTable(CLIENTS("dynamodb"), ENV.job_table),
         sns=CLIENTS("sns"),
+        evaluation=event.input.result(ResultKeys.EVALUATION_RESULT),
+        registration=event.input.result(ResultKeys.MODEL_REGISTRATION),
     )
     if result["completed"]:
         metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)

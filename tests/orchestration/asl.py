@@ -4,8 +4,9 @@ It runs the definition the stack synthesizes (built here from the same
 ``FineTuningWorkflow`` construct) and calls the real function handlers, so a simulated run
 proves that the states, their payloads, ResultPaths, Retry and Catch rules and the
 handlers fit together. It implements what that definition uses: Lambda tasks (plain and
-``waitForTaskToken`` with a timeout), Pass with ``States.MathAdd``, Choice
-(``StringEquals``, ``NumericLessThan``, ``BooleanEquals``, ``IsPresent``), Wait, Succeed and Fail.
+``waitForTaskToken`` with a timeout; a payload object or ``Payload.$``), Pass with
+``States.MathAdd``, Choice (``StringEquals``, ``NumericLessThan``, ``BooleanEquals``,
+``IsPresent``, ``IsBoolean``, ``And``), Wait, Succeed and Fail.
 Time does not pass: Wait states and backoff intervals are recorded, not slept.
 """
 
@@ -30,7 +31,8 @@ from stacks.orchestration_workflow import FineTuningWorkflow
 from tests.orchestration.fakes import ACCOUNT, REGION
 
 # The function behind each task state (as the stack wires them; fakes.FUNCTIONS maps the
-# two start functions to their shared folder).
+# two start functions to their shared folder; EvaluateBedrockModel and RegisterModel are
+# the serving stack's functions).
 TASK_FUNCTIONS = {
     States.REGISTER: "register_job",
     States.VALIDATE: "validate_dataset",
@@ -38,9 +40,12 @@ TASK_FUNCTIONS = {
     States.START_SAGEMAKER: "start_sagemaker_job",
     States.WAIT: "wait_for_job",
     States.COLLECT: "collect_results",
-    States.EVALUATE: "evaluate_model",
     States.PROVISION: "provision_throughput",
     States.CHECK_THROUGHPUT: "check_throughput",
+    States.PREPARE_EVALUATION: "prepare_evaluation",
+    States.EVALUATE_BEDROCK: "evaluate_candidate",
+    States.EVALUATE_OPEN: "evaluation_job",
+    States.REGISTER_MODEL: "register_model",
     States.COMPLETE: "complete_job",
     States.HANDLE_FAILURE: "handle_failure",
 }
@@ -190,22 +195,28 @@ class Interpreter:
 
     def _choose(self, state: dict[str, Any], data: dict[str, Any]) -> str:
         for choice in state["Choices"]:
-            variable = choice["Variable"]
-            if "IsPresent" in choice:
-                matched = _present(data, variable) == choice["IsPresent"]
-            elif not _present(data, variable):
-                matched = False
-            elif "BooleanEquals" in choice:
-                matched = _get(data, variable) == choice["BooleanEquals"]
-            elif "StringEquals" in choice:
-                matched = _get(data, variable) == choice["StringEquals"]
-            elif "NumericLessThan" in choice:
-                matched = _get(data, variable) < choice["NumericLessThan"]
-            else:
-                raise NotImplementedError(f"choice rule {choice}")
-            if matched:
+            if self._matches(choice, data):
                 return choice["Next"]
         return state["Default"]
+
+    def _matches(self, rule: dict[str, Any], data: dict[str, Any]) -> bool:
+        if "And" in rule:
+            return all(self._matches(inner, data) for inner in rule["And"])
+        variable = rule["Variable"]
+        if "IsPresent" in rule:
+            return _present(data, variable) == rule["IsPresent"]
+        if not _present(data, variable):
+            return False
+        value = _get(data, variable)
+        if "IsBoolean" in rule:
+            return isinstance(value, bool) == rule["IsBoolean"]
+        if "BooleanEquals" in rule:
+            return isinstance(value, bool) and value == rule["BooleanEquals"]
+        if "StringEquals" in rule:
+            return isinstance(value, str) and value == rule["StringEquals"]
+        if "NumericLessThan" in rule:
+            return isinstance(value, int | float) and value < rule["NumericLessThan"]
+        raise NotImplementedError(f"choice rule {rule}")
 
     def _parameters(self, template: Any, data: Any, context: dict[str, Any]) -> Any:
         if isinstance(template, dict):
@@ -240,11 +251,15 @@ class Interpreter:
         function_arn = parameters.get("FunctionName") if "FunctionName" in parameters else resource
         folder = str(function_arn).rsplit(":function:", 1)[1].strip('"')
         payload_template = parameters.get("Payload", parameters)
+        if "Payload.$" in parameters:
+            payload_template = {"Payload.$": parameters["Payload.$"]}
         attempts: dict[int, int] = {}
         while True:
             token = f"token-{next(_tokens)}"
             context = {"$$.Execution.Id": execution_arn, "$$.Task.Token": token}
             payload = self._parameters(payload_template, data, context)
+            if "Payload.$" in parameters:
+                payload = payload["Payload"]
             try:
                 result = self._handlers[folder](payload)
                 if callback:

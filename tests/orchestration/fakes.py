@@ -39,6 +39,8 @@ TRAINING_IMAGE = (
     "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04"
 )
 NOVA = "amazon.nova-lite-v1:0:300k"
+MODEL_PACKAGE_GROUP = f"{PREFIX}-models"
+EVALUATION_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cdk-assets:evaluation"
 
 
 def nova_records(count: int = 10) -> str:
@@ -126,6 +128,10 @@ def function_environment() -> dict[str, str]:
         Var.DEFAULT_INSTANCE_TYPE: "ml.g5.2xlarge",
         Var.ALLOWED_INSTANCE_FAMILIES: "g5,g6,p4d",
         Var.TRAINING_IMAGE_URI: TRAINING_IMAGE,
+        Var.EVALUATION_IMAGE_URI: EVALUATION_IMAGE,
+        # The serving stack's evaluate-candidate and register-model functions.
+        "MODEL_PACKAGE_GROUP": MODEL_PACKAGE_GROUP,
+        "SERVING_SETTINGS": json.dumps({"approval_status": "PendingManualApproval"}),
         Var.DEFAULT_SERVING_HOURS: "24",
         Var.EXPIRY_WARNING_HOURS: "6",
         Var.THROUGHPUT_MAX_WAIT_MINUTES: "60",
@@ -221,6 +227,7 @@ def create_platform() -> Platform:
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
     )
+    client("sagemaker").create_model_package_group(ModelPackageGroupName=MODEL_PACKAGE_GROUP)
     sns = client("sns")
     topic_arn = sns.create_topic(Name=f"{PREFIX}-notifications")["TopicArn"]
     sqs = client("sqs")

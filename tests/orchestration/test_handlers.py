@@ -22,6 +22,7 @@ from finetuning.orchestration.manifest import parse_manifest
 from finetuning.orchestration.records import JobStatus, JobTable, timestamp, utc_now
 from tests.orchestration.fakes import (
     ARTIFACTS_BUCKET,
+    DATA_BUCKET,
     EVALUATION_BUCKET,
     JOB_TABLE,
     PREFIX,
@@ -277,14 +278,94 @@ def test_collect_results_and_evaluation_record(platform: Platform, invoke: Any) 
     assert results["cost"]["usage"]["instance_type"] == "ml.g5.2xlarge"
     assert results["cost"]["estimated_usd"] is None  # moto reports no billable time
     event["input"]["results"] = results
-    outcome = invoke("evaluate_model", event)
-    assert outcome["passed"] is True and "no model evaluation is installed" in outcome["reason"]
+    plan = invoke("prepare_evaluation", event)
+    assert plan["route"] == "none" and "no evaluation.test_set_uri" in plan["reason"]
     key = f"evaluation/reports/{job_id}/training-metrics.json"
-    assert outcome["report_uri"] == f"s3://{EVALUATION_BUCKET}/{key}"
+    assert plan["training_metrics_uri"] == f"s3://{EVALUATION_BUCKET}/{key}"
     document = json.loads(platform.s3.get_object(Bucket=EVALUATION_BUCKET, Key=key)["Body"].read())
     assert document["metrics"] == results["metrics"]
     stored = table(platform).require(job_id)
-    assert stored.metrics == results["metrics"] and stored.evaluation["passed"] is True
+    assert stored.metrics == results["metrics"] and stored.evaluation["route"] == "none"
+    assert stored.stage == "evaluating"
+
+
+def test_prepare_evaluation_plans_a_processing_job_for_open_models(
+    platform: Platform, invoke: Any
+) -> None:
+    test_set = f"s3://{DATA_BUCKET}/training-data/processed/chat/test.jsonl"
+    spec = sagemaker_manifest(
+        job_name="Deeds Extractor",
+        evaluation={
+            "test_set_uri": test_set,
+            "task": "json",
+            "compare_with_base": True,
+            "quality_gate": {"min": {"field_f1": 0.8}},
+            "inference": {"max_tokens": 256, "temperature": 0},
+            "max_runtime_seconds": 3600,
+        },
+    )
+    event = started(platform, invoke, spec)
+    job_id = event["input"]["job_id"]
+    model_uri = f"s3://{ARTIFACTS_BUCKET}/models/final/{job_id}/output/model.tar.gz"
+    event["input"]["results"] = {"artifacts": {"model_uri": model_uri}, "metrics": {}}
+    plan = invoke("prepare_evaluation", event)
+    assert plan["route"] == "processing"
+    assert plan["request"] == {
+        "job_name": job_id,
+        "model_id": model_uri,
+        "test_set_uri": test_set,
+        "inference": {"max_tokens": 256, "temperature": 0.0},
+        "max_samples": 200,
+        "concurrency": 4,
+        "quality_gate": {"min": {"field_f1": 0.8}, "max": {}, "min_improvement_over_base": {}},
+        "task": "json",
+    }
+    assert plan["processing"] == {
+        "model_data_url": model_uri,
+        "base_model_uri": spec["base_model"],
+        "training_metrics_uri": None,
+        "instance_type": "ml.g5.2xlarge",
+        "volume_size_gb": 50,
+        "max_runtime_seconds": 3600,
+    }
+    assert plan["registration"] == {
+        "register": True,
+        "model_name": "deeds-extractor",
+        "job_name": job_id,
+        "backend": "sagemaker",
+        "base_model": spec["base_model"],
+        "model_data_url": model_uri,
+        "bedrock_custom_model_arn": None,
+    }
+
+
+def test_prepare_evaluation_evaluates_bedrock_models_through_their_throughput(
+    platform: Platform, invoke: Any
+) -> None:
+    spec = bedrock_manifest(
+        serving={"provisioned_throughput": {}},
+        evaluation={
+            "test_set_uri": f"s3://{DATA_BUCKET}/training-data/processed/support/test.jsonl",
+            "compare_with_base": True,
+            "quality_gate": {"min_improvement_over_base": {"accuracy": 0.05}},
+            "register_model": False,
+        },
+    )
+    event = started(platform, invoke, spec)
+    output = f"s3://{ARTIFACTS_BUCKET}/models/final/{event['input']['job_id']}/"
+    event["input"]["results"] = {"artifacts": {"custom_model_arn": MODEL_ARN, "output_uri": output}}
+    event["input"]["serving"] = {"provisioned_model_arn": THROUGHPUT_ARN, "in_service": True}
+    plan = invoke("prepare_evaluation", event)
+    assert plan["route"] == "bedrock"
+    assert plan["request"]["model_id"] == THROUGHPUT_ARN
+    assert plan["request"]["base_model_id"] == spec["base_model"]
+    assert plan["request"]["training_metrics_uri"] == output
+    assert plan["registration"]["bedrock_custom_model_arn"] == MODEL_ARN
+    assert plan["registration"]["register"] is False
+
+    del event["input"]["serving"]  # no throughput: nothing to call the custom model through
+    with pytest.raises(ManifestError, match="needs the provisioned throughput"):
+        invoke("prepare_evaluation", event)
 
 
 # -- serving ------------------------------------------------------------------------------

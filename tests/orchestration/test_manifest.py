@@ -127,6 +127,49 @@ def test_sagemaker_manifest_errors(overrides: dict, message: str) -> None:
         parse_manifest(spec)
 
 
+TEST_SET = "s3://llm-finetuning-test-data-123456789012-us-east-1/training-data/processed/t.jsonl"
+GATE = {"min": {"accuracy": 0.85}}
+
+
+@pytest.mark.parametrize(
+    ("backend", "evaluation", "message"),
+    [
+        ("sagemaker", {"quality_gate": GATE}, "quality_gate need test_set_uri"),
+        ("sagemaker", {"test_set_uri": "https://x/t.jsonl"}, "expected an s3://bucket/key URI"),
+        ("sagemaker", {"test_set_uri": TEST_SET}, "register_model needs a quality_gate"),
+        (
+            "sagemaker",
+            {"test_set_uri": TEST_SET, "quality_gate": {"min_improvement_over_base": {"f1": 0.1}}},
+            "needs compare_with_base: true",
+        ),
+        ("sagemaker", {"quality_gate": {"min": {}}}, "expected at least one check"),
+        ("sagemaker", {"base_model_id": "x"}, "evaluation.base_model_id apply only to the bedrock"),
+        ("bedrock", {"instance_type": "ml.g5.xlarge"}, "apply only to the sagemaker backend"),
+        ("bedrock", {"test_set_uri": TEST_SET, "quality_gate": GATE}, "needs serving.provisioned"),
+        ("sagemaker", {"max_runtime_seconds": 777_601}, "less than or equal to 777600"),
+        ("sagemaker", {"model_name": "-bad"}, "starting with one"),
+        ("sagemaker", {"inference": {"top_p": 1.5}}, "less than or equal to 1"),
+    ],
+)
+def test_evaluation_section_errors(backend: str, evaluation: dict, message: str) -> None:
+    base = bedrock_manifest if backend == "bedrock" else sagemaker_manifest
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        parse_manifest(base(evaluation=evaluation))
+
+
+def test_evaluation_section_defaults_and_spec_per_backend() -> None:
+    open_model = parse_manifest(
+        sagemaker_manifest(evaluation={"test_set_uri": TEST_SET, "register_model": False})
+    )
+    assert open_model.evaluation.runs and open_model.evaluation.instance_type == "ml.g5.2xlarge"
+    assert parse_manifest(open_model.to_spec()) == open_model
+    bedrock = parse_manifest(bedrock_manifest())
+    assert not bedrock.evaluation.runs
+    # Processing-job settings do not reach a Bedrock spec (or its job id), and vice versa.
+    assert "instance_type" not in bedrock.to_spec()["evaluation"]
+    assert "base_model_id" not in open_model.to_spec()["evaluation"]
+
+
 def test_spot_wait_defaults_to_twice_the_run_time() -> None:
     manifest = parse_manifest(sagemaker_manifest(max_run_seconds=3600))
     assert manifest.use_spot_instances is True

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from botocore.stub import ANY
 
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.manifest import parse_manifest
@@ -17,8 +19,11 @@ from finetuning.platform_client import PlatformClient
 from stacks.orchestration_settings import OrchestrationSettings
 from tests.orchestration.asl import TASK_FUNCTIONS, Interpreter, workflow_definition
 from tests.orchestration.fakes import (
+    DATA_BUCKET,
+    EVALUATION_BUCKET,
     EXECUTION_PREFIX,
     JOB_TABLE,
+    MODEL_PACKAGE_GROUP,
     REGION,
     THROUGHPUT_OPERATIONS,
     LambdaContext,
@@ -39,6 +44,11 @@ from tests.orchestration.fakes import (
     set_training_job_status,
     stubbed,
 )
+from tests.serving.support import GATE, GOOD, WEAK, results_document
+from tests.serving.support import load_handler as load_serving_handler
+
+# The serving stack's functions the workflow invokes (plain events, boto3 clients).
+SERVING_FUNCTIONS = ("evaluate_candidate", "register_model")
 
 # Two polls fit in the job deadline, so the timeout branch is reachable in a test.
 SETTINGS = OrchestrationSettings(poll_interval_minutes=60, max_job_hours=2)
@@ -65,6 +75,13 @@ class Run:
         self.on_wait: Callable[[str], None] = lambda token: None
 
     def handler(self, folder: str) -> Callable[[dict[str, Any]], Any]:
+        if folder in SERVING_FUNCTIONS:
+            module = load_serving_handler(folder)
+            # Their clients: the services given to this run, else moto.
+            module.boto3 = SimpleNamespace(
+                client=lambda name, **kw: self.services.get(name) or client(name)
+            )
+            return lambda event: module.handler(event, LambdaContext())
         module = load_handler(folder)
         module.CLIENTS = Clients(REGION, factory_with(self.services))
         return lambda event: module.handler(event, LambdaContext())
@@ -159,8 +176,6 @@ def test_bedrock_happy_path_with_provisioned_throughput(
         "InitPolls",
         States.WAIT,
         States.COLLECT,
-        States.EVALUATE,
-        States.GATE,
         States.SERVING_REQUESTED,
         States.PROVISION,
         States.WAIT_THROUGHPUT,
@@ -169,6 +184,8 @@ def test_bedrock_happy_path_with_provisioned_throughput(
         States.WAIT_THROUGHPUT,
         States.CHECK_THROUGHPUT,
         States.THROUGHPUT_READY,
+        States.PREPARE_EVALUATION,
+        States.EVALUATION_ROUTE,
         States.COMPLETE,
         States.SUCCEEDED,
     ]
@@ -281,23 +298,6 @@ def test_job_past_its_deadline_is_stopped(platform: Platform, definition: dict[s
     assert run.record.failure["cleanup"] == [f"stopped bedrock job {run.job_id}"]
 
 
-def test_quality_gate_rejection_fails_the_run(
-    platform: Platform, definition: dict[str, Any]
-) -> None:
-    run = prepared(platform, definition, bedrock_manifest())
-    run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
-    run.overrides["evaluate_model"] = lambda event: {
-        "passed": False,
-        "reason": "accuracy 0.61 is below the gate 0.85",
-        "report_uri": "s3://x/report.html",
-        "metrics": {"accuracy": 0.61},
-    }
-    outcome = run.execute()
-    assert outcome.status == "FAILED" and outcome.error == "QualityGateFailedError"
-    assert outcome.cause == "accuracy 0.61 is below the gate 0.85"
-    assert run.record.status == JobStatus.FAILED and run.record.failure["stage"] == "evaluating"
-
-
 def test_failed_throughput_is_deleted(platform: Platform, definition: dict[str, Any]) -> None:
     run = prepared(platform, definition, bedrock_manifest(serving={"provisioned_throughput": {}}))
     run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
@@ -350,3 +350,308 @@ def test_duplicate_starts_make_one_execution_and_one_job(
     assert outcome.retries == [(States.START_BEDROCK, "Lambda.ServiceException")]
     assert list(moto_backend("bedrock").model_customization_jobs) == [run.job_id]
     assert [n["kind"] for n in platform.notifications()] == ["succeeded"]
+
+
+# -- evaluation, quality gate and registration ------------------------------------------------
+
+TEST_SET = f"s3://{DATA_BUCKET}/training-data/processed/support/test.jsonl"
+TRUTH = ["invoice", "letter", "memo", "invoice"]
+
+
+def classification_test_set() -> str:
+    lines = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Classify document {i}"},
+                {"role": "assistant", "content": json.dumps({"type": label})},
+            ]
+        }
+        for i, label in enumerate(TRUTH)
+    ]
+    return "\n".join(json.dumps(line) for line in lines) + "\n"
+
+
+def converse_answers(stubber: Any, model_id: str, answers: list[str]) -> None:
+    for answer in answers:
+        stubber.add_response(
+            "converse",
+            {
+                "output": {
+                    "message": {
+                        "role": "assistant",
+                        "content": [{"text": json.dumps({"type": answer})}],
+                    }
+                },
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 50, "outputTokens": 6, "totalTokens": 56},
+                "metrics": {"latencyMs": 200},
+            },
+            {"modelId": model_id, "messages": ANY, "inferenceConfig": {"maxTokens": 64}},
+        )
+
+
+def evaluated_bedrock_run(
+    platform: Platform, definition: dict[str, Any], tuned_answers: list[str]
+) -> tuple[Run, Any, Any]:
+    """A Bedrock job with provisioned throughput, evaluated against its base model on a
+    four-document classification test set by the real evaluate-candidate function."""
+    spec = bedrock_manifest(
+        serving={"provisioned_throughput": {}},
+        evaluation={
+            "test_set_uri": TEST_SET,
+            "task": "classification",
+            "compare_with_base": True,
+            "base_model_id": "us.amazon.nova-lite-v1:0",
+            "quality_gate": {
+                "min": {"accuracy": 0.7},
+                "min_improvement_over_base": {"accuracy": 0.1},
+            },
+            "inference": {"max_tokens": 64},
+            "concurrency": 1,
+        },
+    )
+    run = prepared(platform, definition, spec)
+    platform.put(TEST_SET, classification_test_set())
+    run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
+    throughput = with_throughput(run, ["InService"])
+    throughput.add_response("tag_resource", {})
+    runtime, converse = stubbed("bedrock-runtime")
+    run.services["bedrock-runtime"] = runtime
+    arn = f"arn:aws:bedrock:{REGION}:123456789012:provisioned-model/{MODEL_SUFFIX}"
+    converse_answers(converse, arn, tuned_answers)
+    converse_answers(converse, "us.amazon.nova-lite-v1:0", ["invoice", "memo", "memo", "letter"])
+    return run, throughput, converse
+
+
+def test_bedrock_model_is_evaluated_through_its_throughput_and_registered(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    run, throughput, converse = evaluated_bedrock_run(platform, definition, TRUTH)
+    with throughput, converse:
+        outcome = run.execute()
+    converse.assert_no_pending_responses()
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    assert outcome.path[outcome.path.index(States.THROUGHPUT_READY) + 1 :] == [
+        States.PREPARE_EVALUATION,
+        States.EVALUATION_ROUTE,
+        States.EVALUATE_BEDROCK,
+        States.GATE,
+        States.REGISTRATION_REQUESTED,
+        States.REGISTER_MODEL,
+        States.COMPLETE,
+        States.SUCCEEDED,
+    ]
+    result = outcome.output["evaluation_result"]
+    assert result["quality_gate_passed"] is True
+    assert result["metrics"]["accuracy"] == 1.0 and result["improvement"]["accuracy"] == 0.5
+    prefix = f"evaluation/reports/{run.job_id}/"
+    assert result["report_uri"] == f"s3://{EVALUATION_BUCKET}/{prefix}report.html"
+    keys = {
+        o["Key"]
+        for o in platform.s3.list_objects_v2(Bucket=EVALUATION_BUCKET, Prefix=prefix)["Contents"]
+    }
+    assert {
+        f"{prefix}results.json",
+        f"{prefix}report.html",
+        f"{prefix}training-metrics.json",
+    } <= keys
+
+    registration = outcome.output["model_registration"]
+    assert registration["approval_status"] == "PendingManualApproval"
+    package = client("sagemaker").describe_model_package(
+        ModelPackageName=registration["model_package_arn"]
+    )
+    assert package["ModelPackageGroupName"] == MODEL_PACKAGE_GROUP
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+
+    record = run.record
+    assert record.status == JobStatus.COMPLETED
+    assert record.evaluation["model_package_arn"] == registration["model_package_arn"]
+    assert record.evaluation["report_uri"] == result["report_uri"]
+    (message,) = platform.notifications()
+    assert "Model package:" in message["message"] and "report.html" in message["message"]
+
+
+def test_failed_quality_gate_fails_the_run_with_the_report_and_deletes_the_throughput(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    # 2 of 4 right: below the 0.7 gate and no better than the base model.
+    run, throughput, converse = evaluated_bedrock_run(
+        platform, definition, ["invoice", "memo", "memo", "letter"]
+    )
+    throughput.add_response("delete_provisioned_model_throughput", {})
+    with throughput, converse:
+        outcome = run.execute()
+    throughput.assert_no_pending_responses()
+    assert outcome.status == "FAILED" and outcome.error == "QualityGateFailedError"
+    assert outcome.path[-5:] == [
+        States.EVALUATE_BEDROCK,
+        States.GATE,
+        States.GATE_FAILED,
+        States.HANDLE_FAILURE,
+        States.FAILED,
+    ]
+    assert outcome.cause.startswith("quality gate failed: accuracy")
+    assert outcome.cause.endswith(
+        f"report: s3://{EVALUATION_BUCKET}/evaluation/reports/{run.job_id}/report.html"
+    )
+    assert States.REGISTER_MODEL not in outcome.path
+    packages = client("sagemaker").list_model_packages(ModelPackageGroupName=MODEL_PACKAGE_GROUP)
+    assert packages["ModelPackageSummaryList"] == []
+    record = run.record
+    assert record.status == JobStatus.FAILED and record.failure["stage"] == "evaluating"
+    assert any("deleted provisioned throughput" in line for line in record.failure["cleanup"])
+    (message,) = platform.notifications()
+    assert "report.html" in message["message"]
+
+
+class ProcessingJobsInProgress:
+    """moto's SageMaker, except that a processing job reports InProgress ``polls`` times
+    before moto's Completed (or ``final``), as a real job runs for a while."""
+
+    def __init__(self, polls: int, final: str | None = None, reason: str = "") -> None:
+        self._moto = client("sagemaker")
+        self._polls, self._final, self._reason = polls, final, reason
+        self.exceptions, self.meta = self._moto.exceptions, self._moto.meta
+        self.created: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._moto, name)
+
+    def create_processing_job(self, **request: Any) -> Any:
+        self.created.append(request)
+        return self._moto.create_processing_job(**request)
+
+    def describe_processing_job(self, **request: Any) -> Any:
+        job = self._moto.describe_processing_job(**request)
+        if self._polls > 0:
+            self._polls -= 1
+            return {**job, "ProcessingJobStatus": "InProgress"}
+        if self._final:
+            return {**job, "ProcessingJobStatus": self._final, "FailureReason": self._reason}
+        return job
+
+
+def container_output(platform: Platform, job_id: str, tuned: list[str], base: list[str]) -> None:
+    """What the evaluation container leaves under the job's report prefix."""
+    prefix = f"s3://{EVALUATION_BUCKET}/evaluation/reports/{job_id}/"
+    document = results_document(tuned, base, GATE)
+    platform.put(f"{prefix}results.json", json.dumps(document))
+    passed = document["quality_gate"]["passed"]
+    outcome = {
+        "job_name": job_id,
+        "evaluation_results_uri": f"{prefix}results.json",
+        "report_uri": f"{prefix}report.html",
+        "report_markdown_uri": f"{prefix}report.md",
+        "quality_gate_passed": passed,
+        "quality_gate": document["quality_gate"],
+        "metrics": {"accuracy": document["metrics"]["accuracy"]},
+        "improvement": None,
+        "reason": f"quality gate {'passed' if passed else 'failed'}; report: {prefix}report.html",
+    }
+    platform.put(f"{prefix}outcome.json", json.dumps(outcome))
+
+
+def evaluated_sagemaker_spec() -> dict[str, Any]:
+    return sagemaker_manifest(
+        evaluation={
+            "test_set_uri": f"s3://{DATA_BUCKET}/training-data/processed/chat/test.jsonl",
+            "task": "classification",
+            "compare_with_base": True,
+            "quality_gate": GATE,
+            "instance_type": "ml.g5.xlarge",
+        }
+    )
+
+
+def test_open_model_is_evaluated_by_a_processing_job_and_registered(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    run = prepared(platform, definition, evaluated_sagemaker_spec())
+    run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
+    sagemaker = ProcessingJobsInProgress(polls=2)
+    run.services["sagemaker"] = sagemaker
+    container_output(platform, run.job_id, GOOD, WEAK)
+    outcome = run.execute()
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    evaluation = outcome.path[outcome.path.index(States.PREPARE_EVALUATION) :]
+    assert evaluation == [
+        States.PREPARE_EVALUATION,
+        States.EVALUATION_ROUTE,
+        *[States.EVALUATE_OPEN, States.EVALUATION_DONE, States.WAIT_EVALUATION] * 2,
+        States.EVALUATE_OPEN,
+        States.EVALUATION_DONE,
+        States.GATE,
+        States.REGISTRATION_REQUESTED,
+        States.REGISTER_MODEL,
+        States.COMPLETE,
+        States.SUCCEEDED,
+    ]
+    assert outcome.waits == [SETTINGS.evaluation_check_seconds] * 2
+    # Three looks at the job, one job: the start is idempotent.
+    (request,) = sagemaker.created
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert request["NetworkConfig"]["EnableNetworkIsolation"] is True
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}
+    assert inputs["model"] == run.record.artifacts["model_uri"]
+    assert inputs["base"] == evaluated_sagemaker_spec()["base_model"]
+
+    registration = outcome.output["model_registration"]
+    package = client("sagemaker").describe_model_package(
+        ModelPackageName=registration["model_package_arn"]
+    )
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"] == run.record.artifacts["model_uri"]
+    record = run.record
+    assert record.status == JobStatus.COMPLETED
+    assert record.evaluation["processing_job_name"] == request["ProcessingJobName"]
+    assert record.evaluation["quality_gate_passed"] is True
+
+
+def test_open_model_below_the_gate_fails_the_run(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    run = prepared(platform, definition, evaluated_sagemaker_spec())
+    run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
+    run.services["sagemaker"] = ProcessingJobsInProgress(polls=0)
+    container_output(platform, run.job_id, WEAK, GOOD)
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "QualityGateFailedError"
+    assert "report.html" in outcome.cause
+    assert States.REGISTER_MODEL not in outcome.path
+    assert run.record.failure["stage"] == "evaluating"
+
+
+def test_failed_evaluation_job_fails_the_run_with_its_reason(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    run = prepared(platform, definition, evaluated_sagemaker_spec())
+    run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
+    run.services["sagemaker"] = ProcessingJobsInProgress(
+        polls=1, final="Failed", reason="ClientError: CUDA out of memory"
+    )
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "EvaluationJobFailedError"
+    assert "CUDA out of memory" in outcome.cause
+    assert outcome.path[-3:] == [States.EVALUATE_OPEN, States.HANDLE_FAILURE, States.FAILED]
+    assert run.record.status == JobStatus.FAILED
+
+
+def test_evaluation_without_registration_completes_after_the_gate(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    spec = evaluated_sagemaker_spec()
+    spec["evaluation"]["register_model"] = False
+    run = prepared(platform, definition, spec)
+    run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
+    run.services["sagemaker"] = ProcessingJobsInProgress(polls=0)
+    container_output(platform, run.job_id, GOOD, WEAK)
+    outcome = run.execute()
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    assert outcome.path[-4:] == [
+        States.GATE,
+        States.REGISTRATION_REQUESTED,
+        States.COMPLETE,
+        States.SUCCEEDED,
+    ]
+    assert "model_registration" not in outcome.output

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
+from aws_cdk import App, Stack
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
 from finetuning.orchestration.workflow import States
@@ -35,12 +36,30 @@ TASK_STATES = [
     States.START_SAGEMAKER,
     States.WAIT,
     States.COLLECT,
-    States.EVALUATE,
     States.PROVISION,
     States.CHECK_THROUGHPUT,
+    States.PREPARE_EVALUATION,
+    States.EVALUATE_BEDROCK,
+    States.EVALUATE_OPEN,
+    States.REGISTER_MODEL,
     States.COMPLETE,
     States.HANDLE_FAILURE,
 ]
+
+
+def serving_functions(app: App, prefix: str, env: Any) -> dict[str, lambda_.IFunction]:
+    """The serving stack's two functions the workflow invokes, by ARN (that stack has tests
+    of its own)."""
+    stack = Stack(app, "ServingFunctions", env=env)
+    return {
+        state: lambda_.Function.from_function_arn(
+            stack, state, f"arn:aws:lambda:us-east-1:123456789012:function:{prefix}-{name}"
+        )
+        for state, name in (
+            (States.EVALUATE_BEDROCK, "evaluate-candidate"),
+            (States.REGISTER_MODEL, "register-model"),
+        )
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +95,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Temp
         platform_key=storage.key,
         network=network,
         security=security,
+        serving_functions=serving_functions(app, settings.resource_prefix, env),
         env=env,
     )
     stack.add_stack_dependency(storage)
@@ -201,7 +221,7 @@ def test_least_privilege_no_star_actions_no_inline_policies(template: Template) 
 
 def test_pass_role_is_scoped_to_the_two_service_roles(template: Template) -> None:
     passes = [s for _, s in _statements(template) if s["Action"] == "iam:PassRole"]
-    assert len(passes) == 2
+    assert len(passes) == 3  # StartBedrockJob, StartSageMakerJob, EvaluateOpenModel
     services = set()
     for statement in passes:
         assert "Fn::ImportValue" in json.dumps(statement["Resource"])
@@ -245,6 +265,66 @@ def test_deletion_requires_the_platform_tag_and_spares_kept_resources(
     # Callback tokens cannot be scoped by resource (Service Authorization Reference).
     answers = [s for _, s in _statements(template) if s.get("Sid") == "AnswerWaits"]
     assert len(answers) == 2 and all(s["Resource"] == "*" for s in answers)
+
+
+def test_evaluation_jobs_run_isolated_in_the_platform_image(template: Template) -> None:
+    (create,) = [
+        s for _, s in _statements(template) if s["Action"] == "sagemaker:CreateProcessingJob"
+    ]
+    assert create["Condition"]["Bool"] == {
+        "sagemaker:NetworkIsolation": "true",
+        "sagemaker:InterContainerTrafficEncryption": "true",
+    }
+    assert {"sagemaker:OutputKmsKey", "sagemaker:VolumeKmsKey"} <= set(
+        create["Condition"]["StringEquals"]
+    )
+    assert set(create["Condition"]["ForAllValues:StringEquals"]) == {
+        "sagemaker:VpcSubnets",
+        "sagemaker:VpcSecurityGroupIds",
+    }
+    stops = [s for _, s in _statements(template) if s["Action"] == "sagemaker:StopProcessingJob"]
+    assert len(stops) == 2  # HandleFailure and ExecutionEnded, own jobs only
+    assert all(
+        "aws:ResourceTag/finetuning:platform" in s["Condition"]["StringEquals"] for s in stops
+    )
+
+    # The execution role may pull the evaluation image, and only from its repository.
+    (pull,) = [
+        p
+        for p in resources(template, "AWS::IAM::ManagedPolicy").values()
+        if "evaluation image" in p["Properties"].get("Description", "")
+    ]
+    (statement,) = pull["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ]
+    assert "container-assets" in json.dumps(statement["Resource"])
+    assert "Fn::ImportValue" in json.dumps(pull["Properties"]["Roles"])
+    (function,) = [
+        f
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if "EVALUATION_IMAGE_URI" in f["Properties"]["Environment"]["Variables"]
+    ]
+    image = json.dumps(function["Properties"]["Environment"]["Variables"]["EVALUATION_IMAGE_URI"])
+    assert "container-assets" in image
+
+
+def test_state_machine_invokes_the_serving_functions(template: Template) -> None:
+    (policy,) = [
+        p
+        for p in resources(template, "AWS::IAM::ManagedPolicy").values()
+        if "Invoke the orchestration functions" in p["Properties"].get("Description", "")
+    ]
+    invoke = next(
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Sid"] == "InvokeTaskFunctions"
+    )
+    text = json.dumps(invoke["Resource"])
+    assert "function:llm-finetuning-dev-evaluate-candidate" in text
+    assert "function:llm-finetuning-dev-register-model" in text
 
 
 def test_job_table_and_idempotency_table(template: Template) -> None:
@@ -346,7 +426,7 @@ def test_every_bundle_imports_its_handler_alone(synthesized: tuple[Template, Pat
     asset (and the Lambda runtime's packages) on the path."""
     outdir = synthesized[1]
     assets = [d for d in outdir.glob("asset.*") if (d / "index.py").is_file()]
-    assert len(assets) == 15
+    assert len(assets) == 16
     for asset in assets:
         assert not list(asset.rglob("__pycache__")) and not list(asset.rglob("*.so"))
         stub = (asset / "finetuning" / "__init__.py").read_text()

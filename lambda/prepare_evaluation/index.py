@@ -1,4 +1,5 @@
-"""Evaluate: the evaluation hand-off (records training metrics until evaluation plugs in)."""
+"""PrepareEvaluation: record the training metrics and plan the evaluation (see
+finetuning.orchestration.evaluation)."""
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -6,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
-from finetuning.orchestration.evaluation import record_training_metrics
+from finetuning.orchestration.evaluation import plan_evaluation
 from finetuning.orchestration.records import JobTable
 from finetuning.orchestration.workflow import ResultKeys, TaskEvent
 
@@ -22,11 +23,14 @@ CLIENTS = Clients()
 def handler(event: TaskEvent, context: LambdaContext) -> dict:
     state = event.input
     logger.append_keys(job_id=state.job_id)
-    return record_training_metrics(
+    plan = plan_evaluation(
+        state.manifest,
         state.job_id,
-        evaluation_spec=state.manifest.evaluation,
         results=state.result(ResultKeys.RESULTS),
+        serving=state.result(ResultKeys.SERVING),
         env=ENV,
         s3=CLIENTS("s3"),
         table=JobTable(CLIENTS("dynamodb"), ENV.job_table),
     )
+    logger.info("evaluation planned", extra={"route": plan["route"]})
+    return plan

@@ -1,0 +1,61 @@
+"""Container images the platform builds from this repository, as CDK Docker image assets.
+
+``cdk synth`` only stages an image's build context into the cloud assembly; ``cdk deploy``
+(or the pipeline's asset stage) builds it with Docker and pushes it to the bootstrap ECR
+repository. The build context is staged here from an allowlist, not the repository root,
+so synth never walks ``.venv`` or ``node_modules`` and the image's hash changes only when
+what goes into it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from aws_cdk import aws_ecr_assets as ecr_assets
+from constructs import Construct
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STAGING_ROOT = REPO_ROOT / ".cache" / "image-contexts"
+EVALUATION_DOCKERFILE = "containers/evaluation/Dockerfile"
+# What the evaluation image's Dockerfile copies, relative to the repository root.
+EVALUATION_CONTEXT = ("containers/evaluation", "finetuning")
+
+
+def stage_context(paths: tuple[str, ...], root: Path = REPO_ROOT) -> Path:
+    """Copy ``paths`` into a folder named after their content; reuse it when it exists."""
+    digest = hashlib.sha256()
+    files: list[Path] = []
+    for relative in paths:
+        source = root / relative
+        if not source.exists():
+            raise FileNotFoundError(f"cannot stage {source} for an image: it does not exist")
+        candidates = [source] if source.is_file() else sorted(source.rglob("*"))
+        for path in candidates:
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files.append(path)
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
+    target = STAGING_ROOT / digest.hexdigest()[:16]
+    if not target.is_dir():
+        partial = target.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        for path in files:
+            destination = partial / path.relative_to(root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+        partial.rename(target)
+    return target
+
+
+def evaluation_image(scope: Construct, construct_id: str) -> ecr_assets.DockerImageAsset:
+    """The image of the evaluation Processing job (``containers/evaluation/Dockerfile``)."""
+    return ecr_assets.DockerImageAsset(
+        scope,
+        construct_id,
+        directory=str(stage_context(EVALUATION_CONTEXT)),
+        file=EVALUATION_DOCKERFILE,
+        # SageMaker GPU instances are x86_64.
+        platform=ecr_assets.Platform.LINUX_AMD64,
+    )
