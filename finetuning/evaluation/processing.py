@@ -294,9 +294,10 @@ def run(input_dir: Path, output_dir: Path, work_dir: Path) -> dict[str, Any]:
     from finetuning.evaluation.document import write_json_atomic
     from finetuning.evaluation.evaluator import EvaluationSettings, evaluate
     from finetuning.evaluation.report import write_report
+    from finetuning.evaluation.request import S3_URI, EvaluationStepRequest, StepError
     from finetuning.evaluation.runner import RunOptions
     from finetuning.evaluation.samples import read_test_set
-    from finetuning.evaluation.step import S3_URI, EvaluationStepRequest, StepError, step_outcome
+    from finetuning.evaluation.step import step_outcome
     from finetuning.evaluation.targets import LocalModelTarget
 
     # Cheap checks first: nothing is extracted or loaded for a request that cannot run.
