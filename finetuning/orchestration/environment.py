@@ -34,6 +34,7 @@ class Var:
     DEFAULT_INSTANCE_TYPE = "DEFAULT_INSTANCE_TYPE"
     ALLOWED_INSTANCE_FAMILIES = "ALLOWED_INSTANCE_FAMILIES"
     TRAINING_IMAGE_URI = "TRAINING_IMAGE_URI"
+    EVALUATION_IMAGE_URI = "EVALUATION_IMAGE_URI"
     DEFAULT_SERVING_HOURS = "DEFAULT_SERVING_HOURS"
     EXPIRY_WARNING_HOURS = "EXPIRY_WARNING_HOURS"
     THROUGHPUT_MAX_WAIT_MINUTES = "THROUGHPUT_MAX_WAIT_MINUTES"
@@ -136,6 +137,11 @@ class Environment:
     @property
     def training_image_uri(self) -> str:
         return self._get(Var.TRAINING_IMAGE_URI)
+
+    @property
+    def evaluation_image_uri(self) -> str:
+        """The evaluation Processing job's image (containers/evaluation/Dockerfile)."""
+        return self._get(Var.EVALUATION_IMAGE_URI)
 
     @property
     def default_serving_hours(self) -> int:

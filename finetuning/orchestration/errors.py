@@ -50,6 +50,11 @@ class QualityGateFailedError(OrchestrationError):
     """The evaluation step rejected the model."""
 
 
+class EvaluationJobFailedError(OrchestrationError):
+    """The evaluation's SageMaker Processing job ended in Failed or Stopped (an error in the
+    evaluation itself, not a verdict: a failed quality gate is a Completed job)."""
+
+
 # Names the state machine routes on; kept next to the classes so the two never drift.
 RETRYABLE = RetryableServiceError.__name__
 JOB_FAILED = JobFailedError.__name__
