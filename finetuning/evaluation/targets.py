@@ -406,7 +406,17 @@ class LocalModelTarget:
 
     target_type = "local"
 
-    def __init__(self, path: Path, *, device: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: str | None = None,
+        base_model: Path | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        """``base_model`` is the folder an adapter loads on, in place of the adapter's own
+        ``base_model_name_or_path`` (which names the training job's copy, gone by now);
+        ``model_id`` names the model in results and reports (default: the folder)."""
         if not path.is_dir():
             raise TargetError(f"{path}: --local-model is not a directory")
         if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
@@ -414,8 +424,11 @@ class LocalModelTarget:
                 f"{path}: not a model folder: expected config.json (a model) or "
                 "adapter_config.json (a PEFT adapter)"
             )
-        self.model_id = str(path)
+        if base_model is not None and not (base_model / "config.json").is_file():
+            raise TargetError(f"{base_model}: base model folder has no config.json")
+        self.model_id = model_id or str(path)
         self._path = path
+        self._base_model = base_model
         self._device = device
         self._lock = threading.Lock()
         self._model: Any = None
@@ -427,12 +440,24 @@ class LocalModelTarget:
                 f"{self._path}: local evaluation runs text models only; the inputs have images"
             )
 
+    def load(self) -> None:
+        """Load the weights now rather than on the first call, so a model that cannot load
+        fails here, once, instead of as an error on every sample."""
+        with self._lock:
+            if self._model is None:
+                self._load()
+
     def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if (self._path / "adapter_config.json").is_file():
+        if (self._path / "adapter_config.json").is_file() and self._base_model is not None:
+            from peft import PeftModel
+
+            base = AutoModelForCausalLM.from_pretrained(self._base_model)
+            model = PeftModel.from_pretrained(base, self._path)
+        elif (self._path / "adapter_config.json").is_file():
             from peft import AutoPeftModelForCausalLM
 
             model = AutoPeftModelForCausalLM.from_pretrained(self._path)
