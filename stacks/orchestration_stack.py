@@ -486,6 +486,8 @@ class OrchestrationStack(Stack):
                 },
                 Var.EVALUATION_IMAGE_URI: self.evaluation_image.image_uri,
             },
+            # The request model and the container's channel names (pure Python).
+            extra_library=("evaluation",),
         )
         self._table(f, *DYNAMODB_WRITE)
         self._processing_jobs(f, create=True)

@@ -114,7 +114,11 @@ class FineTuningWorkflow(Construct):
         timeout: Duration | None = None,
         wait_for_token: bool = False,
         payload: sfn.TaskInput | None = None,
+        input_path: str | None = None,
     ) -> tasks.LambdaInvoke:
+        """``input_path``: send that part of the state as the payload, as it is (for
+        functions that take their own event shape) instead of the ``{"input": state}``
+        envelope or ``payload``."""
         # A callback task's output is what SendTaskSuccess sends; a plain invocation's is
         # the function's return value (payloadResponseOnly drops the invocation envelope).
         pattern: dict[str, object] = (
@@ -126,7 +130,8 @@ class FineTuningWorkflow(Construct):
             self,
             name,
             lambda_function=self._functions[name],
-            payload=payload or _payload(with_token=wait_for_token),
+            payload=None if input_path else payload or _payload(with_token=wait_for_token),
+            input_path=input_path,
             result_path=f"$.{result_key}",
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(timeout) if timeout else None,
@@ -179,7 +184,7 @@ class FineTuningWorkflow(Construct):
             self._task(
                 States.EVALUATE_BEDROCK,
                 ResultKeys.EVALUATION_RESULT,
-                payload=sfn.TaskInput.from_json_path_at(f"{plan}.request"),
+                input_path=f"{plan}.request",
             )
         )
         evaluate_open = self._catching(

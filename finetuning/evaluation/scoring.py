@@ -102,7 +102,7 @@ def score_results(
     known = [normalize_label(label) for label in labels] if labels else None
     if task is Task.CLASSIFICATION:
         known_labels = sorted(
-            set(known or ()) | {reference_label(r, label_key) for r in references if r}
+            set(known or ()) | {reference_label(r, key) for r in references if r}
         )
         y_true: list[str] = []
         y_pred: list[str] = []
@@ -116,7 +116,7 @@ def score_results(
             if reference is None:
                 result["ground_truth"] = None
                 continue
-            truth = reference_label(reference, label_key)
+            truth = reference_label(reference, key)
             shown = predicted or (ERROR_LABEL if result["status"] != "success" else UNPARSED_LABEL)
             result["ground_truth"] = truth
             result["correct"] = predicted == truth

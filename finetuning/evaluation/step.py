@@ -12,10 +12,11 @@ finishes inside it (about 1-3 seconds per Converse call, ``concurrency`` at a ti
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from finetuning.evaluation.curves import read_loss_curves
+from finetuning.evaluation.curves import CurveError, read_loss_curves
 from finetuning.evaluation.evaluator import EvaluationSettings, evaluate
 from finetuning.evaluation.report import upload_report, write_report
 from finetuning.evaluation.request import (  # noqa: F401 (re-exported: the request's old home)
@@ -28,6 +29,8 @@ from finetuning.evaluation.runner import RunOptions
 from finetuning.evaluation.samples import read_test_set
 from finetuning.evaluation.targets import BedrockConverseTarget
 from finetuning.platform import EVALUATION_REPORTS_PREFIX
+
+LOGGER = logging.getLogger(__name__)
 
 
 def report_prefix(job_name: str) -> str:
@@ -58,7 +61,11 @@ def run_evaluation_step(
         base = BedrockConverseTarget(request.base_model_id, runtime, control_client=control)
     curves = None
     if request.training_metrics_uri:
-        curves = read_loss_curves([request.training_metrics_uri], s3_client=s3)
+        try:
+            curves = read_loss_curves([request.training_metrics_uri], s3_client=s3)
+        except CurveError as exc:
+            # Loss curves illustrate the report; their absence must not cost the verdict.
+            LOGGER.warning("report without loss curves: %s", exc)
     settings = EvaluationSettings(
         params=request.inference,
         run=RunOptions(concurrency=request.concurrency, progress=False),

@@ -104,6 +104,9 @@ def plan_evaluation(
         if not model_uri:
             raise ManifestError(f"job {job_id}: the training job reported no model artifact")
         request["model_id"] = model_uri
+        if spec.compare_with_base:
+            # The container compares with the base weights it gets as its base channel.
+            request["base_model_id"] = manifest.base_model
         registration["model_data_url"] = model_uri
         plan.update(
             route=ROUTE_PROCESSING,

@@ -4,7 +4,7 @@ It runs the definition the stack synthesizes (built here from the same
 ``FineTuningWorkflow`` construct) and calls the real function handlers, so a simulated run
 proves that the states, their payloads, ResultPaths, Retry and Catch rules and the
 handlers fit together. It implements what that definition uses: Lambda tasks (plain and
-``waitForTaskToken`` with a timeout; a payload object or ``Payload.$``), Pass with
+``waitForTaskToken`` with a timeout; Parameters, or the InputPath as it is), Pass with
 ``States.MathAdd``, Choice (``StringEquals``, ``NumericLessThan``, ``BooleanEquals``,
 ``IsPresent``, ``IsBoolean``, ``And``), Wait, Succeed and Fail.
 Time does not pass: Wait states and backoff intervals are recorded, not slept.
@@ -247,19 +247,19 @@ class Interpreter:
     ) -> tuple[dict[str, Any], str]:
         resource = json.dumps(state["Resource"])
         callback = "waitForTaskToken" in resource
-        parameters = state["Parameters"]
+        # No Parameters: the function gets the state (or its InputPath part) as it is.
+        parameters = state.get("Parameters", {})
         function_arn = parameters.get("FunctionName") if "FunctionName" in parameters else resource
         folder = str(function_arn).rsplit(":function:", 1)[1].strip('"')
         payload_template = parameters.get("Payload", parameters)
-        if "Payload.$" in parameters:
-            payload_template = {"Payload.$": parameters["Payload.$"]}
         attempts: dict[int, int] = {}
         while True:
             token = f"token-{next(_tokens)}"
             context = {"$$.Execution.Id": execution_arn, "$$.Task.Token": token}
-            payload = self._parameters(payload_template, data, context)
-            if "Payload.$" in parameters:
-                payload = payload["Payload"]
+            if "Parameters" in state:
+                payload = self._parameters(payload_template, data, context)
+            else:
+                payload = copy.deepcopy(_get(data, state.get("InputPath", "$")))
             try:
                 result = self._handlers[folder](payload)
                 if callback:

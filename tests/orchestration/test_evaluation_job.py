@@ -393,7 +393,8 @@ def test_a_request_that_cannot_run_fails_before_starting_anything(
 
 
 def test_missing_image_setting_names_the_variable(platform: Platform) -> None:
-    env = Environment(platform.environment)  # EVALUATION_IMAGE_URI not set
+    values = {k: v for k, v in platform.environment.items() if k != Var.EVALUATION_IMAGE_URI}
+    env = Environment(values)
     with pytest.raises(ConfigurationError, match="EVALUATION_IMAGE_URI is not set"):
         processing_job_request(JOB_ID, make_plan(), env=env, config_uri=CONFIG_URI)
 

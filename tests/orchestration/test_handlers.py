@@ -319,6 +319,7 @@ def test_prepare_evaluation_plans_a_processing_job_for_open_models(
         "concurrency": 4,
         "quality_gate": {"min": {"field_f1": 0.8}, "max": {}, "min_improvement_over_base": {}},
         "task": "json",
+        "base_model_id": spec["base_model"],
     }
     assert plan["processing"] == {
         "model_data_url": model_uri,

@@ -578,7 +578,8 @@ def test_open_model_is_evaluated_by_a_processing_job_and_registered(
     assert evaluation == [
         States.PREPARE_EVALUATION,
         States.EVALUATION_ROUTE,
-        *[States.EVALUATE_OPEN, States.EVALUATION_DONE, States.WAIT_EVALUATION] * 2,
+        # Started (reported InProgress), then InProgress twice, then Completed.
+        *[States.EVALUATE_OPEN, States.EVALUATION_DONE, States.WAIT_EVALUATION] * 3,
         States.EVALUATE_OPEN,
         States.EVALUATION_DONE,
         States.GATE,
@@ -587,8 +588,8 @@ def test_open_model_is_evaluated_by_a_processing_job_and_registered(
         States.COMPLETE,
         States.SUCCEEDED,
     ]
-    assert outcome.waits == [SETTINGS.evaluation_check_seconds] * 2
-    # Three looks at the job, one job: the start is idempotent.
+    assert outcome.waits == [SETTINGS.evaluation_check_seconds] * 3
+    # Four calls, one job: the start is idempotent.
     (request,) = sagemaker.created
     assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.g5.xlarge"
     assert request["NetworkConfig"]["EnableNetworkIsolation"] is True

@@ -179,7 +179,7 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
     template: Template,
 ) -> None:
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 15
+    assert len(functions) == 16
     roles = set()
     for name, function in functions.items():
         props = function["Properties"]
