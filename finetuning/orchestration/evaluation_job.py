@@ -336,10 +336,12 @@ def ensure_evaluation_job(
     name = processing_job_name(job_id)
     job = describe_job(sagemaker, name)
     if job is None:
+        # Everything is checked before anything is written: a plan that cannot run leaves
+        # no request object behind.
         config = evaluation_config(job_id, plan, env=env)
-        request = processing_job_request(
-            job_id, plan, env=env, config_uri=write_config(job_id, config, env=env, s3=s3)
-        )
+        config_uri = f"s3://{env.evaluation_bucket}/{config_key(job_id)}"
+        request = processing_job_request(job_id, plan, env=env, config_uri=config_uri)
+        write_config(job_id, config, env=env, s3=s3)
         with retryable_errors(f"starting SageMaker Processing job {name}"):
             try:
                 sagemaker.create_processing_job(**request)

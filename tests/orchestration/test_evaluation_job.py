@@ -376,8 +376,9 @@ def test_throttling_is_retryable(env: Environment, sagemaker: Any, platform: Pla
         ),
         (lambda p: p["request"].update(task="poetry"), "task: expected one of"),
         (lambda p: p["request"].pop("job_name"), "job_name"),
+        (lambda p: p["processing"].update(volume_size_gb=0), "volume_size_gb"),
     ],
-    ids=["gate-needs-base", "base-without-weights", "bad-task", "no-job-name"],
+    ids=["gate-needs-base", "base-without-weights", "bad-task", "no-job-name", "volume"],
 )
 def test_a_request_that_cannot_run_fails_before_starting_anything(
     env: Environment, sagemaker: Any, platform: Platform, change, expected: str
