@@ -721,6 +721,10 @@ class OrchestrationStack(Stack):
                     "StringEquals": {
                         f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix,
                         "sagemaker:OutputKmsKey": self._platform_key.key_arn,
+                    },
+                    # Instance types with NVMe storage take no volume key (SageMaker
+                    # encrypts it in hardware), so the key is checked only when sent.
+                    "StringEqualsIfExists": {
                         "sagemaker:VolumeKmsKey": self._platform_key.key_arn,
                     },
                     "ForAllValues:StringEquals": {

@@ -4,10 +4,10 @@
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from finetuning.orchestration.evaluation_job import ensure_evaluation_job
 
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.evaluation_job import ensure_evaluation_job
 from finetuning.orchestration.records import JobTable
 from finetuning.orchestration.workflow import ResultKeys, TaskEvent
 
