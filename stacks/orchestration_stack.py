@@ -492,9 +492,7 @@ class OrchestrationStack(Stack):
         self._table(f, *DYNAMODB_WRITE)
         self._processing_jobs(f, create=True)
         f.adopt(security.grant_pass_sagemaker_role(f.grantee))
-        f.allow(
-            "WriteRequestsReadOutcomes", ["s3:PutObject", "s3:GetObject"], [reports]
-        )
+        f.allow("WriteRequestsReadOutcomes", ["s3:PutObject", "s3:GetObject"], [reports])
         self._platform_key_via(f, "s3", ["kms:Decrypt", "kms:GenerateDataKey"])
         suppress_wildcards(
             f.policy,

@@ -200,15 +200,11 @@ class FineTuningWorkflow(Construct):
         wait_evaluation = sfn.Wait(
             self,
             States.WAIT_EVALUATION,
-            time=sfn.WaitTime.duration(
-                Duration.seconds(self._settings.evaluation_check_seconds)
-            ),
+            time=sfn.WaitTime.duration(Duration.seconds(self._settings.evaluation_check_seconds)),
         )
         registration_requested = (
             sfn.Choice(self, States.REGISTRATION_REQUESTED)
-            .when(
-                sfn.Condition.boolean_equals(f"{plan}.registration.register", True), register
-            )
+            .when(sfn.Condition.boolean_equals(f"{plan}.registration.register", True), register)
             .otherwise(complete)
         )
         register.next(complete)

@@ -101,9 +101,7 @@ def score_results(
     key = label_key or "type"
     known = [normalize_label(label) for label in labels] if labels else None
     if task is Task.CLASSIFICATION:
-        known_labels = sorted(
-            set(known or ()) | {reference_label(r, key) for r in references if r}
-        )
+        known_labels = sorted(set(known or ()) | {reference_label(r, key) for r in references if r})
         y_true: list[str] = []
         y_pred: list[str] = []
         for result, reference in zip(results, references, strict=True):
