@@ -414,23 +414,32 @@ class PipelineStack(Stack):
             ],
         )
         assets = self.pipeline.node.try_find_child("Assets")
-        file_role = assets.node.try_find_child("FileRole") if assets else None
-        if isinstance(file_role, iam.Role):
-            acknowledge_artifact_access(
-                file_role,
-                bucket,
-                write=False,
-                purpose="Asset publishing: one role for every asset project, so it logs to "
-                "/aws/codebuild/*, reports to any report group and starts and watches builds "
-                "of projects created after it; it uploads through the bootstrap "
-                "file-publishing role only.",
-                extra=[
-                    f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:"
-                    "/aws/codebuild/*",
-                    f"arn:{self.partition}:codebuild:{self.region}:{self.account}:report-group/*",
-                    "*",
-                ],
-            )
+        publishing = {
+            "FileRole": "uploads through the bootstrap file-publishing role only",
+            # The evaluation image (containers/evaluation) is built in the Assets stage.
+            "DockerRole": "builds images in a privileged CodeBuild project and pushes them "
+            "through the bootstrap image-publishing role only; ECR's GetAuthorizationToken "
+            "takes no resource",
+        }
+        for role_id, publishes in publishing.items():
+            role = assets.node.try_find_child(role_id) if assets else None
+            if isinstance(role, iam.Role):
+                acknowledge_artifact_access(
+                    role,
+                    bucket,
+                    write=False,
+                    purpose="Asset publishing: one role for every asset project of its kind, "
+                    "so it logs to /aws/codebuild/*, reports to any report group and starts "
+                    "and watches builds of projects created after it; it "
+                    f"{publishes}.",
+                    extra=[
+                        f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:"
+                        "/aws/codebuild/*",
+                        f"arn:{self.partition}:codebuild:{self.region}:{self.account}:"
+                        "report-group/*",
+                        "*",
+                    ],
+                )
         pipeline = self.pipeline.pipeline
         replication = [
             support.replication_bucket.arn_for_objects("*")

@@ -194,7 +194,7 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
         assert props["MemorySize"] >= 256 and props["Timeout"] >= 60
         assert "POWERTOOLS_SERVICE_NAME" in props["Environment"]["Variables"]
         roles.add(json.dumps(props["Role"]))
-    assert len(roles) == 15  # one role per function
+    assert len(roles) == 16  # one role per function
     log_groups = resources(template, "AWS::Logs::LogGroup")
     assert len(log_groups) == 16
     for log_group in log_groups.values():
