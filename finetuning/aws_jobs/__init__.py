@@ -1,0 +1,17 @@
+"""Requests and responses of the AWS jobs that fine-tune a model, shared by every caller.
+
+The library (``finetuning.backends``, behind ``ModelFinetuningService`` and the ``finetune``
+CLI) and the platform's Lambda functions (``finetuning.orchestration``) build their
+CreateModelCustomizationJob and CreateTrainingJob requests here, and read job statuses back
+here, so that the same job gives the same request whichever path starts it.
+
+Standard library only (and ``finetuning.jobs`` / ``finetuning.uris``): the Lambda functions
+bundle this package with Powertools and pydantic alone, so nothing here may import boto3,
+torch, transformers or the sagemaker SDK at module level.
+
+- ``bedrock_customization``: CreateModelCustomizationJob requests, job statuses.
+- ``sagemaker_training``: CreateTrainingJob requests for ``train.py``, job statuses.
+- ``instance_types``: GPUs per instance and instance storage, per SageMaker instance type.
+- ``hyperparameter_values``: how hyperparameter values are written for each service.
+- ``tags``: tag maps to and from the services' key/value lists.
+"""
