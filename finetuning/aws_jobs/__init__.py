@@ -14,4 +14,5 @@ torch, transformers or the sagemaker SDK at module level.
 - ``instance_types``: GPUs per instance and instance storage, per SageMaker instance type.
 - ``hyperparameter_values``: how hyperparameter values are written for each service.
 - ``tags``: tag maps to and from the services' key/value lists.
+- ``source_archives``: the byte-reproducible ``sourcedir.tar.gz`` a training job runs.
 """

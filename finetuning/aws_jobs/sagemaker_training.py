@@ -19,6 +19,7 @@ from typing import Any
 
 from finetuning.aws_jobs.hyperparameter_values import json_encoded, train_argument_value
 from finetuning.aws_jobs.instance_types import has_instance_storage, uses_torchrun
+from finetuning.aws_jobs.source_archives import SOURCE_ARCHIVE_NAME
 from finetuning.aws_jobs.tags import as_key_value_list
 from finetuning.jobs import JobStatus
 from finetuning.uris import is_s3_uri
@@ -33,7 +34,7 @@ MODEL_CHANNEL = "model"
 # CONTAINER_CODE_CHANNEL_SOURCEDIR_PATH in
 # https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/estimator.py
 CODE_CHANNEL = "code"
-CODE_CHANNEL_TARBALL = f"{CHANNEL_ROOT}/{CODE_CHANNEL}/sourcedir.tar.gz"
+CODE_CHANNEL_TARBALL = f"{CHANNEL_ROOT}/{CODE_CHANNEL}/{SOURCE_ARCHIVE_NAME}"
 # Hyperparameters the training toolkit reads, and the Hugging Face estimator's switch for
 # torchrun (LAUNCH_TORCH_DISTRIBUTED_ENV_NAME).
 PROGRAM = "sagemaker_program"

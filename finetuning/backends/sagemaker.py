@@ -14,10 +14,7 @@ https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StopTrainingJob.ht
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,11 @@ from finetuning.aws_jobs.sagemaker_training import (
     training_failure_reason,
     training_job_request,
     training_job_status,
+)
+from finetuning.aws_jobs.source_archives import (
+    SOURCE_ARCHIVE_NAME,
+    is_python_cache,
+    reproducible_tar_gz,
 )
 from finetuning.aws_jobs.tags import as_key_value_list
 from finetuning.backends.base import request_token
@@ -76,7 +78,7 @@ def source_archive(include_requirements: bool = True, root: Path = REPOSITORY_RO
     files: dict[str, bytes] = {}
     for base, prefix in ((scripts, "training_scripts"), (data, "finetuning/data")):
         for path in sorted(base.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            if path.is_file() and not is_python_cache(path.relative_to(base)):
                 files[f"{prefix}/{path.relative_to(base).as_posix()}"] = path.read_bytes()
     # A minimal package marker: train.py needs finetuning.data, not the client library.
     files["finetuning/__init__.py"] = b'"""finetuning.data for the training container."""\n'
@@ -84,17 +86,7 @@ def source_archive(include_requirements: bool = True, root: Path = REPOSITORY_RO
     if include_requirements and requirements.is_file():
         # The toolkit pip-installs requirements.txt from the root of the source directory.
         files["requirements.txt"] = requirements.read_bytes()
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
-    ):
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size = len(files[name])
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(files[name]))
-    return buffer.getvalue()
+    return reproducible_tar_gz({name: files[name] for name in sorted(files)})
 
 
 class SageMakerBackend:
@@ -185,7 +177,7 @@ class SageMakerBackend:
     def upload_code(self, config: FinetuningJobConfig) -> str:
         archive = source_archive(include_requirements=not config.enable_network_isolation)
         digest = hashlib.sha256(archive).hexdigest()[:16]
-        uri = join_s3(config.output_uri, "code", digest, "sourcedir.tar.gz")
+        uri = join_s3(config.output_uri, "code", digest, SOURCE_ARCHIVE_NAME)
         location = parse_s3_uri(uri, "output_uri")
         try:
             self.s3.head_object(Bucket=location.bucket, Key=location.key)
