@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from finetuning.aws_jobs.hyperparameter_values import plain_decimal
 from finetuning.errors import HyperparameterError, InvalidJobConfigError
+from finetuning.orchestration.aws_jobs.hyperparameter_values import plain_decimal
 
 
 @dataclass(frozen=True)

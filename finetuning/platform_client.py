@@ -31,12 +31,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from finetuning.aws_jobs.source_archives import (
+from finetuning.orchestration import aws
+from finetuning.orchestration.aws_jobs.source_archives import (
     SOURCE_ARCHIVE_NAME,
     is_python_cache,
     reproducible_tar_gz,
 )
-from finetuning.orchestration import aws
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import (
     BEDROCK_ONLY,

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from finetuning.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
+from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
 
 # CustomerMetadataProperties keys the registry writes and the deploy function reads.
 META_MODEL_NAME = "model-name"

@@ -14,11 +14,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from finetuning.aws_jobs.bedrock_customization import (
-    CustomizationJobSpec,
-    customization_job_request,
-    customization_job_status,
-)
 from finetuning.backends.base import request_token
 from finetuning.errors import InvalidJobConfigError, JobNotFoundError
 from finetuning.hyperparameters import (
@@ -35,6 +30,11 @@ from finetuning.jobs import (
     FinetuningJobResult,
     JobPage,
     JobStatus,
+)
+from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    CustomizationJobSpec,
+    customization_job_request,
+    customization_job_status,
 )
 from finetuning.uris import check_bedrock_s3_uri
 

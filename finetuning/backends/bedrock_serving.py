@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from finetuning.aws_jobs.tags import as_key_value_list
 from finetuning.backends.base import request_token
 from finetuning.errors import InvalidJobConfigError
 from finetuning.hyperparameters import BEDROCK_FAMILIES, family_for_model
@@ -30,6 +29,7 @@ from finetuning.jobs import (
     ProvisionedThroughputResult,
     check_tags,
 )
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 
 DEPLOYMENT_ARN_MARKER = ":custom-model-deployment/"
 PROVISIONED_ARN_MARKER = ":provisioned-model/"

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from finetuning.aws_jobs.bedrock_customization import (
+from finetuning.orchestration import names, tags
+from finetuning.orchestration.aws import error_code, retryable_errors
+from finetuning.orchestration.aws_jobs.bedrock_customization import (
     CustomizationJobSpec,
     customization_job_request,
     customization_job_status,
 )
-from finetuning.orchestration import names, tags
-from finetuning.orchestration.aws import error_code, retryable_errors
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.manifest import Commitment, JobManifest
 from finetuning.orchestration.state import JobState, finite_metrics

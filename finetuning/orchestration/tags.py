@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime
 
 # The key/value list forms of the services, re-exported for the steps that tag and read tags.
-from finetuning.aws_jobs.tags import as_key_value_list as as_key_value_list
-from finetuning.aws_jobs.tags import from_key_value_list as from_key_value_list
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list as as_key_value_list
+from finetuning.orchestration.aws_jobs.tags import from_key_value_list as from_key_value_list
 from finetuning.orchestration.records import parse_timestamp, timestamp
 
 PLATFORM = "finetuning:platform"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from finetuning.aws_jobs.bedrock_customization import (
+from finetuning.jobs import JobStatus
+from finetuning.orchestration.aws_jobs.bedrock_customization import (
     CustomizationJobSpec,
     customization_job_request,
     customization_job_status,
 )
-from finetuning.jobs import JobStatus
 from tests.aws_jobs.support import assert_valid
 
 ROLE = "arn:aws:iam::123456789012:role/bedrock"

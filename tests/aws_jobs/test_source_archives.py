@@ -6,8 +6,8 @@ import io
 import tarfile
 from pathlib import Path
 
-from finetuning.aws_jobs.source_archives import is_python_cache, reproducible_tar_gz
 from finetuning.backends.sagemaker import source_archive
+from finetuning.orchestration.aws_jobs.source_archives import is_python_cache, reproducible_tar_gz
 from finetuning.platform_client import source_tarball
 
 

@@ -17,12 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetuning.aws_jobs.hyperparameter_values import json_encoded, train_argument_value
-from finetuning.aws_jobs.instance_types import has_instance_storage, uses_torchrun
-from finetuning.aws_jobs.source_archives import SOURCE_ARCHIVE_NAME
-from finetuning.aws_jobs.tags import as_key_value_list
-from finetuning.jobs import JobStatus
-from finetuning.uris import is_s3_uri
+from finetuning.orchestration.aws_jobs.hyperparameter_values import (
+    json_encoded,
+    train_argument_value,
+)
+from finetuning.orchestration.aws_jobs.instance_types import has_instance_storage, uses_torchrun
+from finetuning.orchestration.aws_jobs.job_status import JobStatus
+from finetuning.orchestration.aws_jobs.source_archives import SOURCE_ARCHIVE_NAME
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 
 CODE_DIR = "/opt/ml/code"
 CHANNEL_ROOT = "/opt/ml/input/data"
@@ -139,7 +141,7 @@ def training_job_request(spec: TrainingJobSpec) -> dict[str, Any]:
     channels = [_channel("train", spec.training_data_uri, DATA_CONTENT_TYPE)]
     if spec.validation_data_uri:
         channels.append(_channel("validation", spec.validation_data_uri, DATA_CONTENT_TYPE))
-    if is_s3_uri(spec.base_model):
+    if spec.base_model.startswith("s3://"):
         channels.append(_channel(MODEL_CHANNEL, spec.base_model))
         script_args["model_name_or_path"] = f"{CHANNEL_ROOT}/{MODEL_CHANNEL}"
     else:
