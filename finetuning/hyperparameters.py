@@ -18,10 +18,10 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Literal
 
 from finetuning.errors import HyperparameterError, InvalidJobConfigError
+from finetuning.orchestration.aws_jobs.hyperparameter_values import plain_decimal
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class HyperparameterSpec:
     description: str
 
     def describe(self) -> str:
-        return f"{self.name} ({self.kind.__name__}, {_plain(self.minimum)}-{_plain(self.maximum)})"
+        low, high = plain_decimal(self.minimum), plain_decimal(self.maximum)
+        return f"{self.name} ({self.kind.__name__}, {low}-{high})"
 
 
 @dataclass(frozen=True)
@@ -219,14 +220,8 @@ def check_model_type(model_type: str | None, family: ModelFamily) -> None:
         )
 
 
-def _plain(value: float) -> str:
-    """A number as plain decimal text: 1e-05 -> '0.00001', 2.0 -> '2'."""
-    text = format(Decimal(repr(float(value))).normalize(), "f")
-    return text
-
-
 def _format(value: float, kind: type) -> str:
-    return str(int(value)) if kind is int else _plain(value)
+    return str(int(value)) if kind is int else plain_decimal(value)
 
 
 def _coerce_number(name: str, value: Any, kind: type, source: str) -> float:
@@ -279,7 +274,8 @@ def validate_bedrock_hyperparameters(
         if not spec.minimum <= number <= spec.maximum:
             raise HyperparameterError(
                 f"hyperparameters.{name}",
-                f"{spec.kind.__name__} from {_plain(spec.minimum)} to {_plain(spec.maximum)} for "
+                f"{spec.kind.__name__} from {plain_decimal(spec.minimum)} to "
+                f"{plain_decimal(spec.maximum)} for "
                 f"{family.display_name} (see {family.doc_url})",
                 value,
                 hint=f"from {source}" if source else "",
@@ -394,7 +390,7 @@ def _train_value(argument: TrainArgument, value: Any, where: str, source: str) -
         raise HyperparameterError(where, "true or false", value, hint=source)
     if argument.kind in (int, float):
         number = _coerce_number(where.split(".", 1)[1], value, argument.kind, source)
-        return str(number) if argument.kind is int else _plain(number)
+        return str(number) if argument.kind is int else plain_decimal(number)
     text = str(value)
     if argument.choices and text not in argument.choices:
         raise HyperparameterError(where, f"one of {', '.join(argument.choices)}", value)

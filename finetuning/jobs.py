@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 
 from finetuning.errors import InvalidJobConfigError
 
+# Defined with the status mappings it is the result of; the platform's functions ship it too.
+from finetuning.orchestration.aws_jobs.job_status import JobStatus as JobStatus
+
 
 class Backend(StrEnum):
     """Where a job runs."""
@@ -25,31 +28,6 @@ class Backend(StrEnum):
     BEDROCK = "bedrock"
     SAGEMAKER = "sagemaker"
     LOCAL = "local"
-
-
-class JobStatus(StrEnum):
-    """Backend-neutral job status.
-
-    Bedrock ``InProgress`` maps to ``preprocessing`` while its data validation or processing
-    runs and to ``running`` once training starts; SageMaker secondary statuses map the same way;
-    ``Stopped`` on either maps to ``cancelled``.
-    """
-
-    QUEUED = "queued"
-    PREPROCESSING = "preprocessing"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-    @property
-    def is_active(self) -> bool:
-        return self in (JobStatus.PREPROCESSING, JobStatus.RUNNING, JobStatus.STOPPING)
 
 
 class CommitmentDuration(StrEnum):

@@ -23,11 +23,8 @@ the prefix, ``dynamodb:GetItem``/``Query`` on the job table and its indexes, and
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import os
-import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from finetuning.orchestration import aws
+from finetuning.orchestration.aws_jobs.source_archives import (
+    SOURCE_ARCHIVE_NAME,
+    is_python_cache,
+    reproducible_tar_gz,
+)
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import (
     BEDROCK_ONLY,
@@ -74,7 +76,7 @@ COMMON_FIELDS = (
     "tags",
 )
 CODE_PREFIX = "models/code/"
-SOURCE_TARBALL = "sourcedir.tar.gz"
+SOURCE_TARBALL = SOURCE_ARCHIVE_NAME
 DEFAULT_PROJECT = "llm-finetuning"
 DEFAULT_ENVIRONMENT = "dev"
 PROJECT_VARIABLE = "FINETUNE_PROJECT"
@@ -138,22 +140,12 @@ def manifest_from_job_config(
 def source_tarball(directory: str | os.PathLike[str]) -> bytes:
     """``sourcedir.tar.gz`` of a scripts folder, byte-identical for identical files."""
     root = Path(directory)
-    buffer = io.BytesIO()
-    # gzip stores a timestamp; a fixed one keeps the bytes (and the S3 key) stable.
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
-        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
-    ):
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            relative = path.relative_to(root)
-            if "__pycache__" in relative.parts or path.suffix == ".pyc":
-                continue
-            info = tarfile.TarInfo(str(relative))
-            info.size = path.stat().st_size
-            info.mode = 0o644
-            with path.open("rb") as handle:
-                archive.addfile(info, handle)
-    return buffer.getvalue()
+    files = {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(p for p in root.rglob("*") if p.is_file())
+        if not is_python_cache(path.relative_to(root))
+    }
+    return reproducible_tar_gz(files)
 
 
 def read_manifest_file(path: str | os.PathLike[str]) -> JobManifest:

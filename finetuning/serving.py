@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
+
 # CustomerMetadataProperties keys the registry writes and the deploy function reads.
 META_MODEL_NAME = "model-name"
 META_BACKEND = "backend"
@@ -47,16 +49,6 @@ VARIANT_NAME = "AllTraffic"
 # Captured requests and responses live under models/ in the artifacts bucket, where the
 # SageMaker execution role (security stack) may already write.
 DATA_CAPTURE_PREFIX = "models/data-capture/"
-
-# Instance families whose ML volume is an NVMe instance store, encrypted by the instance's
-# hardware: CreateEndpointConfig refuses a KmsKeyId for them ("You can't request a KmsKeyId
-# when using an instance type with local storage"), see
-# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html and
-# https://docs.aws.amazon.com/sagemaker/latest/dg/model-train-storage-tips-considerations.html
-# (ml.p4d, ml.g4dn, ml.g5) with the EC2 instance-store table for the others.
-INSTANCE_STORE_FAMILIES = frozenset(
-    {"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "m5d", "c5d", "r5d"}
-)
 
 # Default serving images, AWS Deep Learning Containers (account 763104351884), see
 # https://github.com/aws/deep-learning-containers/blob/master/available_images.md

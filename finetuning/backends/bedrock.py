@@ -31,6 +31,11 @@ from finetuning.jobs import (
     JobPage,
     JobStatus,
 )
+from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    CustomizationJobSpec,
+    customization_job_request,
+    customization_job_status,
+)
 from finetuning.uris import check_bedrock_s3_uri
 
 # roleArn: arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+ (max 2048)
@@ -47,12 +52,6 @@ _EXISTS_CODES = ("ResourceInUseException", "ConflictException")
 # ListModelCustomizationJobs maxResults: 1-1000.
 MAX_PAGE_SIZE = 1000
 
-_STATUS = {
-    "Completed": JobStatus.COMPLETED,
-    "Failed": JobStatus.FAILED,
-    "Stopping": JobStatus.STOPPING,
-    "Stopped": JobStatus.CANCELLED,
-}
 _STATUS_EQUALS = {
     JobStatus.PREPROCESSING: "InProgress",
     JobStatus.RUNNING: "InProgress",
@@ -68,10 +67,6 @@ def model_name_for(job_name: str) -> str:
     name = re.sub(r"[^0-9a-zA-Z]+", "-", job_name).strip("-") or "model"
     suffix = "-model"
     return name[: NAME_MAX_LENGTH - len(suffix)].rstrip("-") + suffix
-
-
-def to_tags(tags: dict[str, str] | Any) -> list[dict[str, str]]:
-    return [{"key": key, "value": value} for key, value in sorted(dict(tags).items())]
 
 
 class BedrockBackend:
@@ -138,30 +133,23 @@ class BedrockBackend:
     def build_request(
         self, config: FinetuningJobConfig, hyperparameters: dict[str, str]
     ) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "jobName": config.job_name,
-            "customModelName": config.model_name or model_name_for(config.job_name),
-            "roleArn": config.role_arn,
-            "baseModelIdentifier": config.base_model,
-            "customizationType": config.customization_type,
-            "trainingDataConfig": {"s3Uri": config.training_data_uri},
-            "outputDataConfig": {"s3Uri": config.output_uri},
-            "hyperParameters": hyperparameters,
-        }
-        if config.validation_data_uri:
-            request["validationDataConfig"] = {
-                "validators": [{"s3Uri": config.validation_data_uri}]
-            }
-        if config.kms_key_id:
-            request["customModelKmsKeyId"] = config.kms_key_id
-        if config.tags:
-            request["jobTags"] = to_tags(config.tags)
-            request["customModelTags"] = to_tags(config.tags)
-        if config.subnet_ids:
-            request["vpcConfig"] = {
-                "subnetIds": list(config.subnet_ids),
-                "securityGroupIds": list(config.security_group_ids),
-            }
+        request = customization_job_request(
+            CustomizationJobSpec(
+                job_name=config.job_name,
+                custom_model_name=config.model_name or model_name_for(config.job_name),
+                role_arn=config.role_arn,
+                base_model=config.base_model,
+                customization_type=config.customization_type,
+                training_data_uri=config.training_data_uri,
+                validation_data_uri=config.validation_data_uri,
+                output_uri=config.output_uri,
+                hyperparameters=hyperparameters,
+                kms_key_id=config.kms_key_id,
+                tags=config.tags,
+                subnet_ids=config.subnet_ids,
+                security_group_ids=config.security_group_ids,
+            )
+        )
         request["clientRequestToken"] = config.client_request_token or request_token(request)
         return request
 
@@ -230,20 +218,9 @@ class BedrockBackend:
 
     @staticmethod
     def _status(response: dict[str, Any]) -> JobStatus:
-        raw = response.get("status", "InProgress")
-        if raw in _STATUS:
-            return _STATUS[raw]
-        details = response.get("statusDetails") or {}
-        training = (details.get("trainingDetails") or {}).get("status")
-        if training in ("InProgress", "Completed"):
-            return JobStatus.RUNNING
-        preparing = [
-            (details.get(key) or {}).get("status")
-            for key in ("validationDetails", "dataProcessingDetails")
-        ]
-        if "InProgress" in preparing or (details and training in (None, "NotStarted")):
-            return JobStatus.PREPROCESSING
-        return JobStatus.RUNNING
+        return customization_job_status(
+            response.get("status", "InProgress"), response.get("statusDetails")
+        )
 
     def _result(self, response: dict[str, Any]) -> FinetuningJobResult:
         status = self._status(response)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from finetuning.backends.base import request_token
-from finetuning.backends.bedrock import to_tags
 from finetuning.errors import InvalidJobConfigError
 from finetuning.hyperparameters import BEDROCK_FAMILIES, family_for_model
 from finetuning.jobs import (
@@ -30,6 +29,7 @@ from finetuning.jobs import (
     ProvisionedThroughputResult,
     check_tags,
 )
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 
 DEPLOYMENT_ARN_MARKER = ":custom-model-deployment/"
 PROVISIONED_ARN_MARKER = ":provisioned-model/"
@@ -103,7 +103,7 @@ class BedrockServing:
         if config.commitment_duration is not None:
             request["commitmentDuration"] = str(config.commitment_duration)
         if config.tags:
-            request["tags"] = to_tags(config.tags)
+            request["tags"] = as_key_value_list(config.tags)
         request["clientRequestToken"] = config.client_request_token or request_token(request)
         arn = self.client.create_provisioned_model_throughput(**request)["provisionedModelArn"]
         return ProvisionedThroughputResult(
@@ -154,7 +154,7 @@ class BedrockServing:
         if config.description:
             request["description"] = config.description
         if config.tags:
-            request["tags"] = to_tags(config.tags)
+            request["tags"] = as_key_value_list(config.tags)
         request["clientRequestToken"] = config.client_request_token or request_token(request)
         arn = self.client.create_custom_model_deployment(**request)["customModelDeploymentArn"]
         return CustomModelDeploymentResult(

@@ -14,12 +14,7 @@ https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StopTrainingJob.ht
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import json
-import re
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -38,62 +33,28 @@ from finetuning.jobs import (
     JobPage,
     JobStatus,
 )
+from finetuning.orchestration.aws_jobs.hyperparameter_values import json_decoded
+from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
+from finetuning.orchestration.aws_jobs.sagemaker_training import (
+    FRAMEWORK_PREFIX,
+    MODEL_CHANNEL,
+    TrainingJobSpec,
+    training_failure_reason,
+    training_job_request,
+    training_job_status,
+)
+from finetuning.orchestration.aws_jobs.source_archives import (
+    SOURCE_ARCHIVE_NAME,
+    is_python_cache,
+    reproducible_tar_gz,
+)
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 from finetuning.uris import is_s3_uri, join_s3, parse_s3_uri
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINT = "training_scripts/train.py"
-CODE_DIR = "/opt/ml/code"
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 SPEC_TAG = "finetuning:spec-digest"
-INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
 
-# GPUs per instance, from the SDK's instance_gpu_info.json; torchrun starts one process per GPU.
-# https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/image_uri_config/instance_gpu_info.json
-GPUS_PER_INSTANCE: dict[str, int] = {
-    "ml.p5.48xlarge": 8,
-    "ml.p4d.24xlarge": 8,
-    "ml.p4de.24xlarge": 8,
-    "ml.p3.2xlarge": 1,
-    "ml.p3.8xlarge": 4,
-    "ml.p3.16xlarge": 8,
-    "ml.p3dn.24xlarge": 8,
-    "ml.g4dn.xlarge": 1,
-    "ml.g4dn.2xlarge": 1,
-    "ml.g4dn.4xlarge": 1,
-    "ml.g4dn.8xlarge": 1,
-    "ml.g4dn.16xlarge": 1,
-    "ml.g4dn.12xlarge": 4,
-    "ml.g5.xlarge": 1,
-    "ml.g5.2xlarge": 1,
-    "ml.g5.4xlarge": 1,
-    "ml.g5.8xlarge": 1,
-    "ml.g5.16xlarge": 1,
-    "ml.g5.12xlarge": 4,
-    "ml.g5.24xlarge": 4,
-    "ml.g5.48xlarge": 8,
-}
-
-# Instance families with local NVMe instance storage: their volumes are encrypted by the
-# instance hardware, and CreateTrainingJob rejects a ResourceConfig.VolumeKmsKeyId for them.
-# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
-# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instance-store-volumes.html
-INSTANCE_STORE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
-
-# SecondaryStatus values before the training script runs.
-_PREPARING = {
-    "Starting",
-    "Pending",
-    "LaunchingMLInstances",
-    "PreparingTrainingStack",
-    "Downloading",
-    "DownloadingTrainingImage",
-}
-_STATUS = {
-    "Completed": JobStatus.COMPLETED,
-    "Failed": JobStatus.FAILED,
-    "Stopping": JobStatus.STOPPING,
-    "Stopped": JobStatus.CANCELLED,
-}
 _STATUS_EQUALS = {
     JobStatus.PREPROCESSING: "InProgress",
     JobStatus.RUNNING: "InProgress",
@@ -104,12 +65,6 @@ _STATUS_EQUALS = {
 }
 # ListTrainingJobs MaxResults: 1-100.
 MAX_PAGE_SIZE = 100
-
-
-def uses_torchrun(config: FinetuningJobConfig) -> bool:
-    if config.distributed is not None:
-        return bool(config.distributed)
-    return config.instance_count > 1 or GPUS_PER_INSTANCE.get(config.instance_type or "", 1) > 1
 
 
 def source_archive(include_requirements: bool = True, root: Path = REPOSITORY_ROOT) -> bytes:
@@ -123,7 +78,7 @@ def source_archive(include_requirements: bool = True, root: Path = REPOSITORY_RO
     files: dict[str, bytes] = {}
     for base, prefix in ((scripts, "training_scripts"), (data, "finetuning/data")):
         for path in sorted(base.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            if path.is_file() and not is_python_cache(path.relative_to(base)):
                 files[f"{prefix}/{path.relative_to(base).as_posix()}"] = path.read_bytes()
     # A minimal package marker: train.py needs finetuning.data, not the client library.
     files["finetuning/__init__.py"] = b'"""finetuning.data for the training container."""\n'
@@ -131,17 +86,7 @@ def source_archive(include_requirements: bool = True, root: Path = REPOSITORY_RO
     if include_requirements and requirements.is_file():
         # The toolkit pip-installs requirements.txt from the root of the source directory.
         files["requirements.txt"] = requirements.read_bytes()
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
-    ):
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size = len(files[name])
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(files[name]))
-    return buffer.getvalue()
+    return reproducible_tar_gz({name: files[name] for name in sorted(files)})
 
 
 class SageMakerBackend:
@@ -232,7 +177,7 @@ class SageMakerBackend:
     def upload_code(self, config: FinetuningJobConfig) -> str:
         archive = source_archive(include_requirements=not config.enable_network_isolation)
         digest = hashlib.sha256(archive).hexdigest()[:16]
-        uri = join_s3(config.output_uri, "code", digest, "sourcedir.tar.gz")
+        uri = join_s3(config.output_uri, "code", digest, SOURCE_ARCHIVE_NAME)
         location = parse_s3_uri(uri, "output_uri")
         try:
             self.s3.head_object(Bucket=location.bucket, Key=location.key)
@@ -250,84 +195,43 @@ class SageMakerBackend:
     def build_request(
         self, config: FinetuningJobConfig, hyperparameters: dict[str, str], code_uri: str
     ) -> dict[str, Any]:
-        from training_scripts.metric_definitions import METRIC_DEFINITIONS
-
-        script_args = dict(hyperparameters)
-        script_args["method"] = config.method
-        channels = [_channel("train", config.training_data_uri)]
-        if config.validation_data_uri:
-            channels.append(_channel("validation", config.validation_data_uri))
-        if is_s3_uri(config.base_model):
-            # train.py defaults --model_name_or_path to SM_CHANNEL_MODEL.
-            channels.append(_channel("model", config.base_model, content_type=None))
-        else:
-            script_args["model_name_or_path"] = config.base_model
-        framework = {
-            "sagemaker_program": ENTRY_POINT,
-            "sagemaker_submit_directory": code_uri,
-            "sagemaker_region": self.region,
-            "sagemaker_container_log_level": 20,
-            "sagemaker_job_name": config.job_name,
-        }
-        if uses_torchrun(config):
-            framework["sagemaker_torch_distributed_enabled"] = True
-            framework["sagemaker_instance_type"] = config.instance_type
-        # Script-mode hyperparameters are JSON values; the toolkit decodes them.
-        encoded = {key: json.dumps(value) for key, value in {**script_args, **framework}.items()}
-        resources: dict[str, Any] = {
-            "InstanceType": config.instance_type,
-            "InstanceCount": config.instance_count,
-            "VolumeSizeInGB": config.volume_size_gb,
-        }
-        family = INSTANCE_TYPE.match(config.instance_type)["family"]
-        if config.kms_key_id and family not in INSTANCE_STORE_FAMILIES:
-            resources["VolumeKmsKeyId"] = config.kms_key_id
-        output: dict[str, Any] = {"S3OutputPath": config.output_uri}
-        if config.kms_key_id:
-            output["KmsKeyId"] = config.kms_key_id
-        stopping: dict[str, Any] = {"MaxRuntimeInSeconds": config.max_run_seconds}
-        environment = {"PYTHONPATH": CODE_DIR}
-        if config.enable_network_isolation:
-            environment["HF_HUB_OFFLINE"] = "1"
-        request: dict[str, Any] = {
-            "TrainingJobName": config.job_name,
-            "RoleArn": config.role_arn,
-            "AlgorithmSpecification": {
-                "TrainingImage": config.image_uri or training_image_uri(self.region),
-                "TrainingInputMode": "File",
-                "MetricDefinitions": list(METRIC_DEFINITIONS),
-                "EnableSageMakerMetricsTimeSeries": True,
-            },
-            "HyperParameters": encoded,
-            "InputDataConfig": channels,
-            "OutputDataConfig": output,
-            "ResourceConfig": resources,
-            "StoppingCondition": stopping,
-            "EnableNetworkIsolation": config.enable_network_isolation,
-            "EnableInterContainerTrafficEncryption": True,
-            "EnableManagedSpotTraining": config.use_spot_instances,
-            "Environment": environment,
-        }
-        if config.use_spot_instances:
-            stopping["MaxWaitTimeInSeconds"] = config.max_wait_seconds or 2 * config.max_run_seconds
         checkpoint_uri = config.checkpoint_uri or (
             join_s3(config.output_uri, config.job_name, "checkpoints")
             if config.use_spot_instances
             else None
         )
-        if checkpoint_uri:
-            # Spot interruptions resume from here: SageMaker syncs /opt/ml/checkpoints both ways.
-            request["CheckpointConfig"] = {
-                "S3Uri": checkpoint_uri,
-                "LocalPath": CHECKPOINT_LOCAL_PATH,
-            }
-        if config.subnet_ids:
-            request["VpcConfig"] = {
-                "SecurityGroupIds": list(config.security_group_ids),
-                "Subnets": list(config.subnet_ids),
-            }
+        request = training_job_request(
+            TrainingJobSpec(
+                job_name=config.job_name,
+                role_arn=config.role_arn,
+                region=self.region,
+                image_uri=config.image_uri or training_image_uri(self.region),
+                code_uri=code_uri,
+                entry_point=ENTRY_POINT,
+                base_model=config.base_model,
+                training_data_uri=config.training_data_uri,
+                validation_data_uri=config.validation_data_uri,
+                output_uri=config.output_uri,
+                method=config.method,
+                hyperparameters=hyperparameters,
+                instance_type=config.instance_type,
+                instance_count=config.instance_count,
+                volume_size_gb=config.volume_size_gb,
+                distributed=config.distributed,
+                max_run_seconds=config.max_run_seconds,
+                use_spot_instances=config.use_spot_instances,
+                max_wait_seconds=config.max_wait_seconds or 2 * config.max_run_seconds,
+                checkpoint_uri=checkpoint_uri,
+                kms_key_id=config.kms_key_id,
+                subnet_ids=config.subnet_ids,
+                security_group_ids=config.security_group_ids,
+                enable_network_isolation=config.enable_network_isolation,
+            )
+        )
+        # CreateTrainingJob has no client token: a digest of the request, kept as a tag, tells
+        # a retry of this spec from another job under the same name.
         tags = {**dict(config.tags), SPEC_TAG: request_token(request)}
-        request["Tags"] = [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+        request["Tags"] = as_key_value_list(tags, "Key", "Value")
         return request
 
     def create(
@@ -415,19 +319,16 @@ class SageMakerBackend:
 
     @staticmethod
     def _status(response: dict[str, Any]) -> JobStatus:
-        raw = response.get("TrainingJobStatus", "InProgress")
-        if raw in _STATUS:
-            return _STATUS[raw]
-        if response.get("SecondaryStatus") in _PREPARING:
-            return JobStatus.PREPROCESSING
-        return JobStatus.RUNNING
+        return training_job_status(
+            response.get("TrainingJobStatus", "InProgress"), response.get("SecondaryStatus")
+        )
 
     def _result(self, response: dict[str, Any]) -> FinetuningJobResult:
         status = self._status(response)
         hyperparameters = {
-            key: _decode(value)
+            key: json_decoded(value)
             for key, value in (response.get("HyperParameters") or {}).items()
-            if not key.startswith("sagemaker_")
+            if not key.startswith(FRAMEWORK_PREFIX)
         }
         channels = {
             channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
@@ -443,11 +344,19 @@ class SageMakerBackend:
             status=status,
             backend=Backend.SAGEMAKER,
             model_id=(response.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
-            base_model=hyperparameters.get("model_name_or_path") or channels.get("model"),
+            base_model=channels.get(MODEL_CHANNEL) or hyperparameters.get("model_name_or_path"),
             creation_time=response.get("CreationTime"),
             last_modified_time=response.get("LastModifiedTime"),
             end_time=response.get("TrainingEndTime"),
-            failure_reason=response.get("FailureReason") if status is JobStatus.FAILED else None,
+            failure_reason=(
+                training_failure_reason(
+                    response.get("TrainingJobStatus", ""),
+                    response.get("SecondaryStatus"),
+                    response.get("FailureReason"),
+                )
+                if status is JobStatus.FAILED
+                else None
+            ),
             output_uri=(response.get("OutputDataConfig") or {}).get("S3OutputPath"),
             training_data_uri=channels.get("train"),
             validation_data_uri=channels.get("validation"),
@@ -456,28 +365,3 @@ class SageMakerBackend:
             validation_metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
             backend_status=response.get("SecondaryStatus") or response.get("TrainingJobStatus"),
         )
-
-
-def _channel(name: str, uri: str, content_type: str | None = "application/jsonlines") -> dict:
-    channel: dict[str, Any] = {
-        "ChannelName": name,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": uri,
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-        "InputMode": "File",
-    }
-    if content_type:
-        channel["ContentType"] = content_type
-    return channel
-
-
-def _decode(value: str) -> str:
-    try:
-        decoded = json.loads(value)
-    except ValueError:
-        return value
-    return decoded if isinstance(decoded, str) else json.dumps(decoded)

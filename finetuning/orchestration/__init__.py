@@ -12,6 +12,9 @@ cheap to load in a function and easy to test.
 - ``registration``, ``validation``, ``launch``, ``waiting``, ``results``, ``evaluation``,
   ``serving``, ``completion``, ``failures``: one step of the workflow each.
 - ``cleanup``: the scheduled expiry of serving resources.
-- ``bedrock``, ``sagemaker``: requests and responses of the two backends.
+- ``bedrock``, ``sagemaker``: starting, describing and stopping jobs of the two backends.
+- ``aws_jobs``: the CreateModelCustomizationJob and CreateTrainingJob request builders and
+  status mappings, shared with the library's backends (``finetuning.backends``), and
+  ``JobStatus``; here so that every function's bundle ships them.
 - ``notifications``, ``cost``, ``tags``, ``aws``, ``clients``, ``environment``, ``errors``.
 """

@@ -15,34 +15,19 @@ from typing import Any
 
 from finetuning.orchestration import names, tags
 from finetuning.orchestration.aws import error_code, retryable_errors
+from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    CustomizationJobSpec,
+    customization_job_request,
+    customization_job_status,
+)
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.manifest import Commitment, JobManifest
-from finetuning.orchestration.records import JobStatus
 from finetuning.orchestration.state import JobState, finite_metrics
+from finetuning.platform import FINAL_MODELS_PREFIX
 
-FINAL_MODELS_PREFIX = "models/final/"
-# GetModelCustomizationJob status -> platform status; InProgress is split on
-# statusDetails.trainingDetails (validation and data processing come first).
-_STATUS = {
-    "Completed": JobStatus.COMPLETED,
-    "Failed": JobStatus.FAILED,
-    "Stopping": JobStatus.STOPPING,
-    "Stopped": JobStatus.CANCELLED,
-}
-_TRAINING_STARTED = ("InProgress", "Completed")
 # GetProvisionedModelThroughput status values: Creating | InService | Updating | Failed.
 THROUGHPUT_IN_SERVICE = "InService"
 THROUGHPUT_FAILED = "Failed"
-
-
-def format_hyperparameter(value: Any) -> str:
-    """Bedrock takes hyperparameters as strings: ``2``, ``0.00001``, ``true``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        text = f"{value:.12f}".rstrip("0").rstrip(".")
-        return text if text not in ("", "-0") else "0"
-    return str(value)
 
 
 def output_uri(manifest: JobManifest, env: Environment, job_id: str) -> str:
@@ -52,32 +37,24 @@ def output_uri(manifest: JobManifest, env: Environment, job_id: str) -> str:
 
 def customization_request(manifest: JobManifest, job_id: str, env: Environment) -> dict[str, Any]:
     """CreateModelCustomizationJob arguments; ``clientRequestToken`` makes retries safe."""
-    job_tags = tags.as_key_value_list(
-        tags.platform_tags(env.resource_prefix, job_id, manifest.tags)
+    return customization_job_request(
+        CustomizationJobSpec(
+            job_name=job_id,
+            custom_model_name=manifest.model_name or job_id,
+            role_arn=env.bedrock_role_arn,
+            client_request_token=job_id,
+            base_model=manifest.base_model,
+            customization_type=manifest.customization_type,
+            kms_key_id=env.platform_key_arn,
+            tags=tags.platform_tags(env.resource_prefix, job_id, manifest.tags),
+            training_data_uri=manifest.training_data_uri,
+            validation_data_uri=manifest.validation_data_uri,
+            output_uri=output_uri(manifest, env, job_id),
+            hyperparameters=manifest.hyperparameters,
+            subnet_ids=env.subnet_ids,
+            security_group_ids=env.security_group_ids,
+        )
     )
-    request: dict[str, Any] = {
-        "jobName": job_id,
-        "customModelName": manifest.model_name or job_id,
-        "roleArn": env.bedrock_role_arn,
-        "clientRequestToken": job_id,
-        "baseModelIdentifier": manifest.base_model,
-        "customizationType": manifest.customization_type,
-        "customModelKmsKeyId": env.platform_key_arn,
-        "jobTags": job_tags,
-        "customModelTags": job_tags,
-        "trainingDataConfig": {"s3Uri": manifest.training_data_uri},
-        "outputDataConfig": {"s3Uri": output_uri(manifest, env, job_id)},
-        "hyperParameters": {
-            name: format_hyperparameter(value) for name, value in manifest.hyperparameters.items()
-        },
-        "vpcConfig": {
-            "subnetIds": env.subnet_ids,
-            "securityGroupIds": env.security_group_ids,
-        },
-    }
-    if manifest.validation_data_uri:
-        request["validationDataConfig"] = {"validators": [{"s3Uri": manifest.validation_data_uri}]}
-    return request
 
 
 def start(client: Any, request: Mapping[str, Any]) -> str:
@@ -91,13 +68,6 @@ def start(client: Any, request: Mapping[str, Any]) -> str:
                 raise
             existing = client.get_model_customization_job(jobIdentifier=name)
             return existing["jobArn"]
-
-
-def status_of(status: str, details: Mapping[str, Any] | None = None) -> JobStatus:
-    if status in _STATUS:
-        return _STATUS[status]
-    training = ((details or {}).get("trainingDetails") or {}).get("status")
-    return JobStatus.RUNNING if training in _TRAINING_STARTED else JobStatus.PREPROCESSING
 
 
 def describe(client: Any, job_name: str) -> JobState:
@@ -124,7 +94,7 @@ def describe(client: Any, job_name: str) -> JobState:
         usage["duration_seconds"] = int((job["endTime"] - job["creationTime"]).total_seconds())
     return JobState(
         job_name=job.get("jobName", job_name),
-        status=status_of(job["status"], job.get("statusDetails")),
+        status=customization_job_status(job["status"], job.get("statusDetails")),
         backend_status=job["status"],
         failure_reason=job.get("failureMessage"),
         job_arn=job.get("jobArn"),

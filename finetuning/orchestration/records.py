@@ -21,26 +21,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from finetuning.orchestration.aws_jobs.job_status import JobStatus
+
 RECORD_TYPE = "job"
 STATUS_INDEX = "by-status"
 CREATED_INDEX = "by-created"
 MAX_PAGE = 100
-
-
-class JobStatus(StrEnum):
-    """Backend-neutral status (the values of ``finetuning.JobStatus``)."""
-
-    QUEUED = "queued"
-    PREPROCESSING = "preprocessing"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
 
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})

@@ -3,7 +3,8 @@
 Every platform job runs in the training subnets with network isolation, inter-container
 traffic encryption, the platform key on output (and on the volume where the instance has
 an EBS volume), managed spot capacity with checkpoints in S3 unless the spec turns spot off.
-Request fields: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
+The request itself is built by :mod:`finetuning.orchestration.aws_jobs.sagemaker_training`, as the
+library's is.
 """
 
 from __future__ import annotations
@@ -13,79 +14,24 @@ from typing import Any
 
 from finetuning.orchestration import tags
 from finetuning.orchestration.aws import error_code, retryable_errors
+from finetuning.orchestration.aws_jobs.instance_types import instance_family
+from finetuning.orchestration.aws_jobs.sagemaker_training import (
+    TrainingJobSpec,
+    training_failure_reason,
+    training_job_request,
+    training_job_status,
+)
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import JobManifest
-from finetuning.orchestration.records import JobStatus
 from finetuning.orchestration.state import JobState, finite_metrics
+from finetuning.platform import FINAL_MODELS_PREFIX
 
-FINAL_MODELS_PREFIX = "models/final/"
 CHECKPOINTS_PREFIX = "models/checkpoints/"
-CHANNEL_ROOT = "/opt/ml/input/data"
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-# With network isolation the container cannot fetch its code from S3, so (as the SageMaker
-# Python SDK does) the source tarball arrives as a "code" input channel, see
-# CONTAINER_CODE_CHANNEL_SOURCEDIR_PATH in
-# https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/estimator.py
-CODE_CHANNEL = "code"
-CODE_CHANNEL_TARBALL = f"{CHANNEL_ROOT}/{CODE_CHANNEL}/sourcedir.tar.gz"
-# Hyperparameters the SageMaker training toolkit reads (script mode), and the HuggingFace
-# estimator's switch for torchrun (LAUNCH_TORCH_DISTRIBUTED_ENV_NAME), see
-# https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/huggingface/estimator.py
-PROGRAM = "sagemaker_program"
-SUBMIT_DIRECTORY = "sagemaker_submit_directory"
-REGION = "sagemaker_region"
-LOG_LEVEL = "sagemaker_container_log_level"
-TORCH_DISTRIBUTED = "sagemaker_torch_distributed_enabled"
-INSTANCE_TYPE = "sagemaker_instance_type"
-# Families with instance storage and no EBS volume take neither VolumeKmsKeyId nor a volume
-# size (the SDK's volume_size_supported: any family with a "d", and g5), see
-# https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/utils.py
-_MULTI_GPU_SIZES = ("12xlarge", "24xlarge", "48xlarge")
-# InProgress secondary statuses that come before the training script runs.
-_PREPARING = frozenset(
-    {
-        "Starting",
-        "Pending",
-        "LaunchingMLInstances",
-        "PreparingTrainingStack",
-        "Downloading",
-        "DownloadingTrainingImage",
-    }
-)
-_LIMIT_EXCEEDED = frozenset({"MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
-
-
-def has_ebs_volume(instance_type: str) -> bool:
-    family = instance_type.split(".")[1]
-    return "d" not in family and not family.startswith("g5")
-
-
-def is_distributed(instance_type: str, instance_count: int) -> bool:
-    return instance_count > 1 or instance_type.rsplit(".", 1)[-1] in _MULTI_GPU_SIZES
-
-
-def format_hyperparameter(value: Any) -> str:
-    """train.py parses ``--name value``; booleans arrive as ``True``/``False``."""
-    return str(value)
-
-
-def _channel(name: str, uri: str) -> dict[str, Any]:
-    return {
-        "ChannelName": name,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": uri,
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-        "InputMode": "File",
-    }
 
 
 def check_instance_type(instance_type: str, allowed_families: Sequence[str]) -> None:
-    family = instance_type.split(".")[1]
+    family = instance_family(instance_type)
     if family not in allowed_families:
         raise ManifestError(
             f"instance_type: {instance_type!r} is in family {family!r}; this platform allows "
@@ -102,77 +48,43 @@ def training_request(
 ) -> dict[str, Any]:
     """CreateTrainingJob arguments for train.py in script mode; metric definitions default
     to the regexes of the log lines train.py prints (training_scripts.metric_definitions)."""
-    if metric_definitions is None:
-        from training_scripts.metric_definitions import METRIC_DEFINITIONS
-
-        metric_definitions = METRIC_DEFINITIONS
     assert manifest.source_dir_uri is not None  # the manifest requires it for sagemaker
     instance_type = manifest.instance_type or env.default_instance_type
     check_instance_type(instance_type, env.allowed_instance_families)
-    hyperparameters: dict[str, str] = {
-        name: format_hyperparameter(value) for name, value in manifest.hyperparameters.items()
-    }
-    hyperparameters.update(
-        {
-            PROGRAM: manifest.entry_point,
-            SUBMIT_DIRECTORY: CODE_CHANNEL_TARBALL,
-            REGION: env.region,
-            LOG_LEVEL: "20",
-            "model_name_or_path": f"{CHANNEL_ROOT}/model",
-            "method": manifest.method,
-        }
+    return training_job_request(
+        TrainingJobSpec(
+            job_name=job_id,
+            role_arn=env.sagemaker_role_arn,
+            region=env.region,
+            image_uri=manifest.image_uri or env.training_image_uri,
+            code_uri=manifest.source_dir_uri,
+            entry_point=manifest.entry_point,
+            base_model=manifest.base_model,
+            training_data_uri=manifest.training_data_uri,
+            validation_data_uri=manifest.validation_data_uri,
+            output_uri=manifest.output_uri or f"s3://{env.artifacts_bucket}/{FINAL_MODELS_PREFIX}",
+            method=manifest.method,
+            hyperparameters=manifest.hyperparameters,
+            instance_type=instance_type,
+            instance_count=manifest.instance_count,
+            volume_size_gb=manifest.volume_size_gb,
+            max_run_seconds=manifest.max_run_seconds,
+            use_spot_instances=manifest.use_spot_instances,
+            max_wait_seconds=manifest.wait_seconds,
+            # Spot capacity can be reclaimed; train.py resumes from the newest checkpoint.
+            checkpoint_uri=(
+                f"s3://{env.artifacts_bucket}/{CHECKPOINTS_PREFIX}{job_id}/"
+                if manifest.use_spot_instances
+                else None
+            ),
+            kms_key_id=env.platform_key_arn,
+            subnet_ids=env.subnet_ids,
+            security_group_ids=env.security_group_ids,
+            enable_network_isolation=True,
+            tags=tags.platform_tags(env.resource_prefix, job_id, manifest.tags),
+            metric_definitions=metric_definitions,
+        )
     )
-    if is_distributed(instance_type, manifest.instance_count):
-        hyperparameters[TORCH_DISTRIBUTED] = "true"
-        hyperparameters[INSTANCE_TYPE] = instance_type
-    channels = [
-        _channel("train", manifest.training_data_uri),
-        _channel("model", manifest.base_model),
-        _channel(CODE_CHANNEL, manifest.source_dir_uri),
-    ]
-    if manifest.validation_data_uri:
-        channels.insert(1, _channel("validation", manifest.validation_data_uri))
-    resources: dict[str, Any] = {
-        "InstanceType": instance_type,
-        "InstanceCount": manifest.instance_count,
-        "VolumeSizeInGB": manifest.volume_size_gb,
-    }
-    if has_ebs_volume(instance_type):
-        resources["VolumeKmsKeyId"] = env.platform_key_arn
-    output = manifest.output_uri or f"s3://{env.artifacts_bucket}/{FINAL_MODELS_PREFIX}"
-    stopping: dict[str, int] = {"MaxRuntimeInSeconds": manifest.max_run_seconds}
-    request: dict[str, Any] = {
-        "TrainingJobName": job_id,
-        "AlgorithmSpecification": {
-            "TrainingImage": manifest.image_uri or env.training_image_uri,
-            "TrainingInputMode": "File",
-            "MetricDefinitions": [dict(d) for d in metric_definitions],
-        },
-        "RoleArn": env.sagemaker_role_arn,
-        "HyperParameters": hyperparameters,
-        "InputDataConfig": channels,
-        "OutputDataConfig": {"S3OutputPath": output, "KmsKeyId": env.platform_key_arn},
-        "ResourceConfig": resources,
-        "VpcConfig": {
-            "SecurityGroupIds": env.security_group_ids,
-            "Subnets": env.subnet_ids,
-        },
-        "StoppingCondition": stopping,
-        "EnableNetworkIsolation": True,
-        "EnableInterContainerTrafficEncryption": True,
-        "EnableManagedSpotTraining": manifest.use_spot_instances,
-        "Tags": tags.as_key_value_list(
-            tags.platform_tags(env.resource_prefix, job_id, manifest.tags), "Key", "Value"
-        ),
-    }
-    if manifest.use_spot_instances:
-        # Spot capacity can be reclaimed; train.py resumes from the newest checkpoint.
-        stopping["MaxWaitTimeInSeconds"] = manifest.wait_seconds
-        request["CheckpointConfig"] = {
-            "S3Uri": f"s3://{env.artifacts_bucket}/{CHECKPOINTS_PREFIX}{job_id}/",
-            "LocalPath": CHECKPOINT_LOCAL_PATH,
-        }
-    return request
 
 
 def start(client: Any, request: Mapping[str, Any]) -> str:
@@ -189,27 +101,6 @@ def start(client: Any, request: Mapping[str, Any]) -> str:
             if not duplicate:
                 raise
             return client.describe_training_job(TrainingJobName=name)["TrainingJobArn"]
-
-
-def status_of(status: str, secondary: str | None) -> JobStatus:
-    if status == "InProgress":
-        return JobStatus.PREPROCESSING if secondary in _PREPARING else JobStatus.RUNNING
-    if status == "Stopped" and secondary in _LIMIT_EXCEEDED:
-        return JobStatus.FAILED
-    return {
-        "Completed": JobStatus.COMPLETED,
-        "Failed": JobStatus.FAILED,
-        "Stopping": JobStatus.STOPPING,
-        "Stopped": JobStatus.CANCELLED,
-    }.get(status, JobStatus.RUNNING)
-
-
-def failure_reason(status: str, secondary: str | None, reason: str | None) -> str | None:
-    if reason:
-        return reason
-    if status == "Stopped" and secondary in _LIMIT_EXCEEDED:
-        return f"SageMaker stopped the job: {secondary}"
-    return None
 
 
 def describe(client: Any, job_name: str) -> JobState:
@@ -242,9 +133,9 @@ def describe(client: Any, job_name: str) -> JobState:
     }
     return JobState(
         job_name=job_name,
-        status=status_of(status, secondary),
+        status=training_job_status(status, secondary),
         backend_status=status if not secondary else f"{status}/{secondary}",
-        failure_reason=failure_reason(status, secondary, job.get("FailureReason")),
+        failure_reason=training_failure_reason(status, secondary, job.get("FailureReason")),
         job_arn=job.get("TrainingJobArn"),
         metrics=finite_metrics(metrics),
         artifacts=artifacts,

@@ -9,10 +9,12 @@ the serving work) join the cleanup by carrying the same tags.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
+# The key/value list forms of the services, re-exported for the steps that tag and read tags.
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list as as_key_value_list
+from finetuning.orchestration.aws_jobs.tags import from_key_value_list as from_key_value_list
 from finetuning.orchestration.records import parse_timestamp, timestamp
 
 PLATFORM = "finetuning:platform"
@@ -42,19 +44,6 @@ def serving_tags(
     if keep:
         tags[KEEP] = KEEP_VALUE
     return tags
-
-
-def as_key_value_list(tags: Mapping[str, str], key: str = "key", value: str = "value") -> list:
-    """Bedrock wants ``[{"key", "value"}]``, SageMaker ``[{"Key", "Value"}]``."""
-    return [{key: k, value: v} for k, v in sorted(tags.items())]
-
-
-def from_key_value_list(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    result = {}
-    for item in items:
-        key = item.get("key", item.get("Key"))
-        result[str(key)] = str(item.get("value", item.get("Value", "")))
-    return result
 
 
 def expiry_of(tags: Mapping[str, str]) -> datetime | None:

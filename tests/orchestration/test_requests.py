@@ -3,6 +3,7 @@ and the platform's security defaults asserted field by field."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import botocore.session
@@ -10,7 +11,13 @@ import pytest
 from botocore.validate import ParamValidator
 
 from finetuning.orchestration import bedrock, sagemaker, tags
-from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.aws_jobs.bedrock_customization import customization_job_status
+from finetuning.orchestration.aws_jobs.hyperparameter_values import bedrock_value
+from finetuning.orchestration.aws_jobs.sagemaker_training import (
+    training_failure_reason,
+    training_job_status,
+)
+from finetuning.orchestration.environment import Environment, Var
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import Commitment, parse_manifest
 from finetuning.orchestration.records import JobStatus
@@ -70,7 +77,7 @@ def test_bedrock_customization_request() -> None:
     ("value", "expected"), [(2, "2"), (1e-05, "0.00001"), (0.5, "0.5"), (True, "true"), ("x", "x")]
 )
 def test_bedrock_hyperparameters_are_plain_strings(value: object, expected: str) -> None:
-    assert bedrock.format_hyperparameter(value) == expected
+    assert bedrock_value(value) == expected
 
 
 def test_sagemaker_training_request_defaults_are_secure() -> None:
@@ -108,7 +115,9 @@ def test_sagemaker_training_request_defaults_are_secure() -> None:
         "model": manifest.base_model,
         "code": manifest.source_dir_uri,
     }
-    hyper = request["HyperParameters"]
+    # Script-mode values are JSON, as the SageMaker SDK encodes them and the toolkit decodes.
+    assert request["HyperParameters"]["num_train_epochs"] == '"1"'
+    hyper = {name: json.loads(value) for name, value in request["HyperParameters"].items()}
     assert hyper["sagemaker_program"] == "train.py"
     assert hyper["sagemaker_submit_directory"] == "/opt/ml/input/data/code/sourcedir.tar.gz"
     assert hyper["model_name_or_path"] == "/opt/ml/input/data/model"
@@ -118,28 +127,42 @@ def test_sagemaker_training_request_defaults_are_secure() -> None:
 
 
 def test_sagemaker_request_on_demand_multi_node_with_ebs() -> None:
+    # p3 (not p3dn) has EBS volumes only: the volume takes the platform key.
+    env = Environment({**function_environment(), Var.ALLOWED_INSTANCE_FAMILIES: "g5,g6,p3"})
     manifest = parse_manifest(
         sagemaker_manifest(
-            instance_type="ml.g6.12xlarge",
+            instance_type="ml.p3.8xlarge",
             instance_count=2,
             use_spot_instances=False,
             validation_data_uri=sagemaker_manifest()["training_data_uri"].replace("train", "val"),
         )
     )
-    request = sagemaker.training_request(manifest, manifest.job_id, ENV)
+    request = sagemaker.training_request(manifest, manifest.job_id, env)
     assert_valid("sagemaker", "CreateTrainingJob", request)
     assert request["EnableManagedSpotTraining"] is False
     assert "CheckpointConfig" not in request
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
     assert request["ResourceConfig"]["VolumeKmsKeyId"] == KEY_ARN
     assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
-    assert request["HyperParameters"]["sagemaker_instance_type"] == "ml.g6.12xlarge"
+    assert request["HyperParameters"]["sagemaker_instance_type"] == '"ml.p3.8xlarge"'
     assert [c["ChannelName"] for c in request["InputDataConfig"]] == [
         "train",
         "validation",
         "model",
         "code",
     ]
+
+
+def test_sagemaker_g6_has_instance_storage_and_takes_no_volume_key() -> None:
+    """g6 instances have local NVMe storage (EC2 instance-store table): CreateTrainingJob
+    refuses a VolumeKmsKeyId for them."""
+    manifest = parse_manifest(sagemaker_manifest(instance_type="ml.g6.12xlarge"))
+    request = sagemaker.training_request(manifest, manifest.job_id, ENV)
+    assert_valid("sagemaker", "CreateTrainingJob", request)
+    assert "VolumeKmsKeyId" not in request["ResourceConfig"]
+    assert request["OutputDataConfig"]["KmsKeyId"] == KEY_ARN
+    # Four GPUs on one instance: torchrun.
+    assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
 
 
 def test_sagemaker_refuses_instance_families_the_settings_do_not_allow() -> None:
@@ -176,7 +199,9 @@ def test_throughput_request_has_no_commitment_unless_asked() -> None:
 @pytest.mark.parametrize(
     ("status", "training", "expected"),
     [
-        ("InProgress", None, JobStatus.PREPROCESSING),
+        # No statusDetails (optional in the response): nothing says it is still preparing.
+        ("InProgress", None, JobStatus.RUNNING),
+        ("InProgress", "NotStarted", JobStatus.PREPROCESSING),
         ("InProgress", "InProgress", JobStatus.RUNNING),
         ("Completed", None, JobStatus.COMPLETED),
         ("Failed", None, JobStatus.FAILED),
@@ -186,7 +211,7 @@ def test_throughput_request_has_no_commitment_unless_asked() -> None:
 )
 def test_bedrock_status_mapping(status: str, training: str | None, expected: JobStatus) -> None:
     details = {"trainingDetails": {"status": training}} if training else None
-    assert bedrock.status_of(status, details) is expected
+    assert customization_job_status(status, details) is expected
 
 
 @pytest.mark.parametrize(
@@ -201,6 +226,6 @@ def test_bedrock_status_mapping(status: str, training: str | None, expected: Job
     ],
 )
 def test_sagemaker_status_mapping(status: str, secondary: str, expected: JobStatus) -> None:
-    assert sagemaker.status_of(status, secondary) is expected
-    reason = sagemaker.failure_reason(status, secondary, None)
+    assert training_job_status(status, secondary) is expected
+    reason = training_failure_reason(status, secondary, None)
     assert (reason is not None) == (secondary == "MaxWaitTimeExceeded")

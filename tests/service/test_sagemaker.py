@@ -149,9 +149,15 @@ def test_spot_vpc_kms_isolation_and_torchrun(service, train, bucket):
     hyper = {key: json.loads(value) for key, value in job["HyperParameters"].items()}
     assert hyper["sagemaker_torch_distributed_enabled"] is True
     assert hyper["sagemaker_instance_type"] == "ml.g5.12xlarge"
-    assert "model_name_or_path" not in hyper  # the model channel provides it
+    # The model channel's mount point, named explicitly (as the platform's jobs do).
+    assert hyper["model_name_or_path"] == "/opt/ml/input/data/model"
     channels = {c["ChannelName"]: c for c in job["InputDataConfig"]}
     assert channels["model"]["DataSource"]["S3DataSource"]["S3Uri"].endswith("models/base/")
+    # An isolated container cannot fetch its code from S3: it arrives as the "code" channel.
+    assert hyper["sagemaker_submit_directory"] == "/opt/ml/input/data/code/sourcedir.tar.gz"
+    code = channels["code"]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert code.startswith("s3://finetune-data-test/output/code/")
+    assert code.endswith("/sourcedir.tar.gz")
     tags = client.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "team", "Value": "ml"} in tags
     assert any(tag["Key"] == SPEC_TAG for tag in tags)

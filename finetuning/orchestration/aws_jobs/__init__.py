@@ -1,0 +1,20 @@
+"""Requests and responses of the AWS jobs that fine-tune a model, shared by every caller.
+
+The library (``finetuning.backends``, behind ``ModelFinetuningService`` and the ``finetune``
+CLI) and the platform's Lambda functions (``finetuning.orchestration``) build their
+CreateModelCustomizationJob and CreateTrainingJob requests here, and read job statuses back
+here, so that the same job gives the same request whichever path starts it.
+
+Standard library only, and inside ``finetuning.orchestration``: each Lambda function's bundle
+ships ``finetuning/orchestration/`` and ``finetuning/platform.py`` (``BASE_LIBRARY`` in
+``stacks/orchestration_functions.py``) with Powertools and pydantic alone, so nothing here may
+import another part of the library, boto3, torch, transformers or the sagemaker SDK.
+
+- ``bedrock_customization``: CreateModelCustomizationJob requests, job statuses.
+- ``sagemaker_training``: CreateTrainingJob requests for ``train.py``, job statuses.
+- ``instance_types``: GPUs per instance and instance storage, per SageMaker instance type.
+- ``hyperparameter_values``: how hyperparameter values are written for each service.
+- ``job_status``: the backend-neutral ``JobStatus`` (``finetuning.JobStatus``).
+- ``tags``: tag maps to and from the services' key/value lists.
+- ``source_archives``: the byte-reproducible ``sourcedir.tar.gz`` a training job runs.
+"""
