@@ -39,10 +39,10 @@ from finetuning.evaluation.processing import (
 from finetuning.evaluation.request import S3_URI, EvaluationStepRequest, StepError
 from finetuning.orchestration import tags
 from finetuning.orchestration.aws import error_code, retryable_errors
+from finetuning.orchestration.aws_jobs.instance_types import has_instance_storage
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import EvaluationJobFailedError
 from finetuning.orchestration.names import DIGEST_LENGTH, NAME_LIMIT, slug
-from finetuning.orchestration.sagemaker import has_ebs_volume
 from finetuning.platform import EVALUATION_REPORTS_PREFIX
 
 NAME_SUFFIX = "eval"
@@ -196,7 +196,7 @@ def processing_job_request(
     # "You can't request a VolumeKmsKeyId when using an instance type with local storage"
     # (g5, and families with a "d"); their NVMe volume is encrypted by the instance.
     # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingClusterConfig.html
-    if has_ebs_volume(instance_type):
+    if not has_instance_storage(instance_type):
         cluster["VolumeKmsKeyId"] = env.platform_key_arn
     name = processing_job_name(job_id)
     return {
