@@ -115,7 +115,7 @@ def plan_evaluation(
             processing={
                 "model_data_url": model_uri,
                 "base_model_uri": manifest.base_model if spec.compare_with_base else None,
-                "training_metrics_uri": None,  # train.py's CSVs travel inside model.tar.gz
+                "training_metrics_uri": _output_archive(model_uri),
                 "instance_type": spec.instance_type,
                 "volume_size_gb": spec.volume_size_gb,
                 "max_runtime_seconds": spec.max_runtime_seconds,
@@ -128,6 +128,14 @@ def plan_evaluation(
         evaluation={"route": plan["route"], "training_metrics_uri": metrics_uri},
     )
     return plan
+
+
+def _output_archive(model_uri: str) -> str | None:
+    """train.py's CSVs (loss curves) leave the training job in ``output.tar.gz``, beside
+    ``model.tar.gz`` under ``<output path>/<job>/output/``."""
+    if model_uri.endswith("/model.tar.gz"):
+        return model_uri.removesuffix("model.tar.gz") + "output.tar.gz"
+    return None
 
 
 def _record_training_metrics(

@@ -325,7 +325,7 @@ def test_prepare_evaluation_plans_a_processing_job_for_open_models(
     assert plan["processing"] == {
         "model_data_url": model_uri,
         "base_model_uri": spec["base_model"],
-        "training_metrics_uri": None,
+        "training_metrics_uri": model_uri.replace("model.tar.gz", "output.tar.gz"),
         "instance_type": "ml.g5.2xlarge",
         "volume_size_gb": 50,
         "max_runtime_seconds": 3600,

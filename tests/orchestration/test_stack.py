@@ -196,7 +196,7 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
         roles.add(json.dumps(props["Role"]))
     assert len(roles) == 16  # one role per function
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 16
+    assert len(log_groups) == 17
     for log_group in log_groups.values():
         assert log_group["Properties"]["RetentionInDays"] == 90
         assert log_group["Properties"]["KmsKeyId"]["Fn::GetAtt"][0].startswith("OrchestrationKey")
