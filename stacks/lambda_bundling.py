@@ -12,14 +12,18 @@ Third-party code comes one of two ways:
   matplotlib for report charts) gets those pins installed as ARM64 wheels from PyPI, cached
   in ``.cache/lambda-deps/<hash>`` so only a change of requirements downloads again.
 
-The asset hash is taken over the bundle's output, so a change in ``finetuning/`` redeploys
-the functions that include it.
+The asset hash is taken over the bundle's inputs (the function folder, the library paths,
+extra files, pure packages, the requirements and the Python version), so a change in
+``finetuning/`` redeploys exactly the functions that include it, and synth never reads the
+hundreds of megabytes of wheels back to hash them. Wheels are hard-linked from the cache
+into the bundle (copied where links cannot be made): they are never modified in place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -69,7 +73,7 @@ class LocalPythonBundling:
         requirements = self._function_dir / "requirements.txt"
         if requirements.is_file():
             wheels = _installed_requirements(requirements, self._python_version)
-            shutil.copytree(wheels, out, dirs_exist_ok=True)
+            shutil.copytree(wheels, out, dirs_exist_ok=True, copy_function=_link_or_copy)
         shutil.copytree(self._function_dir, out, dirs_exist_ok=True, ignore=_IGNORED)
         (out / LIBRARY).mkdir(exist_ok=True)
         (out / LIBRARY / "__init__.py").write_text(_PACKAGE_STUB)
@@ -80,6 +84,36 @@ class LocalPythonBundling:
         for package in self._pure_packages:
             _copy(_installed_package(package), out / package)
         return True
+
+
+def bundle_inputs_digest(
+    function_dir: Path,
+    *,
+    library_paths: Sequence[str],
+    pure_packages: Sequence[str] = (),
+    extra_files: Sequence[str] = (),
+    python_version: str = "3.14",
+) -> str:
+    """SHA-256 over everything a bundle is made from, file names and contents."""
+    digest = hashlib.sha256(f"python{python_version}".encode())
+    sources = [function_dir]
+    sources += [REPO_ROOT / LIBRARY / relative for relative in library_paths]
+    sources += [REPO_ROOT / relative for relative in extra_files]
+    sources += [_installed_package(package) for package in pure_packages]
+    for source in sources:
+        files = [source] if source.is_file() else sorted(source.rglob("*"))
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                digest.update(str(path.relative_to(source.parent)).encode() + b"\0")
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _installed_requirements(requirements: Path, python_version: str) -> Path:
@@ -137,7 +171,13 @@ def function_code(
     contents = ",".join((*library_paths, *pure_packages, *extra_files))
     return lambda_.Code.from_asset(
         str(function_dir),
-        asset_hash_type=AssetHashType.OUTPUT,
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=bundle_inputs_digest(
+            function_dir,
+            library_paths=library_paths,
+            pure_packages=pure_packages,
+            extra_files=extra_files,
+        ),
         bundling=BundlingOptions(
             # Never pulled: local bundling always succeeds; CDK requires an image anyway.
             image=DockerImage.from_registry("local-bundling-only"),
