@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
+from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
 from finetuning.orchestration.errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_VERSION = 1
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
-INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 # Tag keys 1-128 and values 0-256 characters of letters, digits, spaces and ._:/=+@-
 # (the intersection of the Bedrock and SageMaker Tag shapes), see
 # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_Tag.html and
@@ -38,8 +38,10 @@ MAX_RUNTIME_SECONDS = 28 * 24 * 3600
 # Bedrock customModelName: ([0-9a-zA-Z][_-]?){1,63}, see
 # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelCustomizationJob.html
 BEDROCK_MODEL_NAME = re.compile(r"^([0-9a-zA-Z][_-]?){1,63}$")
-# Bedrock customizationType values of CreateModelCustomizationJob (same page).
-CUSTOMIZATION_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
+# Bedrock customizationType values of CreateModelCustomizationJob (same page) that the
+# platform starts; DISTILLATION also needs a teacher model (customizationConfig), which
+# neither the manifest nor the library's FinetuningJobConfig carries, so both refuse it.
+CUSTOMIZATION_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING")
 SAGEMAKER_ONLY = (
     "method",
     "instance_type",
@@ -217,9 +219,7 @@ class JobManifest(_Strict):
     revision: Annotated[int, Field(ge=1)] = 1
     # Bedrock only.
     model_name: str | None = None
-    customization_type: Literal["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"] = (
-        "FINE_TUNING"
-    )
+    customization_type: Literal["FINE_TUNING", "CONTINUED_PRE_TRAINING"] = "FINE_TUNING"
     # SageMaker only.
     method: Literal["full", "lora", "qlora"] = "lora"
     instance_type: str | None = None

@@ -102,6 +102,7 @@ def test_bad_yaml_and_json_report_the_line() -> None:
             "cannot be deleted before its term",
         ),
         ({"job_name": "!!!"}, "expected at least one letter or digit"),
+        ({"customization_type": "DISTILLATION"}, "'FINE_TUNING' or 'CONTINUED_PRE_TRAINING'"),
     ],
 )
 def test_bedrock_manifest_errors(overrides: dict, message: str) -> None:
