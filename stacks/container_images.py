@@ -16,6 +16,8 @@ from pathlib import Path
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
+from stacks.source_digest import add_tree
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGING_ROOT = REPO_ROOT / ".cache" / "image-contexts"
 EVALUATION_DOCKERFILE = "containers/evaluation/Dockerfile"
@@ -31,12 +33,7 @@ def stage_context(paths: tuple[str, ...], root: Path = REPO_ROOT) -> Path:
         source = root / relative
         if not source.exists():
             raise FileNotFoundError(f"cannot stage {source} for an image: it does not exist")
-        candidates = [source] if source.is_file() else sorted(source.rglob("*"))
-        for path in candidates:
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                files.append(path)
-                digest.update(str(path.relative_to(root)).encode())
-                digest.update(path.read_bytes())
+        files += add_tree(digest, source, relative)
     target = STAGING_ROOT / digest.hexdigest()[:16]
     if not target.is_dir():
         partial = target.with_suffix(".partial")

@@ -34,6 +34,8 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from stacks.source_digest import add_tree
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 LIBRARY = "finetuning"
@@ -101,11 +103,7 @@ def bundle_inputs_digest(
     sources += [REPO_ROOT / relative for relative in extra_files]
     sources += [_installed_package(package) for package in pure_packages]
     for source in sources:
-        files = [source] if source.is_file() else sorted(source.rglob("*"))
-        for path in files:
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                digest.update(str(path.relative_to(source.parent)).encode() + b"\0")
-                digest.update(path.read_bytes())
+        add_tree(digest, source, source.name)
     return digest.hexdigest()
 
 

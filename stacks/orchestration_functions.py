@@ -33,9 +33,10 @@ POWERTOOLS_LAYER = (
     "AWSLambdaPowertoolsPythonV3-python314-arm64:{version}"
 )
 POWERTOOLS_NAMESPACE = "FineTuningPlatform"
-# Every function ships the orchestration package, the platform's discovery contract and
-# the quality gate model (the job manifest validates its evaluation.quality_gate).
-BASE_LIBRARY = ("platform.py", "orchestration", "evaluation/__init__.py", "evaluation/gate.py")
+# Every function ships the orchestration package, the platform's discovery contract and the
+# evaluation package (pure Python at import: the manifest validates its quality gate, the
+# evaluation job and the failure handlers use its request model and channel names).
+BASE_LIBRARY = ("platform.py", "orchestration", "evaluation")
 
 
 def depend_only_on_policy(resource: Construct, policy: iam.ManagedPolicy) -> None:

@@ -486,8 +486,6 @@ class OrchestrationStack(Stack):
                 },
                 Var.EVALUATION_IMAGE_URI: self.evaluation_image.image_uri,
             },
-            # The request model and the container's channel names (pure Python).
-            extra_library=("evaluation",),
         )
         self._table(f, *DYNAMODB_WRITE)
         self._processing_jobs(f, create=True)
@@ -620,11 +618,7 @@ class OrchestrationStack(Stack):
                 "CreateTaggedBedrockJobs",
                 ["bedrock:CreateModelCustomizationJob", "bedrock:TagResource"],
                 [jobs, models, foundation],
-                {
-                    "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
-                    }
-                },
+                self._request_tagged,
             )
             wildcards += [models, foundation]
         if stop:
@@ -645,51 +639,53 @@ class OrchestrationStack(Stack):
             resources=wildcards,
         )
 
+    @property
+    def _request_tagged(self) -> dict[str, dict[str, str]]:
+        return {"StringEquals": {f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix}}
+
+    def _isolated_job_conditions(self) -> dict[str, dict[str, object]]:
+        """Every SageMaker job the platform starts (training, evaluation) is network-isolated,
+        encrypts traffic between its instances and its output with the platform key, carries
+        the platform tag and runs in the training subnets and group; condition keys from
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
+        """
+        return {
+            "Bool": {
+                "sagemaker:NetworkIsolation": "true",
+                "sagemaker:InterContainerTrafficEncryption": "true",
+            },
+            "StringEquals": {
+                f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix,
+                "sagemaker:OutputKmsKey": self._platform_key.key_arn,
+            },
+            "ForAllValues:StringEquals": {
+                "sagemaker:VpcSubnets": self._subnet_ids,
+                "sagemaker:VpcSecurityGroupIds": [self._security_group_id],
+            },
+            "Null": {"sagemaker:VpcSubnets": "false"},
+        }
+
     def _sagemaker_jobs(self, f: PlatformFunction, *, create: bool = False, stop: bool = False):
         jobs = self._arn("sagemaker", "training-job/*")
         f.allow("DescribeTrainingJobs", ["sagemaker:DescribeTrainingJob"], [jobs])
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._settings.resource_prefix}}
         if create:
-            # Every job the platform starts is network-isolated, encrypts traffic between its
-            # instances and its output with the platform key, runs in the training subnets
-            # and group, on an allowed instance family; condition keys from
-            # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
+            # ... on an allowed instance family.
             f.allow(
                 "CreateIsolatedTrainingJobs",
                 ["sagemaker:CreateTrainingJob"],
                 [jobs],
                 {
-                    "Bool": {
-                        "sagemaker:NetworkIsolation": "true",
-                        "sagemaker:InterContainerTrafficEncryption": "true",
-                    },
-                    "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix,
-                        "sagemaker:OutputKmsKey": self._platform_key.key_arn,
-                    },
-                    "ForAllValues:StringEquals": {
-                        "sagemaker:VpcSubnets": self._subnet_ids,
-                        "sagemaker:VpcSecurityGroupIds": [self._security_group_id],
-                    },
+                    **self._isolated_job_conditions(),
                     "ForAllValues:StringLike": {
                         "sagemaker:InstanceTypes": [
                             f"ml.{family}.*"
                             for family in self._settings.training.allowed_instance_families
                         ]
                     },
-                    "Null": {"sagemaker:VpcSubnets": "false"},
                 },
             )
-            f.allow(
-                "TagTrainingJobsOnCreate",
-                ["sagemaker:AddTags"],
-                [jobs],
-                {
-                    "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
-                    }
-                },
-            )
+            f.allow("TagTrainingJobsOnCreate", ["sagemaker:AddTags"], [jobs], self._request_tagged)
         if stop:
             f.allow("StopOwnTrainingJobs", ["sagemaker:StopTrainingJob"], [jobs], own)
         suppress_wildcards(
@@ -704,43 +700,21 @@ class OrchestrationStack(Stack):
         f.allow("DescribeProcessingJobs", ["sagemaker:DescribeProcessingJob"], [jobs])
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._settings.resource_prefix}}
         if create:
-            # Evaluation jobs run like training jobs: network-isolated, traffic and output
-            # encrypted with the platform key, in the training subnets and group; condition
-            # keys from https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
             f.allow(
                 "CreateIsolatedProcessingJobs",
                 ["sagemaker:CreateProcessingJob"],
                 [jobs],
                 {
-                    "Bool": {
-                        "sagemaker:NetworkIsolation": "true",
-                        "sagemaker:InterContainerTrafficEncryption": "true",
-                    },
-                    "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix,
-                        "sagemaker:OutputKmsKey": self._platform_key.key_arn,
-                    },
+                    **self._isolated_job_conditions(),
                     # Instance types with NVMe storage take no volume key (SageMaker
                     # encrypts it in hardware), so the key is checked only when sent.
                     "StringEqualsIfExists": {
                         "sagemaker:VolumeKmsKey": self._platform_key.key_arn,
                     },
-                    "ForAllValues:StringEquals": {
-                        "sagemaker:VpcSubnets": self._subnet_ids,
-                        "sagemaker:VpcSecurityGroupIds": [self._security_group_id],
-                    },
-                    "Null": {"sagemaker:VpcSubnets": "false"},
                 },
             )
             f.allow(
-                "TagProcessingJobsOnCreate",
-                ["sagemaker:AddTags"],
-                [jobs],
-                {
-                    "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
-                    }
-                },
+                "TagProcessingJobsOnCreate", ["sagemaker:AddTags"], [jobs], self._request_tagged
             )
         if stop:
             f.allow("StopOwnProcessingJobs", ["sagemaker:StopProcessingJob"], [jobs], own)
@@ -788,11 +762,7 @@ class OrchestrationStack(Stack):
                 "CreateTaggedThroughput",
                 ["bedrock:CreateProvisionedModelThroughput", "bedrock:TagResource"],
                 [throughputs, models, foundation],
-                {
-                    "StringEquals": {
-                        f"aws:RequestTag/{tags.PLATFORM}": self._settings.resource_prefix
-                    }
-                },
+                self._request_tagged,
             )
             wildcards += [models, foundation]
         suppress_wildcards(

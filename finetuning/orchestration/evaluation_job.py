@@ -265,6 +265,16 @@ def describe_job(sagemaker: Any, name: str) -> dict[str, Any] | None:
             raise
 
 
+def stop_evaluation_job(sagemaker: Any, name: str) -> bool:
+    """Stop the evaluation job ``name`` if it is still running (a failed run's cleanup)."""
+    job = describe_job(sagemaker, name)
+    if job is None or job["ProcessingJobStatus"] != "InProgress":
+        return False
+    with retryable_errors(f"stopping SageMaker Processing job {name}"):
+        sagemaker.stop_processing_job(ProcessingJobName=name)
+    return True
+
+
 def write_config(job_id: str, config: Mapping[str, Any], *, env: Environment, s3: Any) -> str:
     """Store the container's request (SSE-KMS with the platform key); returns its URI."""
     key = config_key(job_id)

@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from finetuning.orchestration import bedrock, notifications, tags
-from finetuning.orchestration.aws import retryable_errors
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import JOB_STOPPED
+from finetuning.orchestration.evaluation_job import stop_evaluation_job
 from finetuning.orchestration.launch import describe_job, stop_job
 from finetuning.orchestration.records import JobRecord, JobStatus, JobTable
 
@@ -64,22 +62,6 @@ def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
         elif bedrock.delete_throughput(clients("bedrock"), arn):
             removed.append(f"deleted provisioned throughput {arn}")
     return removed
-
-
-def stop_evaluation_job(sagemaker: Any, name: str) -> bool:
-    """Stop the evaluation Processing job ``name`` if it is still running."""
-    with retryable_errors(f"describing evaluation job {name}"):
-        try:
-            job = sagemaker.describe_processing_job(ProcessingJobName=name)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ValidationException":
-                return False  # never created
-            raise
-    if job["ProcessingJobStatus"] != "InProgress":
-        return False
-    with retryable_errors(f"stopping evaluation job {name}"):
-        sagemaker.stop_processing_job(ProcessingJobName=name)
-    return True
 
 
 def handle_failure(
