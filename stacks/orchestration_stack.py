@@ -499,21 +499,23 @@ class OrchestrationStack(Stack):
             resources=[reports],
         )
 
+        # Also the DeployCustomModel and CheckDeployment states' functions (on-demand mode).
         fns[States.PROVISION] = f = self._function(
             "ProvisionThroughput",
             "provision_throughput",
-            "Creates the Bedrock provisioned throughput a spec asks for, once",
+            "Creates the provisioned throughput or on-demand deployment a spec asks for, once",
             env=idempotency,
         )
         self._table(f, *DYNAMODB_WRITE)
         self._idempotency(f)
         self._throughput(f, create=True)
+        self._deployment(f, create=True)
         self._platform_key_via(f, "bedrock", KEY_FOR_SERVICE_ACTIONS)
 
         fns[States.CHECK_THROUGHPUT] = f = self._function(
             "CheckThroughput",
             "check_throughput",
-            "Waits for provisioned throughput to be InService; starts its expiry",
+            "Waits for throughput InService or a deployment Active; starts its expiry",
             env={
                 Var.DEFAULT_SERVING_HOURS: str(o.default_serving_hours),
                 Var.THROUGHPUT_MAX_WAIT_MINUTES: str(o.throughput_max_wait_minutes),
@@ -521,6 +523,7 @@ class OrchestrationStack(Stack):
         )
         self._table(f, *DYNAMODB_WRITE)
         self._throughput(f)
+        self._deployment(f)
 
         fns[States.COMPLETE] = f = self._function(
             "CompleteJob", "complete_job", "Marks a job completed and notifies", env={}
@@ -772,6 +775,34 @@ class OrchestrationStack(Stack):
             resources=wildcards,
         )
 
+    def _deployment(self, f: PlatformFunction, *, create: bool = False) -> None:
+        """On-demand custom model deployments: read, tag with the expiry, create tagged.
+
+        Actions, resource types and condition keys:
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
+        """
+        deployments = self._arn("bedrock", "custom-model-deployment/*")
+        own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._settings.resource_prefix}}
+        f.allow("ReadDeployment", ["bedrock:GetCustomModelDeployment"], [deployments])
+        f.allow("TagOwnDeployment", ["bedrock:TagResource"], [deployments], own)
+        wildcards = [deployments]
+        if create:
+            # Creation is authorized against the deployment and the custom model it serves.
+            models = self._arn("bedrock", "custom-model/*")
+            f.allow(
+                "CreateTaggedDeployment",
+                ["bedrock:CreateCustomModelDeployment", "bedrock:TagResource"],
+                [deployments, models],
+                self._request_tagged,
+            )
+            wildcards.append(models)
+        suppress_wildcards(
+            f.policy,
+            "Custom model deployment ids are assigned at creation; creating requires the "
+            "platform tag and tagging is limited to deployments that already carry it.",
+            resources=wildcards,
+        )
+
     def _delete_serving(self, f: PlatformFunction, *, endpoints: bool) -> None:
         """Delete only this environment's serving resources, and never those tagged to keep."""
         prefix = self._settings.resource_prefix
@@ -786,20 +817,35 @@ class OrchestrationStack(Stack):
             [throughputs],
             own_and_not_kept,
         )
-        wildcards = [throughputs]
+        deployments = self._arn("bedrock", "custom-model-deployment/*")
+        f.allow(
+            "DeleteOwnDeployments",
+            ["bedrock:DeleteCustomModelDeployment"],
+            [deployments],
+            own_and_not_kept,
+        )
+        wildcards = [throughputs, deployments]
         if endpoints:
             endpoint_arns = self._arn("sagemaker", "endpoint/*")
             f.allow(
                 "FindServingResources",
-                ["bedrock:ListProvisionedModelThroughputs", "sagemaker:ListEndpoints"],
+                [
+                    "bedrock:ListProvisionedModelThroughputs",
+                    "bedrock:ListCustomModelDeployments",
+                    "sagemaker:ListEndpoints",
+                ],
                 ["*"],
             )
-            f.allow("ReadThroughputTags", ["bedrock:ListTagsForResource"], [throughputs])
+            f.allow(
+                "ReadBedrockServingTags",
+                ["bedrock:ListTagsForResource"],
+                [throughputs, deployments],
+            )
             f.allow("ReadEndpointTags", ["sagemaker:ListTags"], [endpoint_arns])
             f.allow(
                 "MarkOwnResourcesWarned",
                 ["bedrock:TagResource"],
-                [throughputs],
+                [throughputs, deployments],
                 {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
             )
             f.allow(

@@ -2,8 +2,10 @@
 
 RegisterJob -> ValidateDataset -> Backend -> StartBedrockJob | StartSageMakerJob ->
 WaitForJob (task token; on timeout poll and wait again, up to the maximum job duration) ->
-CollectResults -> [ProvisionThroughput -> WaitForThroughput -> CheckThroughput until
-InService, Bedrock only] -> PrepareEvaluation -> EvaluationRoute ->
+CollectResults -> ServingRequested (the serving mode ValidateDataset resolved, Bedrock only):
+[ProvisionThroughput -> WaitForThroughput -> CheckThroughput until InService] |
+[DeployCustomModel -> WaitForDeployment -> CheckDeployment until Active] | nothing ->
+PrepareEvaluation -> EvaluationRoute ->
 EvaluateBedrockModel (the serving stack's evaluate-candidate function) |
 EvaluateOpenModel (a SageMaker Processing job, polled until it ends) | nothing to evaluate
 -> QualityGate -> RegisterModel (the serving stack's register-model function) -> CompleteJob.
@@ -29,6 +31,8 @@ from finetuning.orchestration.errors import (
     JobTimeoutError,
     QualityGateFailedError,
 )
+from finetuning.orchestration.manifest import ServingMode
+from finetuning.orchestration.serving import SERVING_MODE_KEY
 from finetuning.orchestration.workflow import ResultKeys, States
 from stacks.orchestration_settings import OrchestrationSettings
 
@@ -115,10 +119,12 @@ class FineTuningWorkflow(Construct):
         wait_for_token: bool = False,
         payload: sfn.TaskInput | None = None,
         input_path: str | None = None,
+        function: str | None = None,
     ) -> tasks.LambdaInvoke:
         """``input_path``: send that part of the state as the payload, as it is (for
         functions that take their own event shape) instead of the ``{"input": state}``
-        envelope or ``payload``."""
+        envelope or ``payload``. ``function``: the state whose function this task invokes
+        (default: its own)."""
         # A callback task's output is what SendTaskSuccess sends; a plain invocation's is
         # the function's return value (payloadResponseOnly drops the invocation envelope).
         pattern: dict[str, object] = (
@@ -129,7 +135,7 @@ class FineTuningWorkflow(Construct):
         task = tasks.LambdaInvoke(
             self,
             name,
-            lambda_function=self._functions[name],
+            lambda_function=self._functions[function or name],
             payload=None if input_path else payload or _payload(with_token=wait_for_token),
             input_path=input_path,
             result_path=f"$.{result_key}",
@@ -255,6 +261,15 @@ class FineTuningWorkflow(Construct):
         collect = self._catching(self._task(States.COLLECT, ResultKeys.RESULTS))
         provision = self._catching(self._task(States.PROVISION, ResultKeys.SERVING))
         check = self._catching(self._task(States.CHECK_THROUGHPUT, ResultKeys.SERVING))
+        # On-demand deployments: the serving functions dispatch on the serving mode.
+        deploy = self._catching(
+            self._task(States.DEPLOY, ResultKeys.SERVING, function=States.PROVISION)
+        )
+        check_deployment = self._catching(
+            self._task(
+                States.CHECK_DEPLOYMENT, ResultKeys.SERVING, function=States.CHECK_THROUGHPUT
+            )
+        )
         complete = self._catching(self._task(States.COMPLETE, "completion"))
         # The poll loop: each timeout of the wait counts one poll, bounded by max_job_hours.
         init_polls = sfn.Pass(
@@ -294,9 +309,9 @@ class FineTuningWorkflow(Construct):
 
         evaluate = self._evaluation(complete)
 
-        # Serving: provisioned throughput only when the spec asks for it. It comes before
-        # the evaluation, which calls the tuned Bedrock model through it; a failed gate
-        # deletes it again (HandleFailure).
+        # Serving: an on-demand custom model deployment (no hourly charge) or provisioned
+        # throughput, as the serving mode says. It comes before the evaluation, which calls
+        # the tuned Bedrock model through it; a failed gate deletes it again (HandleFailure).
         wait_throughput = sfn.Wait(
             self,
             States.WAIT_THROUGHPUT,
@@ -313,12 +328,30 @@ class FineTuningWorkflow(Construct):
         provision.next(wait_throughput)
         wait_throughput.next(check)
         check.next(throughput_ready)
+        wait_deployment = sfn.Wait(
+            self,
+            States.WAIT_DEPLOYMENT,
+            time=sfn.WaitTime.duration(Duration.seconds(s.throughput_check_seconds)),
+        )
+        deployment_ready = (
+            sfn.Choice(self, States.DEPLOYMENT_READY)
+            .when(
+                sfn.Condition.boolean_equals(f"$.{ResultKeys.SERVING}.in_service", True),
+                evaluate,
+            )
+            .otherwise(wait_deployment)
+        )
+        deploy.next(wait_deployment)
+        wait_deployment.next(check_deployment)
+        check_deployment.next(deployment_ready)
+        mode = f"$.{ResultKeys.VALIDATION}.{SERVING_MODE_KEY}"
         serving_requested = (
             sfn.Choice(self, States.SERVING_REQUESTED)
             .when(
-                sfn.Condition.is_present("$.job.serving.provisioned_throughput"),
+                sfn.Condition.string_equals(mode, ServingMode.PROVISIONED_THROUGHPUT.value),
                 provision,
             )
+            .when(sfn.Condition.string_equals(mode, ServingMode.ON_DEMAND.value), deploy)
             .otherwise(evaluate)
         )
         complete.next(sfn.Succeed(self, States.SUCCEEDED))

@@ -29,6 +29,7 @@ from finetuning.jobs import (
     ProvisionedThroughputResult,
     check_tags,
 )
+from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
 from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 
 DEPLOYMENT_ARN_MARKER = ":custom-model-deployment/"
@@ -147,15 +148,14 @@ class BedrockServing:
 
     def create_deployment(self, config: CustomModelDeploymentConfig) -> CustomModelDeploymentResult:
         check_deployment(config)
-        request: dict[str, Any] = {
-            "modelDeploymentName": config.deployment_name,
-            "modelArn": config.model_arn,
-        }
-        if config.description:
-            request["description"] = config.description
-        if config.tags:
-            request["tags"] = as_key_value_list(config.tags)
-        request["clientRequestToken"] = config.client_request_token or request_token(request)
+        request = custom_model_deployment_request(
+            model_arn=config.model_arn,
+            deployment_name=config.deployment_name,
+            description=config.description,
+            tags=config.tags,
+            client_request_token=config.client_request_token,
+        )
+        request.setdefault("clientRequestToken", request_token(request))
         arn = self.client.create_custom_model_deployment(**request)["customModelDeploymentArn"]
         return CustomModelDeploymentResult(
             deployment_arn=arn,

@@ -1,4 +1,5 @@
-"""Bedrock model customization jobs and provisioned throughput, as the workflow uses them.
+"""Bedrock model customization jobs, provisioned throughput and on-demand custom model
+deployments, as the workflow uses them.
 
 Request and response fields follow the Bedrock API reference (and botocore's service model,
 which validates every request in the tests):
@@ -6,6 +7,9 @@ https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelCustomiza
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetModelCustomizationJob.html
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateProvisionedModelThroughput.html
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetProvisionedModelThroughput.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateCustomModelDeployment.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetCustomModelDeployment.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_DeleteCustomModelDeployment.html
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from finetuning.orchestration.aws_jobs.bedrock_customization import (
     customization_job_request,
     customization_job_status,
 )
+from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.manifest import Commitment, JobManifest
 from finetuning.orchestration.state import JobState, finite_metrics
@@ -170,6 +175,56 @@ def delete_throughput(client: Any, provisioned_model: str) -> bool:
     with retryable_errors(f"deleting provisioned throughput {provisioned_model}"):
         try:
             client.delete_provisioned_model_throughput(provisionedModelId=provisioned_model)
+        except client.exceptions.ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+    return True
+
+
+# -- on-demand custom model deployments ------------------------------------------------
+
+
+def deployment_name(job_id: str) -> str:
+    return names.derived_name(job_id, "od")
+
+
+def deployment_request(
+    *, job_id: str, model_arn: str, serving_tags: Mapping[str, str]
+) -> dict[str, Any]:
+    """The deployment of a job's custom model; its name (from the job id) is also the
+    client token: "If this token matches a previous request, Amazon Bedrock ignores the
+    request, but does not return an error" (API_CreateCustomModelDeployment.html)."""
+    name = deployment_name(job_id)
+    return custom_model_deployment_request(
+        model_arn=model_arn,
+        deployment_name=name,
+        description=f"On-demand deployment of fine-tuning job {job_id}",
+        tags=serving_tags,
+        client_request_token=name,
+    )
+
+
+def create_deployment(client: Any, request: Mapping[str, Any]) -> str:
+    """Create the deployment; returns its ARN. A retry sends the same clientRequestToken,
+    which Bedrock answers without creating a second one."""
+    name = request["modelDeploymentName"]
+    with retryable_errors(f"creating custom model deployment {name}"):
+        return client.create_custom_model_deployment(**request)["customModelDeploymentArn"]
+
+
+def deployment_status(client: Any, deployment: str) -> tuple[str, str | None]:
+    """(status, failure message) of a custom model deployment."""
+    with retryable_errors(f"reading custom model deployment {deployment}"):
+        found = client.get_custom_model_deployment(customModelDeploymentIdentifier=deployment)
+    return found["status"], found.get("failureMessage")
+
+
+def delete_deployment(client: Any, deployment: str) -> bool:
+    """Delete; False when it no longer exists."""
+    with retryable_errors(f"deleting custom model deployment {deployment}"):
+        try:
+            client.delete_custom_model_deployment(customModelDeploymentIdentifier=deployment)
         except client.exceptions.ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return False

@@ -1,6 +1,7 @@
 """The scheduled cleanup: warn before, then delete, serving resources past their expiry.
 
-Candidates are this environment's Bedrock provisioned throughputs and SageMaker endpoints,
+Candidates are this environment's Bedrock provisioned throughputs, Bedrock on-demand custom
+model deployments and SageMaker endpoints,
 found by their tags (:mod:`tags`): ``finetuning:platform`` names the environment,
 ``finetuning:expires-at`` the deadline. :func:`decide` is the whole policy, a pure
 function of a resource and the time:
@@ -32,7 +33,10 @@ from finetuning.orchestration.records import JobTable, timestamp, utc_now
 
 WARNED_AT = "finetuning:expiry-warned-at"
 THROUGHPUT = "provisioned throughput"
+DEPLOYMENT = "custom model deployment"
 ENDPOINT = "endpoint"
+# Bedrock resources: tagged and deleted through the bedrock client.
+BEDROCK_KINDS = (THROUGHPUT, DEPLOYMENT)
 
 
 class Action(StrEnum):
@@ -111,6 +115,25 @@ def _throughputs(client: Any) -> Iterator[ServingResource]:
             )
 
 
+def _deployments(client: Any) -> Iterator[ServingResource]:
+    """On-demand custom model deployments, see
+    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListCustomModelDeployments.html
+    """
+    with retryable_errors("listing custom model deployments"):
+        pages = list(client.get_paginator("list_custom_model_deployments").paginate())
+    for page in pages:
+        for summary in page.get("modelDeploymentSummaries", []):
+            arn = summary["customModelDeploymentArn"]
+            with retryable_errors(f"reading the tags of {arn}"):
+                found = client.list_tags_for_resource(resourceARN=arn).get("tags", [])
+            yield ServingResource(
+                kind=DEPLOYMENT,
+                name=summary["customModelDeploymentName"],
+                arn=arn,
+                tags=tags.from_key_value_list(found),
+            )
+
+
 def _endpoints(client: Any) -> Iterator[ServingResource]:
     with retryable_errors("listing SageMaker endpoints"):
         pages = list(client.get_paginator("list_endpoints").paginate())
@@ -130,7 +153,7 @@ def _endpoints(client: Any) -> Iterator[ServingResource]:
 def _mark_warned(resource: ServingResource, clients: Clients, now: datetime) -> None:
     value = timestamp(now)
     with retryable_errors(f"tagging {resource.arn} as warned"):
-        if resource.kind == THROUGHPUT:
+        if resource.kind in BEDROCK_KINDS:
             clients("bedrock").tag_resource(
                 resourceARN=resource.arn, tags=[{"key": WARNED_AT, "value": value}]
             )
@@ -143,6 +166,8 @@ def _mark_warned(resource: ServingResource, clients: Clients, now: datetime) -> 
 def _delete(resource: ServingResource, clients: Clients) -> bool:
     if resource.kind == THROUGHPUT:
         return bedrock.delete_throughput(clients("bedrock"), resource.arn)
+    if resource.kind == DEPLOYMENT:
+        return bedrock.delete_deployment(clients("bedrock"), resource.arn)
     sagemaker = clients("sagemaker")
     with retryable_errors(f"deleting endpoint {resource.name}"):
         try:
@@ -163,7 +188,11 @@ def clean_up_expired(
     prefix, region = env.resource_prefix, env.region
     sns = clients("sns")
     report: dict[str, list[dict[str, str]]] = {action.value: [] for action in Action}
-    candidates = [*_throughputs(clients("bedrock")), *_endpoints(clients("sagemaker"))]
+    candidates = [
+        *_throughputs(clients("bedrock")),
+        *_deployments(clients("bedrock")),
+        *_endpoints(clients("sagemaker")),
+    ]
     for resource in candidates:
         decision = decide(resource, resource_prefix=prefix, now=now, warning=warning)
         entry = {"kind": resource.kind, "arn": resource.arn, "reason": decision.reason}

@@ -46,6 +46,10 @@ class ThroughputFailedError(OrchestrationError):
     """Provisioned throughput ended in Failed or never reached InService in time."""
 
 
+class DeploymentFailedError(OrchestrationError):
+    """An on-demand custom model deployment ended in Failed or never became Active in time."""
+
+
 class QualityGateFailedError(OrchestrationError):
     """The evaluation step rejected the model."""
 

@@ -4,7 +4,8 @@ The plan (``$.evaluation`` in the workflow state, docs/orchestration.md "Evaluat
 and registration") tells the state machine which way to go:
 
 - ``route: "bedrock"``: the serving stack's evaluate-candidate function evaluates the
-  provisioned throughput the workflow created (``request`` is that function's input);
+  on-demand custom model deployment or the provisioned throughput the workflow created
+  (its ARN is ``request.model_id``; ``request`` is that function's input);
 - ``route: "processing"``: a SageMaker Processing job evaluates the trained open model
   (``request`` is the job's evaluation config, ``processing`` its resources and inputs);
 - ``route: "none"``: the spec has no test set; only the training metrics are recorded.
@@ -84,14 +85,16 @@ def plan_evaluation(
         "bedrock_custom_model_arn": None,
     }
     if bedrock:
-        throughput = serving.get("provisioned_model_arn")
+        # A custom model answers only through what serves it (serving.py).
+        served = serving.get("deployment_arn") or serving.get("provisioned_model_arn")
         custom_model = artifacts.get("custom_model_arn")
-        if not throughput or not custom_model:
+        if not served or not custom_model:
             raise ManifestError(
-                f"job {job_id}: a Bedrock evaluation needs the provisioned throughput and the "
-                f"custom model (got throughput {throughput!r}, custom model {custom_model!r})"
+                f"job {job_id}: a Bedrock evaluation needs the provisioned throughput (or "
+                f"the on-demand deployment) and the custom model (got served by {served!r}, "
+                f"custom model {custom_model!r})"
             )
-        request["model_id"] = throughput
+        request["model_id"] = served
         if spec.compare_with_base:
             request["base_model_id"] = spec.base_model_id or manifest.base_model
         if artifacts.get("output_uri"):

@@ -44,8 +44,8 @@ def error_message(cause: str | None) -> str:
 
 
 def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
-    """Stop a job still running, stop its evaluation job, delete throughput the failed run
-    created."""
+    """Stop a job still running, stop its evaluation job, delete the provisioned throughput
+    or on-demand deployment the failed run created."""
     removed = []
     if record.backend_job_arn:
         state = describe_job(record.backend, record.job_id, clients)
@@ -55,12 +55,17 @@ def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
     if evaluation_job and stop_evaluation_job(clients("sagemaker"), evaluation_job):
         removed.append(f"stopped evaluation job {evaluation_job}")
     serving = record.serving or {}
-    arn = serving.get("provisioned_model_arn")
-    if arn and not serving.get("deleted_at"):
+    served = [
+        ("provisioned throughput", serving.get("provisioned_model_arn"), bedrock.delete_throughput),
+        ("custom model deployment", serving.get("deployment_arn"), bedrock.delete_deployment),
+    ]
+    for kind, arn, delete in served:
+        if not arn or serving.get("deleted_at"):
+            continue
         if serving.get("keep"):
-            removed.append(f"kept provisioned throughput {arn} (tagged {tags.KEEP}=true)")
-        elif bedrock.delete_throughput(clients("bedrock"), arn):
-            removed.append(f"deleted provisioned throughput {arn}")
+            removed.append(f"kept {kind} {arn} (tagged {tags.KEEP}=true)")
+        elif delete(clients("bedrock"), arn):
+            removed.append(f"deleted {kind} {arn}")
     return removed
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
+from finetuning.orchestration.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
 from finetuning.orchestration.errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -105,8 +106,55 @@ class ProvisionedThroughputSpec(_Strict):
         return self
 
 
+class ServingMode(StrEnum):
+    """How the workflow serves (and evaluates) a tuned Bedrock model."""
+
+    NONE = "none"
+    # A custom model deployment: no hourly charge, tokens billed as the base model's.
+    ON_DEMAND = "on_demand"
+    # Model units billed every hour the throughput exists.
+    PROVISIONED_THROUGHPUT = "provisioned_throughput"
+
+
+class OnDemandSpec(_Strict):
+    """The on-demand custom model deployment created for the tuned model after success."""
+
+    # Deleted by the scheduled cleanup this many hours after it is Active (None takes the
+    # platform default). It costs nothing while idle; the expiry keeps the list tidy.
+    expires_after_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
+    # True tags the deployment finetuning:keep=true: cleanup never deletes it.
+    keep: bool = False
+
+
 class ServingSpec(_Strict):
+    # Unset: provisioned_throughput when that block is given, on_demand when the on_demand
+    # block is given or when the spec evaluates a model eligible for on-demand deployment,
+    # else none (JobManifest.serving_mode).
+    mode: ServingMode | None = None
     provisioned_throughput: ProvisionedThroughputSpec | None = None
+    on_demand: OnDemandSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> ServingSpec:
+        given = [
+            ServingMode(name)
+            for name in ("provisioned_throughput", "on_demand")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(
+                "give either serving.provisioned_throughput or serving.on_demand, not both"
+            )
+        if self.mode is not None and given and given[0] != self.mode:
+            raise ValueError(
+                f"serving.{given[0].value} does not apply to serving.mode {self.mode.value}"
+            )
+        if self.mode == ServingMode.PROVISIONED_THROUGHPUT and self.provisioned_throughput is None:
+            raise ValueError(
+                "serving.mode provisioned_throughput needs serving.provisioned_throughput "
+                "(for example {} for 1 model unit, no commitment): it is billed per hour"
+            )
+        return self
 
 
 class InferenceSpec(_Strict):
@@ -316,10 +364,11 @@ class JobManifest(_Strict):
                     "base_model must be an s3:// URI for the sagemaker backend: training jobs "
                     "run with network isolation and cannot download from a model hub"
                 )
-            if self.serving.provisioned_throughput is not None:
+            if self.serving.model_fields_set:
                 raise ValueError(
-                    "serving.provisioned_throughput applies only to the bedrock backend; "
-                    "SageMaker models are served through model registry approval"
+                    f"serving.{', serving.'.join(sorted(self.serving.model_fields_set))} "
+                    "applies only to the bedrock backend; SageMaker models are served "
+                    "through model registry approval"
                 )
             misplaced = sorted(set(EVALUATION_BEDROCK_ONLY) & self.evaluation.model_fields_set)
             if misplaced:
@@ -341,14 +390,37 @@ class JobManifest(_Strict):
                     f"evaluation.{', evaluation.'.join(misplaced)} apply only to the sagemaker "
                     "backend (the Processing job that evaluates open models)"
                 )
-            if self.evaluation.runs and self.serving.provisioned_throughput is None:
+            mode = self.serving_mode
+            refusal = on_demand_ineligibility(self.base_model, self.customization_type)
+            if mode == ServingMode.ON_DEMAND and refusal:
                 raise ValueError(
-                    "evaluation.test_set_uri needs serving.provisioned_throughput for the "
-                    "bedrock backend: a custom model answers only through provisioned "
-                    "throughput, which the workflow creates before evaluating (and deletes "
-                    "when the gate fails)"
+                    f"serving on_demand is not possible: {refusal}; use serving.mode "
+                    "provisioned_throughput (billed per hour) instead"
+                )
+            if self.evaluation.runs and mode == ServingMode.NONE:
+                raise ValueError(
+                    "evaluation.test_set_uri needs the tuned model served: a custom model "
+                    "answers only through an on-demand deployment or provisioned throughput, "
+                    "which the workflow creates before evaluating (and deletes when the gate "
+                    f"fails); {refusal or 'serving.mode is none'}, so add "
+                    "serving.provisioned_throughput"
                 )
         return self
+
+    @property
+    def serving_mode(self) -> ServingMode:
+        """The serving mode, the default resolved (see ServingSpec.mode)."""
+        serving = self.serving
+        if serving.mode is not None:
+            return serving.mode
+        if serving.provisioned_throughput is not None:
+            return ServingMode.PROVISIONED_THROUGHPUT
+        if serving.on_demand is not None:
+            return ServingMode.ON_DEMAND
+        eligible = on_demand_ineligibility(self.base_model, self.customization_type) is None
+        if self.backend == Backend.BEDROCK and self.evaluation.runs and eligible:
+            return ServingMode.ON_DEMAND
+        return ServingMode.NONE
 
     # -- derived -------------------------------------------------------------------------
 

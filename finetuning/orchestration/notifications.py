@@ -43,6 +43,9 @@ def job_link(region: str, backend: str, job_name: str) -> str:
 def resource_link(region: str, kind: str, name: str) -> str:
     if kind == "endpoint":
         return console(region, "sagemaker", f"/endpoints/{quote(name)}")
+    if kind == "custom model deployment":
+        # Deployments are reached from the custom models page of the console.
+        return console(region, "bedrock", "/custom-models")
     return console(region, "bedrock", "/provisioned-throughput")
 
 
@@ -92,6 +95,9 @@ def job_succeeded(prefix: str, region: str, job: Mapping[str, Any]) -> Message:
     if serving.get("provisioned_model_arn"):
         body.append(f"Provisioned throughput: {serving['provisioned_model_arn']}")
         body.append(f"  expires: {serving.get('expires_at') or 'never (kept or committed)'}")
+    if serving.get("deployment_arn"):
+        body.append(f"On-demand deployment: {serving['deployment_arn']} (no hourly charge)")
+        body.append(f"  expires: {serving.get('expires_at') or 'never (kept)'}")
     evaluation = job.get("evaluation") or {}
     if evaluation.get("report_uri"):
         body.append(f"Evaluation: {evaluation['report_uri']} ({evaluation.get('reason', '')})")

@@ -16,6 +16,7 @@ from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import DatasetInvalidError, ManifestError
 from finetuning.orchestration.manifest import S3_URI, Backend, JobManifest
 from finetuning.orchestration.records import JobStatus, JobTable, Stage
+from finetuning.orchestration.serving import SERVING_MODE_KEY, serving_mode
 from finetuning.platform import (
     EVALUATION_REPORTS_PREFIX,
     FINAL_MODELS_PREFIX,
@@ -70,6 +71,8 @@ def validate_job_data(
         from finetuning.data import validate_path as validator
     table.update(job_id, stage=Stage.VALIDATING.value, status=JobStatus.PREPROCESSING.value)
     check_locations(manifest, env)
+    # Refuse a serving mode this Region cannot provide before any job starts.
+    mode = serving_mode(manifest, env.region)
     datasets = {"train": manifest.training_data_uri}
     if manifest.validation_data_uri:
         datasets["validation"] = manifest.validation_data_uri
@@ -103,4 +106,5 @@ def validate_job_data(
     table.update(job_id, validation=summary)
     if failures:
         raise DatasetInvalidError("; ".join(failures))
-    return json.loads(json.dumps(summary))
+    # The state machine's ServingRequested choice routes on it.
+    return {**json.loads(json.dumps(summary)), SERVING_MODE_KEY: mode.value}

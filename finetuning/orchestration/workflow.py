@@ -33,6 +33,11 @@ class States:
     WAIT_THROUGHPUT = "WaitForThroughput"
     CHECK_THROUGHPUT = "CheckThroughput"
     THROUGHPUT_READY = "ThroughputReady"
+    # On-demand serving: the same two functions as the throughput's, another branch.
+    DEPLOY = "DeployCustomModel"
+    WAIT_DEPLOYMENT = "WaitForDeployment"
+    CHECK_DEPLOYMENT = "CheckDeployment"
+    DEPLOYMENT_READY = "DeploymentReady"
     PREPARE_EVALUATION = "PrepareEvaluation"
     EVALUATION_ROUTE = "EvaluationRoute"
     EVALUATE_BEDROCK = "EvaluateBedrockModel"

@@ -1,4 +1,5 @@
-"""CheckThroughput: is the provisioned throughput InService yet? Starts its expiry if so."""
+"""CheckThroughput and CheckDeployment: is the provisioned throughput InService, or the
+on-demand deployment Active, yet? Starts its expiry if so."""
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -7,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.records import JobTable
-from finetuning.orchestration.serving import check_throughput
+from finetuning.orchestration.serving import check_serving
 from finetuning.orchestration.workflow import ResultKeys, TaskEvent
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
@@ -22,7 +23,7 @@ CLIENTS = Clients()
 def handler(event: TaskEvent, context: LambdaContext) -> dict:
     state = event.input
     logger.append_keys(job_id=state.job_id)
-    return check_throughput(
+    return check_serving(
         state.manifest,
         state.job_id,
         serving=state.result(ResultKeys.SERVING),

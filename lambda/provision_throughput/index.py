@@ -1,4 +1,5 @@
-"""ProvisionThroughput: create the Bedrock provisioned throughput the spec asks for."""
+"""ProvisionThroughput and DeployCustomModel: create the provisioned throughput or the
+on-demand custom model deployment the job's serving mode names."""
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -9,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.records import JobTable
-from finetuning.orchestration.serving import provision_throughput
+from finetuning.orchestration.serving import SERVING_MODE_KEY, start_serving
 from finetuning.orchestration.workflow import ResultKeys, TaskEvent
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
@@ -30,14 +31,18 @@ PERSISTENCE = idempotency.DynamoDBPersistenceLayer(table_name=ENV.idempotency_ta
 def handler(event: dict, context: LambdaContext) -> dict:
     state = parse(event=event, model=TaskEvent).input
     logger.append_keys(job_id=state.job_id)
-    serving = provision_throughput(
-        state.manifest,
+    manifest = state.manifest
+    mode = state.result(ResultKeys.VALIDATION).get(SERVING_MODE_KEY) or manifest.serving_mode
+    serving = start_serving(
+        manifest,
         state.job_id,
+        mode=mode,
         results=state.result(ResultKeys.RESULTS),
         env=ENV,
         table=JobTable(CLIENTS("dynamodb"), ENV.job_table),
         client=CLIENTS("bedrock"),
     )
     if serving["requested"]:
-        metrics.add_metric(name="ThroughputsRequested", unit=MetricUnit.Count, value=1)
+        name = "DeploymentsRequested" if "deployment_arn" in serving else "ThroughputsRequested"
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     return serving

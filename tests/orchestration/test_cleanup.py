@@ -151,6 +151,8 @@ def test_cleanup_pass_warns_deletes_and_keeps(platform: Platform) -> None:
         {"tags": tags.as_key_value_list({**platform_tags, tags.EXPIRES_AT: timestamp(now)})},
         {"resourceARN": arn},
     )
+    # No on-demand deployments here (tests/orchestration/test_on_demand_serving.py has them).
+    stubber.add_response("list_custom_model_deployments", {"modelDeploymentSummaries": []})
     stubber.add_response(
         "tag_resource", {}, {"resourceARN": arn, "tags": [{"key": WARNED_AT, "value": ANY}]}
     )

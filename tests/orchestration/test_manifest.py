@@ -146,7 +146,7 @@ GATE = {"min": {"accuracy": 0.85}}
         ("sagemaker", {"quality_gate": {"min": {}}}, "expected at least one check"),
         ("sagemaker", {"base_model_id": "x"}, "evaluation.base_model_id apply only to the bedrock"),
         ("bedrock", {"instance_type": "ml.g5.xlarge"}, "apply only to the sagemaker backend"),
-        ("bedrock", {"test_set_uri": TEST_SET, "quality_gate": GATE}, "needs serving.provisioned"),
+        # A Bedrock evaluation without serving: tests/orchestration/test_on_demand_serving.py.
         ("sagemaker", {"max_runtime_seconds": 777_601}, "less than or equal to 777600"),
         ("sagemaker", {"model_name": "-bad"}, "starting with one"),
         ("sagemaker", {"inference": {"top_p": 1.5}}, "less than or equal to 1"),
