@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
 from finetuning.orchestration import tags
 from finetuning.orchestration.clients import Clients
@@ -217,6 +217,17 @@ def evaluated_run(platform: Platform, definition: dict[str, Any], **spec: Any) -
     return run
 
 
+def test_deployment_states_call_the_serving_functions(definition: dict[str, Any]) -> None:
+    """They dispatch on the serving mode, so no further functions are needed."""
+    states = definition["States"]
+    for state, folder in (
+        (States.DEPLOY, "provision_throughput"),
+        (States.CHECK_DEPLOYMENT, "check_throughput"),
+    ):
+        assert states[state]["Resource"].endswith(f":function:{folder}"), states[state]
+        assert states[state]["ResultPath"] == "$.serving"
+
+
 def test_on_demand_is_the_default_for_an_eligible_evaluated_model_and_passes_the_gate(
     platform: Platform, definition: dict[str, Any]
 ) -> None:
@@ -267,9 +278,7 @@ def test_on_demand_is_the_default_for_an_eligible_evaluated_model_and_passes_the
     assert f"On-demand deployment: {DEPLOYMENT_ARN} (no hourly charge)" in message["message"]
 
 
-def test_failed_gate_deletes_the_deployment(
-    platform: Platform, definition: dict[str, Any]
-) -> None:
+def test_failed_gate_deletes_the_deployment(platform: Platform, definition: dict[str, Any]) -> None:
     run = evaluated_run(platform, definition)
     run.expect_deployment(["Active"])
     run.expect_expiry_tag()

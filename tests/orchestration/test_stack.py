@@ -15,6 +15,7 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
+from finetuning.orchestration import tags
 from finetuning.orchestration.workflow import States
 from stacks.compliance import add_compliance_gate, apply_tags
 from stacks.network_stack import NetworkStack
@@ -38,6 +39,8 @@ TASK_STATES = [
     States.COLLECT,
     States.PROVISION,
     States.CHECK_THROUGHPUT,
+    States.DEPLOY,
+    States.CHECK_DEPLOYMENT,
     States.PREPARE_EVALUATION,
     States.EVALUATE_BEDROCK,
     States.EVALUATE_OPEN,
@@ -483,3 +486,36 @@ sys.exit(1 if failures else 0)
         if name.startswith("StartSageMakerJobFunction")
     ]
     assert sagemaker_start == f"{with_metrics[0].name.removeprefix('asset.')}.zip"
+
+
+def test_on_demand_deployments_are_created_tagged_read_and_deleted_only_when_owned(
+    template: Template,
+) -> None:
+    statements = list(_statements(template))
+    owned = {f"aws:RequestTag/{tags.PLATFORM}": "llm-finetuning-dev"}
+    (create,) = [s for _, s in statements if s.get("Sid") == "CreateTaggedDeployment"]
+    assert create["Action"] == ["bedrock:CreateCustomModelDeployment", "bedrock:TagResource"]
+    assert create["Condition"] == {"StringEquals": owned}
+    resources = json.dumps(create["Resource"])
+    assert ":custom-model-deployment/*" in resources and ":custom-model/*" in resources
+    reads = [s for _, s in statements if s["Action"] == "bedrock:GetCustomModelDeployment"]
+    assert len(reads) == 2  # ProvisionThroughput/DeployCustomModel, CheckThroughput/-Deployment
+    deletes = [s for _, s in statements if s["Action"] == "bedrock:DeleteCustomModelDeployment"]
+    assert len(deletes) == 3  # HandleFailure, ExecutionEnded, CleanupExpired
+    for statement in deletes:
+        assert ":custom-model-deployment/*" in json.dumps(statement["Resource"])
+        assert statement["Condition"] == {
+            "StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": "llm-finetuning-dev"},
+            "StringNotEquals": {f"aws:ResourceTag/{tags.KEEP}": tags.KEEP_VALUE},
+        }
+    (find,) = [s for _, s in statements if s.get("Sid") == "FindServingResources"]
+    assert "bedrock:ListCustomModelDeployments" in find["Action"]
+
+    definition = state_machine_definition(template)["States"]
+    choices = definition[States.SERVING_REQUESTED]["Choices"]
+    assert [(c["Variable"], c["StringEquals"], c["Next"]) for c in choices] == [
+        ("$.validation.serving_mode", "provisioned_throughput", States.PROVISION),
+        ("$.validation.serving_mode", "on_demand", States.DEPLOY),
+    ]
+    assert definition[States.SERVING_REQUESTED]["Default"] == States.PREPARE_EVALUATION
+    assert definition[States.DEPLOYMENT_READY]["Default"] == States.WAIT_DEPLOYMENT
