@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
+from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
 
 # CustomerMetadataProperties keys the registry writes and the deploy function reads.
 META_MODEL_NAME = "model-name"
@@ -561,13 +562,14 @@ def deploy_bedrock_model(
             arn,
             {"model_units": settings.model_units},
         )
-    response = bedrock.create_custom_model_deployment(
-        modelDeploymentName=name,
-        modelArn=model_arn,
+    request = custom_model_deployment_request(
+        model_arn=model_arn,
+        deployment_name=name,
         description=f"On-demand deployment of {arn}",
-        tags=tags,
-        clientRequestToken=token,
+        tags={tag["key"]: tag["value"] for tag in tags},
+        client_request_token=token,
     )
+    response = bedrock.create_custom_model_deployment(**request)
     return Deployment("deployed", response["customModelDeploymentArn"], arn)
 
 
