@@ -13,8 +13,9 @@ cheap to load in a function and easy to test.
   ``serving``, ``completion``, ``failures``: one step of the workflow each.
 - ``cleanup``: the scheduled expiry of serving resources.
 - ``bedrock``, ``sagemaker``: starting, describing and stopping jobs of the two backends.
-- ``aws_jobs``: the CreateModelCustomizationJob and CreateTrainingJob request builders and
-  status mappings, shared with the library's backends (``finetuning.backends``), and
+- ``aws_jobs``: the CreateModelCustomizationJob, CreateTrainingJob and
+  CreateCustomModelDeployment request builders, status mappings and the on-demand
+  eligibility table, shared with the library's backends (``finetuning.backends``), and
   ``JobStatus``; here so that every function's bundle ships them.
 - ``notifications``, ``cost``, ``tags``, ``aws``, ``clients``, ``environment``, ``errors``.
 """
