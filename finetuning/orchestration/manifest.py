@@ -402,8 +402,12 @@ class JobManifest(_Strict):
                     "evaluation.test_set_uri needs the tuned model served: a custom model "
                     "answers only through an on-demand deployment or provisioned throughput, "
                     "which the workflow creates before evaluating (and deletes when the gate "
-                    f"fails); {refusal or 'serving.mode is none'}, so add "
-                    "serving.provisioned_throughput"
+                    "fails); "
+                    + (
+                        f"{refusal}, so add serving.provisioned_throughput"
+                        if refusal
+                        else "serving.mode is none: use on_demand or provisioned_throughput"
+                    )
                 )
         return self
 

@@ -133,7 +133,16 @@ def test_existing_manifests_keep_their_job_ids() -> None:
         ),
         (
             {"base_model": LLAMA, "hyperparameters": {}, "evaluation": EVALUATION},
-            "evaluation.test_set_uri needs the tuned model served",
+            f"evaluation.test_set_uri needs the tuned model served: a custom model answers "
+            "only through an on-demand deployment or provisioned throughput, which the "
+            "workflow creates before evaluating (and deletes when the gate fails); base model "
+            f"{LLAMA} is not one Bedrock deploys on demand after customization (supported: "
+            "Amazon Nova Micro, Amazon Nova Lite, Amazon Nova Pro), so add "
+            "serving.provisioned_throughput",
+        ),
+        (
+            {"serving": {"mode": "none"}, "evaluation": EVALUATION},
+            "serving.mode is none: use on_demand or provisioned_throughput",
         ),
         (
             {"serving": {"on_demand": {}, "provisioned_throughput": {}}},
