@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
+from finetuning.orchestration.aws_jobs.source_archives import TRAINING_ENTRY_POINT
 from finetuning.orchestration.errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -230,7 +231,8 @@ class JobManifest(_Strict):
     max_wait_seconds: Annotated[int, Field(ge=60)] | None = None
     image_uri: str | None = None
     source_dir_uri: str | None = None
-    entry_point: str = "train.py"
+    # Relative to the root of the code archive (source_archives.training_source_archive).
+    entry_point: str = TRAINING_ENTRY_POINT
     # After the job: serving to provision, and what the evaluation step receives.
     serving: ServingSpec = ServingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
