@@ -326,7 +326,9 @@ def test_an_isolated_job_needs_an_image_with_the_packages(service, train, bucket
     model = put_jsonl(bucket, "models/base/config.json", [{}])
     with pytest.raises(InvalidJobConfigError, match="cannot install packages") as error:
         service.create_finetuning_job(
-            sm_config(train, base_model=model.rsplit("/", 1)[0] + "/", enable_network_isolation=True)
+            sm_config(
+                train, base_model=model.rsplit("/", 1)[0] + "/", enable_network_isolation=True
+            )
         )
     assert error.value.field == "image_uri"
 
