@@ -144,9 +144,7 @@ def run_training_container(
     }
     environment |= {k: _local(v, root) for k, v in request.get("Environment", {}).items()}
     site = str(image_site(root.parent / f"{root.name}-image-site"))
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [environment.get("PYTHONPATH"), site])
-    )
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [environment.get("PYTHONPATH"), site]))
     environment |= NO_NETWORK | SKIP_HOST_RESOLUTION
     environment["SAGEMAKER_BASE_DIR"] = str(root)
     environment["AWS_REGION"] = request["HyperParameters"].get("sagemaker_region", '"x"')[1:-1]
