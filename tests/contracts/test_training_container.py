@@ -28,8 +28,6 @@ from finetuning.platform_client import PlatformClient, manifest_from_job_config
 from tests.contracts.training_toolkit import ToolkitRun, run_training_container
 from tests.orchestration.fakes import ARTIFACTS_BUCKET, DATA_BUCKET, function_environment
 
-pytest.importorskip("sagemaker_training", reason="sagemaker-training is in requirements-dev.txt")
-
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution"
