@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -106,7 +107,7 @@ def world_readable_tmp() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="processing-contract-"))
     folder.chmod(0o755)
     yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=False)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _layout(request: dict[str, Any], objects: dict[str, bytes], root: Path) -> None:

@@ -147,7 +147,7 @@ def run_training_container(
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [environment.get("PYTHONPATH"), site]))
     environment |= NO_NETWORK | SKIP_HOST_RESOLUTION
     environment["SAGEMAKER_BASE_DIR"] = str(root)
-    environment["AWS_REGION"] = request["HyperParameters"].get("sagemaker_region", '"x"')[1:-1]
+    environment["AWS_REGION"] = json.loads(request["HyperParameters"]["sagemaker_region"])
     # Each container has its own /tmp (train.py keeps checkpoints there without a
     # CheckpointConfig; /opt/ml/checkpoints is an absolute path this layout cannot provide).
     tmp = root.parent / f"{root.name}-tmp"
