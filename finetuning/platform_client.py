@@ -34,8 +34,7 @@ from typing import Any
 from finetuning.orchestration import aws
 from finetuning.orchestration.aws_jobs.source_archives import (
     SOURCE_ARCHIVE_NAME,
-    is_python_cache,
-    reproducible_tar_gz,
+    training_source_archive,
 )
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import (
@@ -137,15 +136,12 @@ def manifest_from_job_config(
     return parse_manifest(fields, source="command line arguments")
 
 
-def source_tarball(directory: str | os.PathLike[str]) -> bytes:
-    """``sourcedir.tar.gz`` of a scripts folder, byte-identical for identical files."""
-    root = Path(directory)
-    files = {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(p for p in root.rglob("*") if p.is_file())
-        if not is_python_cache(path.relative_to(root))
-    }
-    return reproducible_tar_gz(files)
+def source_tarball(directory: str | os.PathLike[str] | None = None) -> bytes:
+    """``sourcedir.tar.gz`` for a platform job: the one archive builder's layout
+    (``training_scripts/`` and ``finetuning/data/`` as packages), without a root
+    ``requirements.txt``: platform jobs run with network isolation on the platform's
+    training image, which has the pinned packages installed."""
+    return training_source_archive(install_requirements=False, scripts_dir=directory)
 
 
 def read_manifest_file(path: str | os.PathLike[str]) -> JobManifest:
@@ -188,8 +184,9 @@ class PlatformClient:
         name = parameter_name(self.project, self.environment, parameter)
         return self._clients("ssm").get_parameter(Name=name)["Parameter"]["Value"]
 
-    def upload_training_scripts(self, directory: str | os.PathLike[str]) -> str:
-        """Put ``sourcedir.tar.gz`` of ``directory`` where SageMaker jobs may read it
+    def upload_training_scripts(self, directory: str | os.PathLike[str] | None = None) -> str:
+        """Put ``sourcedir.tar.gz`` of the ``training_scripts`` folder ``directory`` (default:
+        the installed package) where SageMaker jobs may read it
         (``s3://<artifacts>/models/code/<sha256>/``); an identical upload is skipped."""
         body = source_tarball(directory)
         digest = hashlib.sha256(body).hexdigest()[:16]

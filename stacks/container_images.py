@@ -23,6 +23,10 @@ STAGING_ROOT = REPO_ROOT / ".cache" / "image-contexts"
 EVALUATION_DOCKERFILE = "containers/evaluation/Dockerfile"
 # What the evaluation image's Dockerfile copies, relative to the repository root.
 EVALUATION_CONTEXT = ("containers/evaluation", "finetuning")
+TRAINING_DOCKERFILE = "containers/training/Dockerfile"
+# What the training image's Dockerfile copies: two requirement files, no code (the code
+# arrives with each job as sourcedir.tar.gz).
+TRAINING_CONTEXT = ("containers/training", "training_scripts/requirements.txt")
 
 
 def stage_context(paths: tuple[str, ...], root: Path = REPO_ROOT) -> Path:
@@ -54,5 +58,21 @@ def evaluation_image(scope: Construct, construct_id: str) -> ecr_assets.DockerIm
         directory=str(stage_context(EVALUATION_CONTEXT)),
         file=EVALUATION_DOCKERFILE,
         # SageMaker GPU instances are x86_64.
+        platform=ecr_assets.Platform.LINUX_AMD64,
+    )
+
+
+def training_image(
+    scope: Construct, construct_id: str, *, dlc_tag: str
+) -> ecr_assets.DockerImageAsset:
+    """The platform's SageMaker training image (``containers/training/Dockerfile``): the
+    Hugging Face PyTorch training DLC ``dlc_tag`` with train.py's pinned packages, so that
+    network-isolated jobs run on the versions the tests run."""
+    return ecr_assets.DockerImageAsset(
+        scope,
+        construct_id,
+        directory=str(stage_context(TRAINING_CONTEXT)),
+        file=TRAINING_DOCKERFILE,
+        build_args={"DLC_TAG": dlc_tag},
         platform=ecr_assets.Platform.LINUX_AMD64,
     )

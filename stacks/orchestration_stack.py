@@ -49,7 +49,7 @@ from finetuning.platform import (
     TRAINING_DATA_RAW_PREFIX,
 )
 from stacks.compliance import suppress, suppress_wildcards
-from stacks.container_images import evaluation_image
+from stacks.container_images import evaluation_image, training_image
 from stacks.log_groups import encrypted_log_group
 from stacks.network_stack import NetworkStack
 from stacks.orchestration_functions import (
@@ -63,10 +63,6 @@ from stacks.security_stack import SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
 
-# AWS Deep Learning Containers registry (most commercial regions), see
-# https://github.com/aws/deep-learning-containers/blob/master/available_images.md
-DLC_REGISTRY_ACCOUNT = "763104351884"
-TRAINING_IMAGE_REPOSITORY = "huggingface-pytorch-training"
 STATE_MACHINE_SUFFIX = "finetuning"
 # The regexes of train.py's log lines, which StartJob sends as SageMaker metric definitions.
 METRIC_DEFINITION_FILES = (
@@ -142,6 +138,9 @@ class OrchestrationStack(Stack):
             Var.JOB_TABLE: self.job_table.table_name,
             Var.TOPIC_ARN: self.topic.topic_arn,
         }
+        self.training_image = training_image(
+            self, "TrainingImage", dlc_tag=self._orchestration.training_image_tag
+        )
         self._training_env = {
             Var.DATA_BUCKET: bucket_name(settings, "data"),
             Var.ARTIFACTS_BUCKET: bucket_name(settings, "artifacts"),
@@ -153,10 +152,8 @@ class OrchestrationStack(Stack):
             Var.SECURITY_GROUP_IDS: network.training_security_group.security_group_id,
             Var.DEFAULT_INSTANCE_TYPE: settings.training.default_instance_type,
             Var.ALLOWED_INSTANCE_FAMILIES: ",".join(settings.training.allowed_instance_families),
-            Var.TRAINING_IMAGE_URI: (
-                f"{DLC_REGISTRY_ACCOUNT}.dkr.ecr.{self.region}.{self.url_suffix}/"
-                f"{TRAINING_IMAGE_REPOSITORY}:{self._orchestration.training_image_tag}"
-            ),
+            # The DLC with train.py's pinned packages: isolated jobs cannot install them.
+            Var.TRAINING_IMAGE_URI: self.training_image.image_uri,
         }
         self.evaluation_image = evaluation_image(self, "EvaluationImage")
         self._allow_image_pull(security)
@@ -730,23 +727,32 @@ class OrchestrationStack(Stack):
         )
 
     def _allow_image_pull(self, security: SecurityStack) -> None:
-        """Let the SageMaker execution role pull the evaluation image (a customer managed
-        policy here, next to the image, so the security stack need not know the asset)."""
+        """Let the SageMaker execution role pull the training and evaluation images (a
+        customer managed policy here, next to the images, so the security stack need not know
+        the assets)."""
+        pull = [
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ]
         iam.ManagedPolicy(
             self,
             "EvaluationImagePull",
-            description="The SageMaker execution role pulls the platform's evaluation image",
+            description=(
+                "The SageMaker execution role pulls the platform's training and evaluation images"
+            ),
             roles=[security.sagemaker_execution_role],
             statements=[
                 iam.PolicyStatement(
                     sid="PullEvaluationImage",
-                    actions=[
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                    ],
+                    actions=pull,
                     resources=[self.evaluation_image.repository.repository_arn],
-                )
+                ),
+                iam.PolicyStatement(
+                    sid="PullTrainingImage",
+                    actions=pull,
+                    resources=[self.training_image.repository.repository_arn],
+                ),
             ],
         )
 

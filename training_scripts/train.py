@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from training_scripts.tokenization import TokenizationReport
 
 METRICS_FILE = "metrics.json"
+SERVING_HANDLER = "code/inference.py"
 TRAINING_CONFIG_FILE = "training_config.json"
 MERGED_DIR = "merged"
 SIGTERM_EXIT_CODE = 143
@@ -426,6 +427,12 @@ def _train(args: ScriptArguments) -> int:
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
+        # model.tar.gz is what the serving container gets: its inference toolkit imports
+        # code/inference.py from there (docs/training.md, "Outputs").
+        (output_dir / SERVING_HANDLER).parent.mkdir(exist_ok=True)
+        (output_dir / SERVING_HANDLER).write_bytes(
+            Path(__file__).with_name("inference.py").read_bytes()
+        )
         if model_args.merge_adapter:
             say(f"merge: writing the adapter merged into the base to {output_dir / MERGED_DIR}")
             modeling.save_merged_model(

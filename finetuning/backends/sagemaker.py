@@ -45,14 +45,14 @@ from finetuning.orchestration.aws_jobs.sagemaker_training import (
 )
 from finetuning.orchestration.aws_jobs.source_archives import (
     SOURCE_ARCHIVE_NAME,
-    is_python_cache,
-    reproducible_tar_gz,
+    TRAINING_ENTRY_POINT,
+    training_source_archive,
 )
 from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 from finetuning.uris import is_s3_uri, join_s3, parse_s3_uri
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-ENTRY_POINT = "training_scripts/train.py"
+ENTRY_POINT = TRAINING_ENTRY_POINT
 SPEC_TAG = "finetuning:spec-digest"
 
 _STATUS_EQUALS = {
@@ -67,26 +67,14 @@ _STATUS_EQUALS = {
 MAX_PAGE_SIZE = 100
 
 
-def source_archive(include_requirements: bool = True, root: Path = REPOSITORY_ROOT) -> bytes:
-    """``sourcedir.tar.gz``: byte-identical for identical sources (sorted, zeroed metadata)."""
-    scripts = root / "training_scripts"
-    data = root / "finetuning" / "data"
-    if not (scripts / "train.py").is_file():
-        raise InvalidJobConfigError(
-            "backend", f"training_scripts/train.py under {root} (the code SageMaker runs)", None
-        )
-    files: dict[str, bytes] = {}
-    for base, prefix in ((scripts, "training_scripts"), (data, "finetuning/data")):
-        for path in sorted(base.rglob("*")):
-            if path.is_file() and not is_python_cache(path.relative_to(base)):
-                files[f"{prefix}/{path.relative_to(base).as_posix()}"] = path.read_bytes()
-    # A minimal package marker: train.py needs finetuning.data, not the client library.
-    files["finetuning/__init__.py"] = b'"""finetuning.data for the training container."""\n'
-    requirements = scripts / "requirements.txt"
-    if include_requirements and requirements.is_file():
-        # The toolkit pip-installs requirements.txt from the root of the source directory.
-        files["requirements.txt"] = requirements.read_bytes()
-    return reproducible_tar_gz({name: files[name] for name in sorted(files)})
+def source_archive(include_requirements: bool = True, root: Path | None = None) -> bytes:
+    """``sourcedir.tar.gz`` of ``root`` (a checkout; default: the installed packages), built by
+    the one archive builder every SageMaker path uses."""
+    return training_source_archive(
+        install_requirements=include_requirements,
+        scripts_dir=root / "training_scripts" if root else None,
+        data_dir=root / "finetuning" / "data" if root else None,
+    )
 
 
 class SageMakerBackend:
@@ -163,6 +151,17 @@ class SageMakerBackend:
             )
         if not config.image_uri:
             training_image_uri(self.region)  # raises for a region without a known registry
+        if config.enable_network_isolation and not config.image_uri:
+            # The toolkit cannot pip install requirements.txt without a network, and the
+            # Hugging Face DLC ships older transformers/peft/accelerate than train.py is
+            # tested with (docs/training.md, "Images").
+            raise InvalidJobConfigError(
+                "image_uri",
+                "an image with training_scripts/requirements.txt installed (such as the "
+                "platform's training image, containers/training/Dockerfile) when "
+                "enable_network_isolation is true: an isolated job cannot install packages",
+                config.image_uri,
+            )
         if config.enable_network_isolation and not is_s3_uri(config.base_model):
             raise InvalidJobConfigError(
                 "base_model",

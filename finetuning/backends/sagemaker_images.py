@@ -7,8 +7,11 @@ transformers 5.x image yet. This module holds the two facts needed instead: the 
 the ECR registry account of each region.
 
 Image: PyTorch 2.9.0, transformers 5.3.0, Python 3.12, CUDA 13.0, the newest Hugging Face
-training DLC; ``training_scripts/requirements.txt`` installs the pinned transformers/peft/trl
-versions on top at job start (unless network isolation is on).
+training DLC. A job without network isolation gets ``training_scripts/requirements.txt`` as
+the code archive's root ``requirements.txt``, which the toolkit installs at job start (the
+pinned transformers/peft/accelerate); an isolated job cannot install anything and needs an
+image that has them: the platform's training image, ``containers/training/Dockerfile``, which
+extends this same tag (docs/training.md, "Images").
 https://github.com/aws/deep-learning-containers/releases/tag/v1.0-hf-5.3.0-pt-2.9.0-tr-gpu-py312
 https://huggingface.co/docs/sagemaker/reference (Hugging Face DLC table)
 

@@ -275,8 +275,9 @@ def _check_writable(directory: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise OSError(
-            f"{directory} is not writable by uid {os.getuid()} ({exc.strerror}); the image runs "
-            "as a non-root user, which needs the directory to be writable by it"
+            f"{directory} is not writable by uid {os.getuid()} ({exc.strerror}); SageMaker "
+            "creates the Processing folders as root when the job starts, so the image must run "
+            "as root (containers/evaluation/Dockerfile)"
         ) from None
 
 

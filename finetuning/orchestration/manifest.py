@@ -21,6 +21,7 @@ from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
 from finetuning.orchestration.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
+from finetuning.orchestration.aws_jobs.source_archives import TRAINING_ENTRY_POINT
 from finetuning.orchestration.errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -278,7 +279,8 @@ class JobManifest(_Strict):
     max_wait_seconds: Annotated[int, Field(ge=60)] | None = None
     image_uri: str | None = None
     source_dir_uri: str | None = None
-    entry_point: str = "train.py"
+    # Relative to the root of the code archive (source_archives.training_source_archive).
+    entry_point: str = TRAINING_ENTRY_POINT
     # After the job: serving to provision, and what the evaluation step receives.
     serving: ServingSpec = ServingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()

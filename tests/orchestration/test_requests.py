@@ -118,7 +118,7 @@ def test_sagemaker_training_request_defaults_are_secure() -> None:
     # Script-mode values are JSON, as the SageMaker SDK encodes them and the toolkit decodes.
     assert request["HyperParameters"]["num_train_epochs"] == '"1"'
     hyper = {name: json.loads(value) for name, value in request["HyperParameters"].items()}
-    assert hyper["sagemaker_program"] == "train.py"
+    assert hyper["sagemaker_program"] == "training_scripts/train.py"
     assert hyper["sagemaker_submit_directory"] == "/opt/ml/input/data/code/sourcedir.tar.gz"
     assert hyper["model_name_or_path"] == "/opt/ml/input/data/model"
     assert hyper["method"] == "lora" and hyper["num_train_epochs"] == "1"

@@ -290,27 +290,31 @@ def test_evaluation_jobs_run_isolated_in_the_platform_image(template: Template) 
         "aws:ResourceTag/finetuning:platform" in s["Condition"]["StringEquals"] for s in stops
     )
 
-    # The execution role may pull the evaluation image, and only from its repository.
+    # The execution role may pull the platform's images, and only from their repository.
     (pull,) = [
         p
         for p in resources(template, "AWS::IAM::ManagedPolicy").values()
-        if "evaluation image" in p["Properties"].get("Description", "")
+        if "evaluation images" in p["Properties"].get("Description", "")
     ]
-    (statement,) = pull["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Action"] == [
-        "ecr:BatchCheckLayerAvailability",
-        "ecr:BatchGetImage",
-        "ecr:GetDownloadUrlForLayer",
-    ]
-    assert "container-assets" in json.dumps(statement["Resource"])
+    statements = pull["Properties"]["PolicyDocument"]["Statement"]
+    assert [s["Sid"] for s in statements] == ["PullEvaluationImage", "PullTrainingImage"]
+    for statement in statements:
+        assert statement["Action"] == [
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ]
+        assert "container-assets" in json.dumps(statement["Resource"])
     assert "Fn::ImportValue" in json.dumps(pull["Properties"]["Roles"])
-    (function,) = [
-        f
-        for f in resources(template, "AWS::Lambda::Function").values()
-        if "EVALUATION_IMAGE_URI" in f["Properties"]["Environment"]["Variables"]
-    ]
-    image = json.dumps(function["Properties"]["Environment"]["Variables"]["EVALUATION_IMAGE_URI"])
-    assert "container-assets" in image
+    for variable in ("EVALUATION_IMAGE_URI", "TRAINING_IMAGE_URI"):
+        # The platform's own images (CDK assets), not a public DLC: training jobs run
+        # isolated on containers/training/Dockerfile, which has train.py's packages.
+        images = {
+            json.dumps(f["Properties"]["Environment"]["Variables"][variable])
+            for f in resources(template, "AWS::Lambda::Function").values()
+            if variable in f["Properties"]["Environment"]["Variables"]
+        }
+        assert len(images) == 1 and "container-assets" in images.pop(), variable
 
 
 def test_state_machine_invokes_the_serving_functions(template: Template) -> None:

@@ -23,6 +23,7 @@ from tests.service.conftest import ACCOUNT, REGION, conversation, put_jsonl
 SM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PLATFORM_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cdk-assets:training"
 
 
 def moto_training_job(name: str) -> dict:
@@ -129,6 +130,8 @@ def test_spot_vpc_kms_isolation_and_torchrun(service, train, bucket):
             subnet_ids=["subnet-0a"],
             security_group_ids=["sg-01"],
             enable_network_isolation=True,
+            # An isolated job cannot pip install: it needs an image with the packages.
+            image_uri=PLATFORM_IMAGE,
             method="full",
             tags={"team": "ml"},
         )
@@ -317,6 +320,17 @@ def test_the_source_archive_is_reproducible_and_holds_what_train_py_needs(tmp_pa
     ]
     # An isolated container cannot pip install: no requirements.txt at the root then.
     assert "requirements.txt" not in names(source_archive(include_requirements=False, root=root))
+
+
+def test_an_isolated_job_needs_an_image_with_the_packages(service, train, bucket):
+    model = put_jsonl(bucket, "models/base/config.json", [{}])
+    with pytest.raises(InvalidJobConfigError, match="cannot install packages") as error:
+        service.create_finetuning_job(
+            sm_config(
+                train, base_model=model.rsplit("/", 1)[0] + "/", enable_network_isolation=True
+            )
+        )
+    assert error.value.field == "image_uri"
 
 
 def test_image_uris_per_region():
