@@ -1,0 +1,108 @@
+"""AWS region, credentials and connection for the CLI, resolved the way the AWS CLI does.
+
+Region: ``--region``, then ``AWS_REGION``, then ``AWS_DEFAULT_REGION``, then the profile's
+``region`` (``AWS_PROFILE`` or the default profile). ``AWS_REGION`` overrides
+``AWS_DEFAULT_REGION``, which overrides the profile:
+https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-envvars.html and
+https://docs.aws.amazon.com/sdkref/latest/guide/feature-region.html (botocore itself reads
+only ``AWS_DEFAULT_REGION``, so a shell with ``AWS_REGION`` alone would get "You must specify a
+region").
+
+Credentials: botocore's chain (environment, ``AWS_PROFILE``, config files, SSO, container and
+instance roles). The first time a command creates an AWS client, a preflight checks that a
+region and credentials exist and calls ``sts:GetCallerIdentity`` once (it needs no IAM
+permission: https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html)
+with a short connect timeout, so missing or rejected credentials and an unreachable network
+stop the command at its first call, with a hint, instead of after every sample or minutes of
+retries. Commands that never create a client (the local backend) never need AWS.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from finetuning.cli._errors import CREDENTIALS_HINT, SetupError
+
+# Seconds to open a connection (botocore's default is 60, then retries: 65 s of silence).
+CONNECT_TIMEOUT_SECONDS = 5
+# Attempts of the preflight call: one retry for a dropped connection, no more.
+PREFLIGHT_ATTEMPTS = 2
+REGION_HINT = (
+    "pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or set a region in your profile "
+    "with `aws configure`"
+)
+
+
+def resolve_region(explicit: str | None = None) -> str | None:
+    """The region the AWS CLI would use; None when none is configured anywhere."""
+    for value in (explicit, os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION")):
+        if value:
+            return value
+    import botocore.session
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        return botocore.session.Session().get_config_variable("region") or None
+    except ProfileNotFound as exc:
+        raise SetupError(f"{exc}; {CREDENTIALS_HINT}") from None
+
+
+def session(region: str | None = None, *, preflight: bool = True) -> Any:
+    """A boto3 session in the resolved region whose clients connect with a short timeout;
+    with ``preflight`` its first client creation checks region, credentials and network."""
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    core = botocore.session.Session()
+    core.set_default_client_config(Config(connect_timeout=CONNECT_TIMEOUT_SECONDS))
+    cls = _preflight_session_class() if preflight else boto3.Session
+    return cls(botocore_session=core, region_name=resolve_region(region))
+
+
+def check(boto_session: Any) -> str:
+    """Region, credentials, and one STS call; returns the caller's ARN.
+
+    Raises :class:`SetupError` (exit 3) naming what is missing and how to fix it.
+    """
+    import boto3
+    from botocore.config import Config
+
+    if not boto_session.region_name:
+        raise SetupError(f"no AWS region configured; {REGION_HINT}")
+    try:
+        credentials = boto_session.get_credentials()
+    except Exception as exc:  # a broken profile or SSO cache: the same fix applies
+        raise SetupError(f"cannot load AWS credentials ({exc}); {CREDENTIALS_HINT}") from None
+    if credentials is None:
+        raise SetupError(f"no AWS credentials found; {CREDENTIALS_HINT}")
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=CONNECT_TIMEOUT_SECONDS * 2,
+        retries={"mode": "standard", "total_max_attempts": PREFLIGHT_ATTEMPTS},
+    )
+    # The plain client method: the preflight must not run itself.
+    sts = boto3.Session.client(boto_session, "sts", config=config)
+    # Errors are mapped by finetuning.cli._errors: rejected credentials and connection
+    # failures are setup problems (exit 3), the same in every command.
+    return sts.get_caller_identity()["Arn"]
+
+
+@functools.cache
+def _preflight_session_class() -> type:
+    import boto3
+
+    class PreflightSession(boto3.Session):
+        """A session whose first ``client()`` call runs :func:`check` once."""
+
+        _checked = False
+
+        def client(self, *args: Any, **kwargs: Any) -> Any:
+            if not self._checked:
+                check(self)
+                self._checked = True
+            return super().client(*args, **kwargs)
+
+    return PreflightSession
