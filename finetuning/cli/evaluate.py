@@ -62,7 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--custom-model-deployment-arn", help="ARN of a Bedrock on-demand custom model deployment"
     )
     which.add_argument("--endpoint-name", help="name of a SageMaker real-time endpoint")
-    which.add_argument("--local-model", type=Path, metavar="DIR", help="local model folder")
+    which.add_argument(
+        "--local-model",
+        type=Path,
+        metavar="DIR",
+        help="local model folder, or the id of a model `finetune local models` lists",
+    )
     which.add_argument(
         "--from-results",
         type=Path,
@@ -334,7 +339,7 @@ def _targets(args: argparse.Namespace) -> tuple[Any, Any | None]:
             inference_component=args.inference_component,
         )
     else:
-        tuned = LocalModelTarget(args.local_model, device=args.device)
+        tuned = LocalModelTarget(_local_model(args.local_model), device=args.device)
     base = None
     if args.base_model_id:
         base = _bedrock_target(args.base_model_id, args, session)
@@ -347,6 +352,25 @@ def _targets(args: argparse.Namespace) -> tuple[Any, Any | None]:
     elif args.base_model_path:
         base = LocalModelTarget(args.base_model_path, device=args.device)
     return tuned, base
+
+
+def _local_model(path: Path) -> Path:
+    """A model folder, or the id of a model in the local registry (`finetune local models`)."""
+    if path.exists():
+        return path
+    from finetuning.local.service import default_home
+
+    database = default_home() / "state.db"
+    if not database.is_file():
+        return path
+    from finetuning.errors import ModelNotFoundError
+    from finetuning.local.registry import ModelRegistry
+    from finetuning.local.store import JobStore
+
+    try:
+        return ModelRegistry(JobStore(database)).get(str(path)).path
+    except ModelNotFoundError:
+        return path
 
 
 def _samples(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any], list[str] | None]:
