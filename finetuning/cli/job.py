@@ -54,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "create",
         help="submit a job (and wait for it unless --no-wait)",
         description="Submit a fine-tuning job. Exit 0 when it completes (or is submitted, "
-        "with --no-wait), 1 when it fails, is cancelled or the wait times out, 2 on bad usage.",
+        "with --no-wait), 1 when it fails, is cancelled or the wait times out, 2 on bad usage "
+        "(checked before anything is submitted), 3 when AWS credentials, region or network "
+        "are unusable. Local paths are relative to the current folder.",
     )
     add_create_arguments(create)
     create.set_defaults(handler=create_job)
@@ -149,7 +151,8 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="FRACTION",
         help="without --validation-data-uri, hold out this fraction (default 0.2) into new "
-        "files beside the training data; the training file is never modified",
+        "files (beside S3 training data; under the service home's splits/ for local jobs); "
+        "the training file is never modified",
     )
     data.add_argument(
         "--no-validation-split", action="store_true", help="train without validation data"
