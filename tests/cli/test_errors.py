@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from finetuning.cli import EXIT_CODES, main
+from finetuning.cli import EXIT_CODES, build_parser, main
 from finetuning.cli import _aws as cli_aws
 from finetuning.jobs import FinetuningJobConfig, JobStatus
 from finetuning.local.service import LocalJobService
@@ -397,3 +397,16 @@ def test_user_errors(user: User, write_records):
     assert evaluate.returncode == 3
     assert "finetune: error: no AWS region configured" in evaluate.stderr
     assert "Traceback" not in evaluate.stderr
+
+
+def test_via_platform_uses_aws_region(folder, monkeypatch):
+    """`--via-platform` used to build its clients without a region ("You must specify a
+    region" with AWS_REGION set); it now uses the region the CLI resolved."""
+    from finetuning.cli.job import platform_client
+
+    monkeypatch.setenv("AWS_REGION", "eu-north-1")
+    monkeypatch.setattr(cli_aws, "check", lambda _session: "arn:aws:iam::123456789012:user/me")
+    args = build_parser().parse_args(["job", "list", "--via-platform"])
+    ssm = platform_client(args)._clients("ssm")
+    assert ssm.meta.region_name == "eu-north-1"
+    assert ssm.meta.config.connect_timeout == cli_aws.CONNECT_TIMEOUT_SECONDS
