@@ -43,6 +43,8 @@ ERROR_LINE = re.compile(r"^error: (.*)$")
 # reading a large dataset twice (train.py validates every record itself).
 PRECHECK_RECORDS = 1000
 SERVICE_STOPPED = "the local job service stopped before the job finished"
+# A finished job's output folder holds a model (config.json) or a PEFT adapter.
+MODEL_MARKERS = ("config.json", "adapter_config.json")
 
 
 def train_arguments(
@@ -245,6 +247,18 @@ class JobRunner:
             written = json.loads(metrics_file.read_text(encoding="utf-8"))
             metrics.update({k: v for k, v in written.items() if isinstance(v, int | float)})
         spec = self.job.spec
+        output = Path(self.job.output_dir)
+        if not any((output / name).is_file() for name in MODEL_MARKERS):
+            # Never register a folder without weights (a wrong output path, a script that
+            # wrote elsewhere): the job fails saying where it looked.
+            self.store.finish_job(
+                self.job.id,
+                JobStatus.FAILED,
+                f"registration: train.py exited 0 but {output} has no "
+                f"{' or '.join(MODEL_MARKERS)}: no model to register",
+                metrics=metrics,
+            )
+            return
         try:
             self.registry.register(
                 spec["model_name"],

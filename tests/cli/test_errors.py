@@ -410,3 +410,23 @@ def test_via_platform_uses_aws_region(folder, monkeypatch):
     ssm = platform_client(args)._clients("ssm")
     assert ssm.meta.region_name == "eu-north-1"
     assert ssm.meta.config.connect_timeout == cli_aws.CONNECT_TIMEOUT_SECONDS
+
+
+def test_a_job_that_wrote_no_model_fails_instead_of_registering_an_empty_folder(folder):
+    import time
+
+    script = folder / "writes_nothing.py"
+    script.write_text("import sys\nsys.exit(0)\n")
+    service = LocalJobService(folder / "home", train_script=script, poll_interval=0.05)
+    job = service.submit(
+        job_name="empty", base_model="model", train_file="train.jsonl", output_dir="outputs"
+    )
+    with service:
+        deadline = time.monotonic() + 60
+        while not service.get(job.job_arn).status.is_terminal and time.monotonic() < deadline:
+            time.sleep(0.1)
+    done = service.get(job.job_arn)
+    assert done.status is JobStatus.FAILED
+    assert done.failure_reason.startswith("registration: train.py exited 0 but ")
+    assert str(folder / "outputs" / job.job_arn) in done.failure_reason
+    assert service.registry.list() == []
