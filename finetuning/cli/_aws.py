@@ -9,7 +9,7 @@ only ``AWS_DEFAULT_REGION``, so a shell with ``AWS_REGION`` alone would get "You
 region").
 
 Credentials: botocore's chain (environment, ``AWS_PROFILE``, config files, SSO, container and
-instance roles). The first time a command creates an AWS client, a preflight checks that a
+instance roles). Before a command's first AWS call, a preflight checks that a
 region and credentials exist and calls ``sts:GetCallerIdentity`` once (it needs no IAM
 permission: https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html)
 with a short connect timeout, so missing or rejected credentials and an unreachable network
@@ -19,7 +19,6 @@ retries. Commands that never create a client (the local backend) never need AWS.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -51,15 +50,26 @@ def resolve_region(explicit: str | None = None) -> str | None:
 
 def session(region: str | None = None, *, preflight: bool = True) -> Any:
     """A boto3 session in the resolved region whose clients connect with a short timeout;
-    with ``preflight`` its first client creation checks region, credentials and network."""
+    with ``preflight``, its first API call (not the creation of a client: configuration
+    errors still come first) is preceded by :func:`check`, once."""
     import boto3
     import botocore.session
     from botocore.config import Config
 
     core = botocore.session.Session()
     core.set_default_client_config(Config(connect_timeout=CONNECT_TIMEOUT_SECONDS))
-    cls = _preflight_session_class() if preflight else boto3.Session
-    return cls(botocore_session=core, region_name=resolve_region(region))
+    boto_session = boto3.Session(botocore_session=core, region_name=resolve_region(region))
+    if preflight:
+        checked = False
+
+        def before_first_call(**_: Any) -> None:
+            nonlocal checked
+            if not checked:
+                checked = True  # first: the check's own STS call passes through here too
+                check(boto_session)
+
+        core.register("before-call", before_first_call)
+    return boto_session
 
 
 def check(boto_session: Any) -> str:
@@ -67,7 +77,6 @@ def check(boto_session: Any) -> str:
 
     Raises :class:`SetupError` (exit 3) naming what is missing and how to fix it.
     """
-    import boto3
     from botocore.config import Config
 
     if not boto_session.region_name:
@@ -83,26 +92,7 @@ def check(boto_session: Any) -> str:
         read_timeout=CONNECT_TIMEOUT_SECONDS * 2,
         retries={"mode": "standard", "total_max_attempts": PREFLIGHT_ATTEMPTS},
     )
-    # The plain client method: the preflight must not run itself.
-    sts = boto3.Session.client(boto_session, "sts", config=config)
+    sts = boto_session.client("sts", config=config)
     # Errors are mapped by finetuning.cli._errors: rejected credentials and connection
     # failures are setup problems (exit 3), the same in every command.
     return sts.get_caller_identity()["Arn"]
-
-
-@functools.cache
-def _preflight_session_class() -> type:
-    import boto3
-
-    class PreflightSession(boto3.Session):
-        """A session whose first ``client()`` call runs :func:`check` once."""
-
-        _checked = False
-
-        def client(self, *args: Any, **kwargs: Any) -> Any:
-            if not self._checked:
-                check(self)
-                self._checked = True
-            return super().client(*args, **kwargs)
-
-    return PreflightSession

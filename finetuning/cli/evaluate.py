@@ -262,11 +262,14 @@ def _gate(args: argparse.Namespace) -> Any:
 
 
 def _session(args: argparse.Namespace) -> Any:
-    """Region as the AWS CLI resolves it; the first client checks credentials, region and
-    network once (exit 3 with a hint), before any sample is sent."""
+    """Region as the AWS CLI resolves it; credentials, region and network are checked now
+    (exit 3 with a hint), before any sample is sent: the runner would otherwise record one
+    failed call per sample."""
     from finetuning.cli import _aws
 
-    return _aws.session(args.region)
+    session = _aws.session(args.region, preflight=False)
+    _aws.check(session)
+    return session
 
 
 def _client_config() -> Any:

@@ -397,6 +397,18 @@ def test_user_errors(user: User, write_records):
     assert evaluate.returncode == 3
     assert "finetune: error: no AWS region configured" in evaluate.stderr
     assert "Traceback" not in evaluate.stderr
+    # Hyperparameters are checked against train.py's own arguments, from the installed
+    # package (this was ModuleNotFoundError: training_scripts outside the repository).
+    sagemaker = user.finetune(
+        "job", "create", "--backend", "sagemaker", "--base-model", "HuggingFaceTB/SmolLM2-135M",
+        "--training-data-uri", "s3://my-bucket/train.jsonl", "--hyperparameter", "nonsense=1",
+        "--role-arn", "arn:aws:iam::123456789012:role/training", "--no-validation-split",
+        "--output-uri", "s3://my-bucket/out/",
+    )  # fmt: skip
+    assert sagemaker.returncode == 2
+    assert "hyperparameters.nonsense: expected one of the train.py hyperparameters" in (
+        sagemaker.stderr
+    )
 
 
 def test_via_platform_uses_aws_region(folder, monkeypatch):
