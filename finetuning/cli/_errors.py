@@ -88,7 +88,7 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILED, f"timed out: {exc}; the job keeps running (`finetune job wait`)"
     if isinstance(exc, JobNotFoundError | FinetuningError):
         return EXIT_FAILED, str(exc)
-    if type(exc).__name__ == "PlatformNotFoundError":
+    if _is_platform_not_found(exc):
         return EXIT_FAILED, str(exc)
     if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
         return EXIT_USAGE, f"{exc.filename}: {exc.strerror}"
@@ -101,6 +101,12 @@ def classify(exc: BaseException) -> tuple[int, str]:
         f"internal error: {type(exc).__name__}: {exc}; run again with --verbose for the "
         "traceback and report it",
     )
+
+
+def _is_platform_not_found(exc: BaseException) -> bool:
+    from finetuning.platform_client import PlatformNotFoundError
+
+    return isinstance(exc, PlatformNotFoundError)
 
 
 def _is_manifest_error(exc: BaseException) -> bool:
