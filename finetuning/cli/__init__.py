@@ -106,8 +106,17 @@ def leaf_parsers(
             yield from leaf_parsers(child, (*path, name))
 
 
+def align_region_variables() -> None:
+    """Let ``AWS_REGION`` win over ``AWS_DEFAULT_REGION`` for every AWS client this process
+    makes, as in the AWS CLI: botocore reads only ``AWS_DEFAULT_REGION``
+    (https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-envvars.html)."""
+    if os.environ.get("AWS_REGION"):
+        os.environ["AWS_DEFAULT_REGION"] = os.environ["AWS_REGION"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    align_region_variables()
     if argv[:1] == ["train"]:
         from finetuning.cli.train import run
 

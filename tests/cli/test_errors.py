@@ -442,3 +442,14 @@ def test_a_job_that_wrote_no_model_fails_instead_of_registering_an_empty_folder(
     assert done.failure_reason.startswith("registration: train.py exited 0 but ")
     assert str(folder / "outputs" / job.job_arn) in done.failure_reason
     assert service.registry.list() == []
+
+
+def test_aws_region_wins_for_every_client_the_cli_makes(folder, capsys, monkeypatch):
+    """botocore reads only AWS_DEFAULT_REGION; the data commands' own S3 clients too must
+    follow AWS_REGION, which the AWS CLI lets win."""
+    import boto3
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert run(capsys, "local", "list")[0] == 0
+    assert boto3.Session().region_name == "eu-west-3"
