@@ -138,14 +138,17 @@ def _classify_aws(exc: BaseException) -> tuple[int, str] | None:
         | errors.TokenRetrievalError,
     ):
         return EXIT_SETUP, f"AWS credentials: {exc}; {CREDENTIALS_HINT}"
-    if isinstance(
-        exc,
-        errors.EndpointConnectionError
-        | errors.ConnectTimeoutError
-        | errors.ConnectionClosedError
-        | errors.ProxyConnectionError,
-    ):
+    if isinstance(exc, errors.ConnectionError | errors.HTTPClientError):
+        # Endpoint, proxy, connect and read timeouts, closed connections.
         return EXIT_SETUP, f"cannot reach AWS: {exc}; {NETWORK_HINT}"
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(exc, ResponseParserError):
+        # Something other than AWS answered (a captive portal, a proxy, a wrong endpoint).
+        return EXIT_SETUP, (
+            f"the answer did not come from AWS ({str(exc).splitlines()[0]}); {NETWORK_HINT}, "
+            "AWS_ENDPOINT_URL"
+        )
     if isinstance(exc, errors.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "")

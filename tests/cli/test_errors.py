@@ -453,3 +453,49 @@ def test_aws_region_wins_for_every_client_the_cli_makes(folder, capsys, monkeypa
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     assert run(capsys, "local", "list")[0] == 0
     assert boto3.Session().region_name == "eu-west-3"
+
+
+def _client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, "CreateTrainingJob")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "text"),
+    [
+        (_client_error("UnrecognizedClientException"), 3, "AWS rejected the credentials"),
+        (_client_error("ExpiredTokenException"), 3, "aws configure"),
+        (_client_error("AccessDeniedException"), 1, "lacks a permission"),
+        (_client_error("ValidationException"), 1, "CreateTrainingJob failed: ValidationException"),
+        ("NoRegionError", 3, "no AWS region configured"),
+        ("NoCredentialsError", 3, "no AWS credentials found"),
+        ("EndpointConnectionError", 3, "cannot reach AWS"),
+        ("ReadTimeoutError", 3, "cannot reach AWS"),
+        ("ResponseParserError", 3, "the answer did not come from AWS"),
+        ("InvalidJobConfigError", 2, "epochCount: expected"),
+        ("JobNotFoundError", 1, "no local job 'x'"),
+        ("WaitTimeoutError", 1, "timed out"),
+        (FileNotFoundError(2, "No such file or directory", "in.jsonl"), 2, "in.jsonl: No such"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (RuntimeError("boom"), 1, "internal error: RuntimeError: boom"),
+    ],
+)
+def test_one_exit_code_per_kind_of_failure(exc, code, text):
+    from botocore import exceptions as aws
+    from botocore.parsers import ResponseParserError
+
+    from finetuning.cli._errors import classify
+    from finetuning.errors import InvalidJobConfigError, JobNotFoundError, WaitTimeoutError
+
+    made = {
+        "NoRegionError": lambda: aws.NoRegionError(),
+        "NoCredentialsError": lambda: aws.NoCredentialsError(),
+        "EndpointConnectionError": lambda: aws.EndpointConnectionError(endpoint_url="https://x"),
+        "ReadTimeoutError": lambda: aws.ReadTimeoutError(endpoint_url="https://x"),
+        "ResponseParserError": lambda: ResponseParserError("invalid XML received"),
+        "InvalidJobConfigError": lambda: InvalidJobConfigError("epochCount", "1-5", 0),
+        "JobNotFoundError": lambda: JobNotFoundError("x", "local"),
+        "WaitTimeoutError": lambda: WaitTimeoutError("job x", 10, None),
+    }
+    exc = made[exc]() if isinstance(exc, str) else exc
+    assert classify(exc)[0] == code
+    assert text in classify(exc)[1]
