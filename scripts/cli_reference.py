@@ -52,6 +52,8 @@ AWS it checks, once, that a region and credentials exist and that AWS accepts th
 (`sts:GetCallerIdentity`, which needs no permission), with a {timeout} s connect timeout: a
 machine without AWS configuration fails at that first call with exit code 3 and a hint
 (`aws configure`, `aws sso login`, `AWS_PROFILE`). Commands on the local backend never need AWS.
+Where STS cannot be reached but the services used can (a VPC with endpoints for those only),
+`{no_sts}=1` skips the STS call; region and credentials are still checked.
 
 ## Commands
 
@@ -130,7 +132,7 @@ def command_section(path: tuple[str, ...], parser: argparse.ArgumentParser) -> s
 
 def render() -> str:
     from finetuning.cli import EXIT_CODES, build_parser, leaf_parsers
-    from finetuning.cli._aws import CONNECT_TIMEOUT_SECONDS
+    from finetuning.cli._aws import CONNECT_TIMEOUT_SECONDS, NO_STS_CHECK_VARIABLE
 
     parser = build_parser()
     leaves = list(leaf_parsers(parser))
@@ -142,6 +144,7 @@ def render() -> str:
             f"| {code} | {_cell(meaning)} |" for code, meaning in EXIT_CODES.items()
         ),
         timeout=CONNECT_TIMEOUT_SECONDS,
+        no_sts=NO_STS_CHECK_VARIABLE,
         index=index,
     )
     sections = [command_section(path, leaf) for path, leaf in leaves]

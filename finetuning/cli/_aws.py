@@ -28,6 +28,8 @@ from finetuning.cli._errors import CREDENTIALS_HINT, SetupError
 CONNECT_TIMEOUT_SECONDS = 5
 # Attempts of the preflight call: one retry for a dropped connection, no more.
 PREFLIGHT_ATTEMPTS = 2
+# Set to 1 to skip the STS call of the preflight (region and credentials are still checked).
+NO_STS_CHECK_VARIABLE = "FINETUNE_NO_STS_CHECK"
 REGION_HINT = (
     "pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or set a region in your profile "
     "with `aws configure`"
@@ -87,6 +89,8 @@ def check(boto_session: Any) -> str:
         raise SetupError(f"cannot load AWS credentials ({exc}); {CREDENTIALS_HINT}") from None
     if credentials is None:
         raise SetupError(f"no AWS credentials found; {CREDENTIALS_HINT}")
+    if os.environ.get(NO_STS_CHECK_VARIABLE, "") not in ("", "0"):
+        return ""  # e.g. a VPC with endpoints for the services used but none for STS
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=CONNECT_TIMEOUT_SECONDS * 2,

@@ -367,6 +367,19 @@ def test_unreachable_aws_fails_fast_with_exit_3(folder, capsys, monkeypatch):
     assert "cannot reach AWS" in one_error_line(err)
 
 
+def test_the_sts_call_can_be_skipped_where_sts_is_unreachable(folder, monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv(cli_aws.NO_STS_CHECK_VARIABLE, "1")
+    assert cli_aws.check(cli_aws.session(None, preflight=False)) == ""
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with pytest.raises(cli_aws.SetupError, match="no AWS region configured"):
+        cli_aws.check(cli_aws.session(None, preflight=False))
+
+
 def test_verbose_shows_the_traceback_and_only_then(folder, capsys, monkeypatch):
     def broken(_args):
         raise RuntimeError("something unexpected")
