@@ -230,7 +230,10 @@ def read_test_set(path: Path, *, system_prompt: str | None = None) -> list[Evalu
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SampleError(f"{where}: not valid JSON ({exc.msg})") from None
+                # The same words as the data toolkit and the local job service.
+                raise SampleError(
+                    f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
+                ) from None
             if not isinstance(record, dict):
                 raise SampleError(f"{where}: expected a JSON object, got {type(record).__name__}")
             system, turns = _parse_record(record, where, path.parent)

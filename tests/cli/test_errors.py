@@ -512,3 +512,22 @@ def test_one_exit_code_per_kind_of_failure(exc, code, text):
     exc = made[exc]() if isinstance(exc, str) else exc
     assert classify(exc)[0] == code
     assert text in classify(exc)[1]
+
+
+def test_one_bad_json_line_reads_the_same_everywhere(folder, capsys):
+    """`data split`, `job create --backend local` and `evaluate --test-set` name the same
+    file, line and problem in the same words."""
+    (folder / "bad.jsonl").write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a",}\n')
+    expected = "bad.jsonl: line 2: not valid JSON (Expecting property name enclosed in double quotes at column 16)"  # noqa: E501
+    lines = []
+    for argv in (
+        ["data", "split", "bad.jsonl", "--output-dir", "parts"],
+        ["job", "create", "--backend", "local", "--base-model", "model",
+         "--training-data-uri", "bad.jsonl", "--no-validation-split"],
+        ["evaluate", "--local-model", "model", "--test-set", "bad.jsonl"],
+    ):  # fmt: skip
+        code, _, err = run(capsys, *argv)
+        assert code == 2
+        lines.append(one_error_line(err))
+    for line in lines:
+        assert expected in line, line
