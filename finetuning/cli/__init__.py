@@ -117,11 +117,13 @@ def align_region_variables() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     align_region_variables()
-    if argv[:1] == ["train"]:
+    command = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if command is not None and argv[command] == "train":
         from finetuning.cli.train import run
 
-        # train.py parses its own arguments and reports its own errors (its exit codes).
-        return run(argv[1:])
+        # train.py parses its own arguments and reports its own errors (its exit codes);
+        # global options before `train` (--verbose) change nothing for it.
+        return run(argv[command + 1 :])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

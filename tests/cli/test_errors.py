@@ -531,3 +531,8 @@ def test_one_bad_json_line_reads_the_same_everywhere(folder, capsys):
         lines.append(one_error_line(err))
     for line in lines:
         assert expected in line, line
+
+
+def test_global_options_before_train_reach_train_py(capsys):
+    assert main(["--verbose", "train", "--help"]) == 0  # train.py's own --help, exit 0
+    assert "--model_name_or_path" in capsys.readouterr().out
