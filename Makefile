@@ -60,8 +60,9 @@ lint: setup ## ruff check and format check
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
-docs: setup ## regenerate generated parts of the docs (suppression table in docs/compliance.md)
+docs: setup ## regenerate generated docs (docs/compliance.md suppression table, docs/cli.md)
 	$(BIN)/python scripts/compliance_report.py
+	$(BIN)/python scripts/cli_reference.py
 
 clean: ## remove build outputs (keeps the virtualenv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache

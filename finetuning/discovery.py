@@ -30,7 +30,9 @@ DEFAULT_ENVIRONMENT = "dev"
 PROJECT_VARIABLE = "FINETUNE_PROJECT"
 ENVIRONMENT_VARIABLE = "FINETUNE_ENVIRONMENT"  # the same as finetuning.platform_client
 # Errors that mean "no platform visible to these credentials", not "something broke".
-_NOT_VISIBLE = ("AccessDeniedException", "ParameterNotFound", "UnrecognizedClientException")
+# Credentials AWS does not recognise (UnrecognizedClientException, expired tokens) are not
+# among them: they propagate, and the CLI reports a credentials problem, not "no platform".
+_NOT_VISIBLE = ("AccessDeniedException", "ParameterNotFound")
 
 
 @dataclass(frozen=True)

@@ -646,8 +646,14 @@ class ModelFinetuningService:
         from finetuning.backends.data_split import split_beside
 
         s3 = self.client("s3") if is_s3_uri(job.training_data_uri) else None
+        # Local jobs keep their parts in the service home: the user's data folder stays as is.
+        local = job.backend is Backend.LOCAL and not is_s3_uri(job.training_data_uri)
         parts = split_beside(
-            job.training_data_uri, job.validation_split, job.split_seed, s3_client=s3
+            job.training_data_uri,
+            job.validation_split,
+            job.split_seed,
+            s3_client=s3,
+            directory=self.local_service.home / "splits" if local else None,
         )
         if parts is None:
             return job

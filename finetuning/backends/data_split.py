@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetuning.data.files import write_atomically
 from finetuning.errors import InvalidJobConfigError
 from finetuning.uris import is_s3_uri, parse_s3_uri
 
@@ -46,11 +45,15 @@ def split_beside(
     seed: int = 42,
     *,
     s3_client: Any = None,
+    directory: Path | None = None,
 ) -> SplitParts | None:
-    """Split ``training_uri`` into new training and validation parts beside it.
+    """Split ``training_uri`` into new training and validation parts beside it, or in
+    ``directory`` (a local folder the caller owns, for local jobs: the user's data folder
+    stays as it was).
 
-    Returns ``None`` when the data has fewer than two records (nothing to hold out); the job
-    then trains without validation data.
+    Every line must be a JSON object: a binary file or a bad line is refused before
+    anything is written. Returns ``None`` when the data has fewer than two records (nothing
+    to hold out); the job then trains without validation data.
     """
     from finetuning.data.split import split_lines
 
@@ -76,6 +79,7 @@ def split_beside(
         data = path.read_bytes()
 
     lines = [line.rstrip(b"\r") for line in data.split(b"\n") if line.strip()]
+    _check_lines(data, training_uri)
     if len(lines) < 2:
         logger.warning("%s has fewer than two records; no validation split", training_uri)
         return None
@@ -83,7 +87,10 @@ def split_beside(
     digest = hashlib.sha256(data + f"\0{validation_split!r}\0{seed}".encode()).hexdigest()[
         :DIGEST_LENGTH
     ]
-    train_uri, validation_uri = _part_names(training_uri, digest)
+    named = training_uri if directory is None else str(directory / Path(training_uri).name)
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    train_uri, validation_uri = _part_names(named, digest)
     parts = {
         train_uri: b"".join(line + b"\n" for line in train_lines),
         validation_uri: b"".join(line + b"\n" for line in validation_lines),
@@ -95,6 +102,17 @@ def split_beside(
         _write(uri, content, s3_client)
         written = True
     return SplitParts(train_uri, validation_uri, len(train_lines), len(validation_lines), written)
+
+
+def _check_lines(data: bytes, uri: str) -> None:
+    from finetuning.data.split import SplitError, check_jsonl_lines
+
+    try:
+        check_jsonl_lines(data.split(b"\n"), uri)
+    except SplitError as exc:
+        raise InvalidJobConfigError(
+            "training_data_uri", "JSON Lines with one object per line", hint=str(exc)
+        ) from None
 
 
 def _part_names(uri: str, digest: str) -> tuple[str, str]:
@@ -126,13 +144,5 @@ def _write(uri: str, content: bytes, s3_client: Any) -> None:
         location = parse_s3_uri(uri, "training_data_uri")
         s3_client.put_object(Bucket=location.bucket, Key=location.key, Body=content)
         return
-    target = Path(uri)
     # Temporary file and rename: an interrupted split never leaves half a file behind.
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(Path(uri), content)

@@ -6,7 +6,6 @@ Not a command group itself (the leading underscore keeps the CLI's discovery awa
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -14,18 +13,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from finetuning.cli import EXIT_FAILED, UsageError
-from finetuning.errors import InvalidJobConfigError, JobNotFoundError, WaitTimeoutError
-from finetuning.orchestration.errors import ManifestError
-from finetuning.platform_client import PlatformNotFoundError
+from finetuning.cli import UsageError
+from finetuning.errors import InvalidJobConfigError
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how to reach AWS and the local service."""
     group = parser.add_argument_group("service")
-    group.add_argument("--region", help="AWS region (default: AWS_REGION or your profile's)")
+    group.add_argument(
+        "--region",
+        help="AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then your profile's)",
+    )
     group.add_argument(
         "--config",
         type=Path,
@@ -80,10 +78,12 @@ def make_service(args: argparse.Namespace) -> Any:
             **(section.get("local") or {}),
             "max_concurrent_jobs": args.max_concurrent_jobs,
         }
+    session = aws_session(args)
     try:
         return ModelFinetuningService(
-            region=getattr(args, "region", None),
+            region=getattr(args, "region", None) or session.region_name,
             config={"model_finetuning": section} if section else None,
+            session=session,
         )
     except InvalidJobConfigError as exc:
         raise UsageError(str(exc)) from None
@@ -126,6 +126,44 @@ def write_details(path: Path | None, result: Any) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_jsonable(result), indent=2, sort_keys=True) + "\n")
+
+
+def add_job_identifier(parser: argparse.ArgumentParser, what: str) -> None:
+    """The job a command acts on, the same way in ``job`` and ``local``: positionally
+    (``finetune local status ID``) or as ``--job-arn``/``--job-id`` (the old scripts' flag)."""
+    parser.add_argument("job", nargs="?", metavar="JOB", help=what)
+    parser.add_argument(
+        "--job-arn", "--job-id", dest="job_arn", metavar="JOB", help="the same as JOB"
+    )
+
+
+def job_identifier(args: argparse.Namespace) -> str:
+    given = {value for value in (args.job, args.job_arn) if value}
+    if not given:
+        raise UsageError("which job? give its ARN, id or name (JOB or --job-arn)")
+    if len(given) > 1:
+        raise UsageError(f"two different jobs given: {args.job!r} and --job-arn {args.job_arn!r}")
+    return given.pop()
+
+
+def job_row(job: Any) -> str:
+    """One line of ``job list`` and ``local list``: the same columns in the same order."""
+    created = job.creation_time.strftime("%Y-%m-%d %H:%M") if job.creation_time else "-"
+    progress = f"{job.progress_percentage:.0f}%" if job.progress_percentage is not None else ""
+    return f"{created}  {job.status.value:<13} {progress:>4}  {job.job_name}  {job.job_arn}"
+
+
+# Statuses in which a stop or cancel request has nothing left to do but succeeded all the same.
+STOPPED_STATUSES = ("stopping", "cancelled")
+
+
+def stop_exit_code(result: Any) -> int:
+    """``job stop`` and ``local cancel``: 0 when the job is (being) stopped or already was;
+    1 when it had already completed or failed (nothing was stopped)."""
+    from finetuning.cli import EXIT_FAILED, EXIT_OK
+
+    status = result.status.value
+    return EXIT_OK if status in STOPPED_STATUSES or not result.status.is_terminal else EXIT_FAILED
 
 
 def describe_job(result: Any) -> list[str]:
@@ -194,37 +232,14 @@ class ProgressPrinter:
 
 
 def cli_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Configuration mistakes are bad usage (exit 2); AWS errors, missing jobs and timeouts
-    are failures (exit 1) with one message line."""
+    """Kept for command modules that mark their handlers: errors are mapped to exit codes
+    in one place for every command (:mod:`finetuning.cli._errors`), so this changes nothing."""
+    return handler
 
-    @functools.wraps(handler)
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except InvalidJobConfigError as exc:
-            raise UsageError(str(exc)) from None
-        except WaitTimeoutError as exc:
-            print(f"finetune: timed out: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        except JobNotFoundError as exc:
-            print(f"finetune: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        except ManifestError as exc:
-            raise UsageError(str(exc)) from None
-        except PlatformNotFoundError as exc:
-            print(f"finetune: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
 
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            operation = getattr(exc, "operation_name", "AWS call")
-            print(
-                f"finetune: error: {operation} failed: {error.get('Code')}: {error.get('Message')}",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
-        except BotoCoreError as exc:
-            print(f"finetune: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+def aws_session(args: argparse.Namespace) -> Any:
+    """The command's boto3 session: region as the AWS CLI resolves it, a short connect
+    timeout, and a preflight at the first AWS client (:mod:`finetuning.cli._aws`)."""
+    from finetuning.cli import _aws
 
-    return wrapped
+    return _aws.session(getattr(args, "region", None))

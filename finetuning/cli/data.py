@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuning.cli import EXIT_FAILED, EXIT_OK, UsageError
+from finetuning.data.split import DEFAULT_VALIDATION_SPLIT
 
 HELP = "validate, convert, split and prepare training data (Bedrock and SageMaker)"
 
@@ -180,7 +181,12 @@ def _register_convert(commands: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("input", metavar="IN", help="input file (.jsonl, .csv or .parquet)")
-    parser.add_argument("output", metavar="OUT", help="output JSONL file")
+    parser.add_argument(
+        "output",
+        metavar="OUT",
+        help="output JSONL file or s3:// URI; missing parent folders are created (as every "
+        "finetune command does for its outputs)",
+    )
     parser.add_argument("--to", required=True, choices=CONVERT_TARGETS, help="output format")
     parser.add_argument(
         "--from",
@@ -259,9 +265,10 @@ def _register_split(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--validation-split",
         type=_fraction,
-        default=0.1,
+        default=DEFAULT_VALIDATION_SPLIT,
         metavar="FRACTION",
-        help="fraction of records for validation, between 0 and 1 (default: 0.1)",
+        help="fraction of records for validation, between 0 and 1 "
+        f"(default: {DEFAULT_VALIDATION_SPLIT}, as job create's automatic split)",
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     parser.add_argument(
@@ -272,7 +279,7 @@ def _register_split(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output-dir",
         metavar="DIR",
-        help="where to write the two files (default: the input's directory)",
+        help="where to write the two files (default: the input's directory); created if missing",
     )
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -353,9 +360,9 @@ def _register_prepare_images(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--validation-split",
         type=_fraction,
-        default=0.1,
+        default=DEFAULT_VALIDATION_SPLIT,
         metavar="FRACTION",
-        help="stratified validation fraction (default: 0.1)",
+        help=f"stratified validation fraction (default: {DEFAULT_VALIDATION_SPLIT})",
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     parser.add_argument(
@@ -461,7 +468,9 @@ def _register_estimate(commands: argparse._SubParsersAction) -> None:
         "--tokens-per-second",
         type=float,
         metavar="RATE",
-        help="SageMaker training throughput per instance (default: the table's planning figure)",
+        help="SageMaker training throughput per instance, in tokens per second; without it "
+        "the estimate gives tokens and the hourly price, not hours or cost (measure it with a "
+        "short train.py run on the same instance type)",
     )
     parser.add_argument(
         "--price-per-1k-tokens",

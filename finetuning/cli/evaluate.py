@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from finetuning.cli import EXIT_FAILED, EXIT_OK, UsageError
+from finetuning.cli import EXIT_FAILED, EXIT_OK, SetupError, UsageError
 
 EXAMPLES = """\
 examples:
@@ -34,7 +34,8 @@ examples:
 
 An interrupted run resumes where it stopped: run the same command again (--restart discards
 what was recorded). Exit codes: 0 ok, 1 failed (calls failed, or the quality gate failed),
-2 bad usage.
+2 bad usage (arguments, unreadable or invalid inputs), 3 setup (AWS credentials, region or
+network, or a --device this machine does not have); they stop the run before the first sample.
 """
 
 MODEL_FAMILIES = ("nova", "anthropic", "meta", "titan", "mistral")
@@ -61,7 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--custom-model-deployment-arn", help="ARN of a Bedrock on-demand custom model deployment"
     )
     which.add_argument("--endpoint-name", help="name of a SageMaker real-time endpoint")
-    which.add_argument("--local-model", type=Path, metavar="DIR", help="local model folder")
+    which.add_argument(
+        "--local-model",
+        type=Path,
+        metavar="DIR",
+        help="local model folder, or the id of a model `finetune local models` lists",
+    )
     which.add_argument(
         "--from-results",
         type=Path,
@@ -256,16 +262,51 @@ def _gate(args: argparse.Namespace) -> Any:
 
 
 def _session(args: argparse.Namespace) -> Any:
-    import boto3
+    """Region as the AWS CLI resolves it; credentials, region and network are checked now
+    (exit 3 with a hint), before any sample is sent: the runner would otherwise record one
+    failed call per sample."""
+    from finetuning.cli import _aws
 
-    return boto3.Session(region_name=args.region) if args.region else boto3.Session()
+    session = _aws.session(args.region, preflight=False)
+    _aws.check(session)
+    return session
 
 
 def _client_config() -> Any:
     from botocore.config import Config
 
+    from finetuning.cli._aws import CONNECT_TIMEOUT_SECONDS
+
     # One attempt per botocore call: the runner retries with backoff and counts attempts.
-    return Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=300)
+    return Config(
+        retries={"mode": "standard", "max_attempts": 1},
+        read_timeout=300,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+
+
+def _check_device(device: str | None) -> None:
+    """A --device that torch cannot use here stops the command before any model loads."""
+    if not device or device == "cpu":
+        return
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SetupError(
+            f"--device {device}: CUDA is not available on this machine (torch "
+            f"{torch.__version__}, no usable NVIDIA GPU); use --device cpu or leave --device out"
+        )
+    if (
+        kind == "cuda"
+        and ":" in device
+        and int(device.split(":", 1)[1] or 0) >= (torch.cuda.device_count())
+    ):
+        raise SetupError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise SetupError(f"--device {device}: MPS is not available on this machine")
 
 
 def _bedrock_target(model_id: str, args: argparse.Namespace, session: Any) -> Any:
@@ -285,6 +326,8 @@ def _bedrock_target(model_id: str, args: argparse.Namespace, session: Any) -> An
 def _targets(args: argparse.Namespace) -> tuple[Any, Any | None]:
     from finetuning.evaluation.targets import LocalModelTarget, SageMakerEndpointTarget
 
+    if args.local_model is not None or args.base_model_path is not None:
+        _check_device(args.device)
     session = None
     if args.local_model is None or args.base_model_id or args.base_endpoint_name:
         session = _session(args)
@@ -299,7 +342,7 @@ def _targets(args: argparse.Namespace) -> tuple[Any, Any | None]:
             inference_component=args.inference_component,
         )
     else:
-        tuned = LocalModelTarget(args.local_model, device=args.device)
+        tuned = LocalModelTarget(_local_model(args.local_model), device=args.device)
     base = None
     if args.base_model_id:
         base = _bedrock_target(args.base_model_id, args, session)
@@ -312,6 +355,25 @@ def _targets(args: argparse.Namespace) -> tuple[Any, Any | None]:
     elif args.base_model_path:
         base = LocalModelTarget(args.base_model_path, device=args.device)
     return tuned, base
+
+
+def _local_model(path: Path) -> Path:
+    """A model folder, or the id of a model in the local registry (`finetune local models`)."""
+    if path.exists():
+        return path
+    from finetuning.local.service import default_home
+
+    database = default_home() / "state.db"
+    if not database.is_file():
+        return path
+    from finetuning.errors import ModelNotFoundError
+    from finetuning.local.registry import ModelRegistry
+    from finetuning.local.store import JobStore
+
+    try:
+        return ModelRegistry(JobStore(database)).get(str(path)).path
+    except ModelNotFoundError:
+        return path
 
 
 def _samples(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any], list[str] | None]:
@@ -416,6 +478,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from finetuning.cli._errors import EXIT_SETUP, classify
     from finetuning.evaluation.curves import CurveError, read_loss_curves
     from finetuning.evaluation.document import DocumentError, EvaluationDocument
     from finetuning.evaluation.evaluator import (
@@ -501,13 +564,18 @@ def run(args: argparse.Namespace) -> int:
     ) as exc:
         raise UsageError(str(exc)) from None
     except EvaluationAborted as exc:
-        print(f"finetune evaluate: stopped: {exc}", file=sys.stderr)
+        # The same AWS error gives the same exit code as in every other command.
+        code = classify(exc.__cause__)[0] if exc.__cause__ is not None else EXIT_FAILED
+        if code == EXIT_SETUP:
+            print(f"finetune: error: {classify(exc.__cause__)[1]}", file=sys.stderr)
+        else:
+            print(f"finetune evaluate: stopped: {exc}", file=sys.stderr)
         print(
             f"Answers so far are kept beside {args.output_file}; fix the cause and run the "
             "same command again to resume.",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return code if code in (EXIT_SETUP, EXIT_FAILED) else EXIT_FAILED
     _print(args, document, files, uploaded)
     if document.quality_gate is not None and not document.quality_gate["passed"]:
         return EXIT_FAILED

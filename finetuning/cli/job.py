@@ -21,13 +21,17 @@ from typing import Any
 from finetuning.cli import EXIT_FAILED, EXIT_OK, UsageError
 from finetuning.cli._service_common import (
     ProgressPrinter,
+    add_job_identifier,
     add_service_arguments,
     cli_errors,
     csv_list,
     describe_job,
+    job_identifier,
+    job_row,
     key_values,
     make_service,
     print_json,
+    stop_exit_code,
     write_details,
 )
 
@@ -50,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "create",
         help="submit a job (and wait for it unless --no-wait)",
         description="Submit a fine-tuning job. Exit 0 when it completes (or is submitted, "
-        "with --no-wait), 1 when it fails, is cancelled or the wait times out, 2 on bad usage.",
+        "with --no-wait), 1 when it fails, is cancelled or the wait times out, 2 on bad usage "
+        "(checked before anything is submitted), 3 when AWS credentials, region or network "
+        "are unusable. Local paths are relative to the current folder.",
     )
     add_create_arguments(create)
     create.set_defaults(handler=create_job)
@@ -69,7 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_list_arguments(listing)
     listing.set_defaults(handler=list_jobs)
 
-    stop = commands.add_parser("stop", help="stop a running job (cancel a local one)")
+    stop = commands.add_parser(
+        "stop",
+        help="stop a running job (cancel a local one)",
+        description="Stop a job. Exit 0 when it is stopping or stopped (also when it already "
+        "was), 1 when it had already completed or failed.",
+    )
     add_identifier_arguments(stop)
     stop.set_defaults(handler=stop_job)
 
@@ -78,13 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_identifier_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--job-arn",
-        "--job-id",
-        dest="job_arn",
-        required=True,
-        metavar="ARN",
-        help="a Bedrock or SageMaker job ARN, a local job id, or a job name (with --backend)",
+    add_job_identifier(
+        parser,
+        "a Bedrock or SageMaker job ARN, a local job id, or a job name (with --backend)",
     )
     parser.add_argument(
         "--backend", choices=BACKENDS, help="where a job given by name runs (default: bedrock)"
@@ -144,7 +151,8 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="FRACTION",
         help="without --validation-data-uri, hold out this fraction (default 0.2) into new "
-        "files beside the training data; the training file is never modified",
+        "files (beside S3 training data; under the service home's splits/ for local jobs); "
+        "the training file is never modified",
     )
     data.add_argument(
         "--no-validation-split", action="store_true", help="train without validation data"
@@ -311,9 +319,24 @@ TRAINING_SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "training_scripts"
 
 
 def platform_client(args: argparse.Namespace) -> Any:
+    from finetuning.cli._service_common import aws_session
     from finetuning.platform_client import PlatformClient
 
-    return PlatformClient(environment=args.platform_env, region=args.region)
+    session = aws_session(args)
+    return PlatformClient(
+        environment=args.platform_env,
+        region=session.region_name,
+        clients=lambda service: session.client(service, config=_platform_client_config()),
+    )
+
+
+def _platform_client_config() -> Any:
+    """The platform client's own retry settings, on the CLI's session (region, timeout)."""
+    from botocore.config import Config
+
+    from finetuning.orchestration.aws import CLIENT_RETRY_ATTEMPTS
+
+    return Config(retries={"mode": "adaptive", "max_attempts": CLIENT_RETRY_ATTEMPTS})
 
 
 def submit_to_platform(args: argparse.Namespace) -> int:
@@ -366,7 +389,7 @@ def finish(args: argparse.Namespace, service: Any, job_id: str, backend: str | N
 @cli_errors
 def job_status(args: argparse.Namespace) -> int:
     with make_service(args) as service:
-        result = service.get_job_status(args.job_arn, backend=args.backend)
+        result = service.get_job_status(job_identifier(args), backend=args.backend)
     write_details(args.output_file, result)
     if args.json:
         print_json(result)
@@ -377,9 +400,10 @@ def job_status(args: argparse.Namespace) -> int:
 
 @cli_errors
 def wait_job(args: argparse.Namespace) -> int:
+    identifier = job_identifier(args)
     with make_service(args) as service:
-        backend = service.backend_of(args.job_arn, args.backend).value
-        return finish(args, service, args.job_arn, backend)
+        backend = service.backend_of(identifier, args.backend).value
+        return finish(args, service, identifier, backend)
 
 
 @cli_errors
@@ -409,9 +433,7 @@ def list_jobs(args: argparse.Namespace) -> int:
     if not page.jobs:
         print("no jobs")
     for job in page.jobs:
-        created = job.creation_time.strftime("%Y-%m-%d %H:%M") if job.creation_time else "-"
-        progress = f"{job.progress_percentage:.0f}%" if job.progress_percentage is not None else ""
-        print(f"{created}  {job.status.value:<13} {progress:>4}  {job.job_name}  {job.job_arn}")
+        print(job_row(job))
     if page.next_token:
         print(f"more: --next-token {page.next_token}")
     return EXIT_OK
@@ -420,9 +442,12 @@ def list_jobs(args: argparse.Namespace) -> int:
 @cli_errors
 def stop_job(args: argparse.Namespace) -> int:
     with make_service(args) as service:
-        result = service.stop_job(args.job_arn, backend=args.backend)
+        result = service.stop_job(job_identifier(args), backend=args.backend)
+    code = stop_exit_code(result)
     if args.json:
         print_json(result)
-    else:
+    elif code == EXIT_OK:
         print("\n".join(["stop requested:", *describe_job(result)]))
-    return EXIT_OK
+    else:
+        print("\n".join([f"not stopped: already {result.status.value}", *describe_job(result)]))
+    return code

@@ -14,13 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetuning.cli import EXIT_FAILED, EXIT_OK
+from finetuning.cli import EXIT_OK
 from finetuning.cli._service_common import (
+    add_job_identifier,
     add_service_arguments,
     cli_errors,
     describe_job,
+    job_identifier,
+    job_row,
     make_service,
     print_json,
+    stop_exit_code,
     write_details,
 )
 from finetuning.cli.job import STATUSES, add_wait_arguments, finish
@@ -66,12 +70,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.set_defaults(handler=submit_job)
 
     status = commands.add_parser("status", help="show a job")
-    status.add_argument("job_id")
+    add_job_identifier(status, "local job id (local-...) or job name")
     add_service_arguments(status)
     status.set_defaults(handler=job_status)
 
-    cancel = commands.add_parser("cancel", help="cancel a queued or running job")
-    cancel.add_argument("job_id")
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a queued or running job",
+        description="Cancel a job. Exit 0 when it is stopping or cancelled (also when it "
+        "already was), 1 when it had already completed or failed.",
+    )
+    add_job_identifier(cancel, "local job id (local-...) or job name")
     add_service_arguments(cancel)
     cancel.set_defaults(handler=cancel_job)
 
@@ -83,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=list_jobs)
 
     logs = commands.add_parser("logs", help="print a job's train.py output")
-    logs.add_argument("job_id")
+    add_job_identifier(logs, "local job id (local-...) or job name")
     add_service_arguments(logs)
     logs.set_defaults(handler=job_logs)
 
@@ -143,7 +152,7 @@ def submit_job(args: argparse.Namespace) -> int:
 @cli_errors
 def job_status(args: argparse.Namespace) -> int:
     service = make_service(args).local_service
-    result = service.get(args.job_id)
+    result = service.get(job_identifier(args))
     if args.json:
         print_json(result)
     else:
@@ -154,15 +163,19 @@ def job_status(args: argparse.Namespace) -> int:
 @cli_errors
 def cancel_job(args: argparse.Namespace) -> int:
     service = make_service(args).local_service
-    accepted = service.cancel(args.job_id)
-    result = service.get(args.job_id)
+    identifier = job_identifier(args)
+    accepted = service.cancel(identifier)
+    result = service.get(identifier)
+    code = stop_exit_code(result)
     if args.json:
         print_json({"cancel_accepted": accepted, "job": result})
     elif accepted:
-        print(f"cancel requested: {args.job_id} is {result.status.value}")
+        print(f"cancel requested: {result.job_arn} is {result.status.value}")
+    elif code == EXIT_OK:
+        print(f"already {result.status.value}: {result.job_arn}")
     else:
-        print(f"not cancelled: {args.job_id} already {result.status.value}")
-    return EXIT_OK if accepted else EXIT_FAILED
+        print(f"not cancelled: {result.job_arn} already {result.status.value}")
+    return code
 
 
 @cli_errors
@@ -174,9 +187,7 @@ def list_jobs(args: argparse.Namespace) -> int:
     if not page.jobs:
         print("no jobs")
     for job in page.jobs:
-        progress = f"{job.progress_percentage:.0f}%" if job.progress_percentage is not None else ""
-        created = job.creation_time.strftime("%Y-%m-%d %H:%M:%S") if job.creation_time else "-"
-        print(f"{job.job_arn}  {created}  {job.status.value:<13} {progress:>4}  {job.job_name}")
+        print(job_row(job))
     if page.next_token:
         print(f"more: --next-token {page.next_token}")
     return EXIT_OK
@@ -184,7 +195,7 @@ def list_jobs(args: argparse.Namespace) -> int:
 
 @cli_errors
 def job_logs(args: argparse.Namespace) -> int:
-    path = Path(make_service(args).local_service.log_path(args.job_id))
+    path = Path(make_service(args).local_service.log_path(job_identifier(args)))
     if not path.is_file():
         print(f"no output yet: {path}", file=sys.stderr)
         return EXIT_OK

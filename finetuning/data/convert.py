@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from finetuning.data.files import umask_mode
 from finetuning.data.formats import (
     BEDROCK_SCHEMA_VERSION,
     DataFormat,
@@ -186,6 +187,7 @@ def convert_file(
     local_dir = Path(tempfile.gettempdir()) if is_s3_uri(output) else Path(output).parent
     local_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".convert-", suffix=".jsonl", dir=local_dir)
+    os.fchmod(fd, umask_mode())  # mkstemp makes 0600; the output follows the umask
     problems: list[str] = []
     failures = records = 0
     source_counts: dict[str, int] = {}

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuning import __version__
+from finetuning.data.files import umask_mode
 from finetuning.data.formats import BEDROCK_SCHEMA_VERSION
 from finetuning.data.models import ModelFamily, resolve_model
 from finetuning.data.sources import S3Uri, is_s3_uri, s3_client
@@ -640,6 +641,7 @@ class _Store:
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, umask_mode())  # mkstemp makes 0600; the output follows the umask
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

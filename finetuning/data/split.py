@@ -15,20 +15,30 @@ import hashlib
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetuning.data.files import atomic_writer
+
 __all__ = [
+    "DEFAULT_VALIDATION_SPLIT",
+    "MIN_RECORDS",
     "SplitError",
     "SplitResult",
+    "check_jsonl_lines",
+    "json_line_problem",
     "split_file",
     "split_lines",
     "validation_indices",
 ]
 
+# The one default fraction: `finetune data split`, `data prepare-images` and the automatic
+# split of `finetune job create` (FinetuningJobConfig.validation_split).
+DEFAULT_VALIDATION_SPLIT = 0.2
+# Fewer records leave one side empty.
+MIN_RECORDS = 2
 TRAIN_FILE_NAME = "train.jsonl"
 VALIDATION_FILE_NAME = "validation.jsonl"
 
@@ -127,6 +137,14 @@ def split_file(
     source = Path(input_path)
     if not source.is_file():
         raise SplitError(f"{source}: no such file")
+    _check_fraction(validation_split)
+    # Every line a JSON object, before anything is written (a binary file is not "split").
+    with source.open("rb") as handle:
+        records = check_jsonl_lines(handle, str(source))
+    if records < MIN_RECORDS:
+        raise SplitError(
+            f"{source}: expected at least {MIN_RECORDS} records to split, found {records}"
+        )
     target_dir = Path(output_dir) if output_dir is not None else source.parent
     target_dir.mkdir(parents=True, exist_ok=True)
     train_path = target_dir / TRAIN_FILE_NAME
@@ -152,8 +170,8 @@ def split_file(
 
     strata: dict[str, list[int]] = {}
     with (
-        _atomic_writer(train_path) as train_out,
-        _atomic_writer(validation_path) as validation_out,
+        atomic_writer(train_path) as train_out,
+        atomic_writer(validation_path) as validation_out,
     ):
         for index, (_, line) in enumerate(_records(source)):
             is_validation = index in chosen
@@ -168,6 +186,44 @@ def split_file(
         validation_records=len(chosen),
         strata={label: (tally[0], tally[1]) for label, tally in sorted(strata.items())},
     )
+
+
+def json_line_problem(raw: bytes) -> str | None:
+    """What is wrong with one JSONL line (``None``: a JSON object). One wording for every
+    reader of JSONL in the library: ``not UTF-8 text``, ``not valid JSON (...)``,
+    ``expected a JSON object, found ...``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8 text (a binary file, or UTF-16?); expected JSON Lines in UTF-8"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError as exc:
+        return f"not valid JSON ({exc})"
+    if not isinstance(record, dict):
+        kind = "array" if isinstance(record, list) else type(record).__name__
+        return f"expected a JSON object, found {kind}"
+    return None
+
+
+def check_jsonl_lines(lines: Iterable[bytes], source: str) -> int:
+    """Check that every non-blank line is a UTF-8 JSON object; return how many there are.
+
+    Raises :class:`SplitError` naming ``source``, the line, what was expected and found.
+    """
+    count = 0
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        problem = json_line_problem(raw)
+        if problem:
+            raise SplitError(f"{source}: line {number}: {problem}")
+        count += 1
+    if count == 0:
+        raise SplitError(f"{source}: no records (the file is empty)")
+    return count
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -223,22 +279,3 @@ def _records(path: Path) -> Iterator[tuple[int, bytes]]:
             line = raw.rstrip(b"\r\n")
             if line.strip():
                 yield number, line
-
-
-class _atomic_writer:
-    """Write to a temporary file beside ``path``; rename into place only on success."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> Any:
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        self._handle = os.fdopen(fd, "wb")
-        return self._handle
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._handle.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            os.unlink(self._tmp)

@@ -215,15 +215,25 @@ def read_test_set(path: Path, *, system_prompt: str | None = None) -> list[Evalu
     if not path.is_file():
         raise SampleError(f"{path}: test set not found")
     samples = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             where = f"{path}: line {line_no}"
             try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SampleError(
+                    f"{where}: not UTF-8 text (a binary file, or UTF-16?); expected JSON Lines "
+                    "in UTF-8"
+                ) from None
+            try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SampleError(f"{where}: not valid JSON ({exc.msg})") from None
+                # The same words as the data toolkit and the local job service.
+                raise SampleError(
+                    f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
+                ) from None
             if not isinstance(record, dict):
                 raise SampleError(f"{where}: expected a JSON object, got {type(record).__name__}")
             system, turns = _parse_record(record, where, path.parent)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from finetuning.data.split import json_line_problem
 from finetuning.errors import FinetuningError, JobExecutionError
 from finetuning.jobs import JobStatus
 from finetuning.local.registry import ModelRegistry
@@ -30,8 +31,11 @@ from finetuning.uris import is_s3_uri, parse_s3_uri
 
 logger = logging.getLogger(__name__)
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TRAIN_SCRIPT = REPOSITORY_ROOT / "training_scripts" / "train.py"
+# The folder that holds the finetuning and training_scripts packages: the repository in a
+# checkout, site-packages when installed. train.py imports both.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# Run as a module, not by file path: works the same from a checkout and from an installed wheel.
+TRAIN_MODULE = "training_scripts.train"
 PROGRESS_LINE = re.compile(r"^progress: step=(\d+)/(\d+)\s*$")
 METRICS_LINE = re.compile(r"^(metrics|eval|final): (.*)$")
 ERROR_LINE = re.compile(r"^error: (.*)$")
@@ -39,6 +43,31 @@ ERROR_LINE = re.compile(r"^error: (.*)$")
 # reading a large dataset twice (train.py validates every record itself).
 PRECHECK_RECORDS = 1000
 SERVICE_STOPPED = "the local job service stopped before the job finished"
+# A finished job's output folder holds a model (config.json) or a PEFT adapter.
+MODEL_MARKERS = ("config.json", "adapter_config.json")
+
+
+def train_arguments(
+    *,
+    base_model: str,
+    train_file: str,
+    validation_file: str | None,
+    output_dir: str,
+    method: str,
+    hyperparameters: dict[str, str],
+) -> list[str]:
+    """train.py's command line for a job (the backend checks the same line at submission)."""
+    arguments = [
+        "--model_name_or_path", base_model,
+        "--train_file", train_file,
+        "--output_dir", output_dir,
+        "--method", method,
+    ]  # fmt: skip
+    if validation_file:
+        arguments += ["--validation_file", validation_file]
+    for name, value in sorted(hyperparameters.items()):
+        arguments += [f"--{name}", str(value)]
+    return arguments
 
 
 class JobRunner:
@@ -51,7 +80,7 @@ class JobRunner:
         job: JobRow,
         *,
         python: str,
-        train_script: Path,
+        train_script: Path | None,
         cancel_grace_seconds: float,
         shutdown: threading.Event,
         s3_client_factory: Callable[[], Any] | None = None,
@@ -91,18 +120,17 @@ class JobRunner:
         self.job_dir.mkdir(parents=True, exist_ok=True)
         base_model = self.registry.resolve_base_model(spec["base_model"])
         train_file = self._local_data(spec["train_file"], "training_data_uri")
-        arguments = [
-            "--model_name_or_path", base_model,
-            "--train_file", str(train_file),
-            "--output_dir", self.job.output_dir,
-            "--method", spec["method"],
-        ]  # fmt: skip
+        validation = None
         if spec.get("validation_file"):
             validation = self._local_data(spec["validation_file"], "validation_data_uri")
-            arguments += ["--validation_file", str(validation)]
-        for name, value in sorted(spec.get("hyperparameters", {}).items()):
-            arguments += [f"--{name}", str(value)]
-        return arguments
+        return train_arguments(
+            base_model=base_model,
+            train_file=str(train_file),
+            validation_file=str(validation) if validation else None,
+            output_dir=self.job.output_dir,
+            method=spec["method"],
+            hyperparameters=spec.get("hyperparameters", {}),
+        )
 
     def _local_data(self, uri: str, field: str) -> Path:
         if is_s3_uri(uri):
@@ -121,21 +149,23 @@ class JobRunner:
                 raise JobExecutionError(
                     "preprocessing", f"{field}: {path} has no .jsonl or .json files"
                 )
-            _check_records(files[0])
+            check_records(files[0])
             return path
         if not path.is_file():
             raise JobExecutionError("preprocessing", f"{field}: {path} does not exist")
-        _check_records(path)
+        check_records(path)
         return path
 
     # -- training ---------------------------------------------------------------------------
 
     def _train(self, arguments: list[str]) -> None:
-        command = [self.python, str(self.train_script), *arguments]
+        entry = ["-m", TRAIN_MODULE] if self.train_script is None else [str(self.train_script)]
+        command = [self.python, *entry, *arguments]
         environment = dict(os.environ)
-        # train.py imports finetuning.data and training_scripts from the repository.
+        # train.py imports finetuning.data and training_scripts from where this library is,
+        # whatever the job folder (its working directory) holds.
         environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(REPOSITORY_ROOT), environment.get("PYTHONPATH")])
+            filter(None, [str(PACKAGE_ROOT), environment.get("PYTHONPATH")])
         )
         environment["PYTHONUNBUFFERED"] = "1"
         Path(self.job.output_dir).mkdir(parents=True, exist_ok=True)
@@ -217,6 +247,18 @@ class JobRunner:
             written = json.loads(metrics_file.read_text(encoding="utf-8"))
             metrics.update({k: v for k, v in written.items() if isinstance(v, int | float)})
         spec = self.job.spec
+        output = Path(self.job.output_dir)
+        if not any((output / name).is_file() for name in MODEL_MARKERS):
+            # Never register a folder without weights (a wrong output path, a script that
+            # wrote elsewhere): the job fails saying where it looked.
+            self.store.finish_job(
+                self.job.id,
+                JobStatus.FAILED,
+                f"registration: train.py exited 0 but {output} has no "
+                f"{' or '.join(MODEL_MARKERS)}: no model to register",
+                metrics=metrics,
+            )
+            return
         try:
             self.registry.register(
                 spec["model_name"],
@@ -286,29 +328,25 @@ def _parse_pairs(text: str) -> dict[str, float]:
     return values
 
 
-def _check_records(path: Path) -> None:
+def check_records(path: Path, error: Callable[[str], Exception] | None = None) -> None:
+    """The first records of a JSONL file are JSON objects, and there is at least one.
+
+    ``error`` makes the exception from the message (default: a preprocessing failure).
+    """
+    fail = error or (lambda message: JobExecutionError("preprocessing", message))
     checked = 0
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            try:
-                record = json.loads(raw)
-            except ValueError as exc:
-                raise JobExecutionError(
-                    "preprocessing", f"{path}:{number}: not valid JSON ({exc.args[0]})"
-                ) from None
-            if not isinstance(record, dict):
-                raise JobExecutionError(
-                    "preprocessing",
-                    f"{path}:{number}: expected a JSON object per line, found "
-                    f"{type(record).__name__}",
-                )
+            problem = json_line_problem(raw)
+            if problem:
+                raise fail(f"{path}: line {number}: {problem}")
             checked += 1
             if checked >= PRECHECK_RECORDS:
                 break
     if checked == 0:
-        raise JobExecutionError("preprocessing", f"{path}: no records (the file is empty)")
+        raise fail(f"{path}: no records (the file is empty)")
 
 
 def terminate_group(

@@ -28,8 +28,9 @@ from typing import Any
 from finetuning.errors import InvalidJobConfigError, JobNotFoundError
 from finetuning.jobs import Backend, FinetuningJobResult, JobPage, JobStatus
 from finetuning.local.registry import ModelRegistry
-from finetuning.local.runner import DEFAULT_TRAIN_SCRIPT, JobRunner, terminate_group
+from finetuning.local.runner import JobRunner, terminate_group
 from finetuning.local.store import ACTIVE_STATUSES, JobRow, JobStore
+from finetuning.uris import is_s3_uri
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,13 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute against the current directory; s3:// URIs unchanged."""
+    if is_s3_uri(path):
+        return path
+    return str(Path(path).expanduser().absolute())
 
 
 def _time(value: float | None) -> datetime | None:
@@ -100,11 +108,9 @@ class LocalJobService:
         self.max_concurrent_jobs = max_concurrent_jobs
         self.poll_interval = poll_interval
         self.cancel_grace_seconds = cancel_grace_seconds
-        self.train_script = Path(
-            train_script
-            or os.environ.get(TRAIN_SCRIPT_ENVIRONMENT_VARIABLE)
-            or DEFAULT_TRAIN_SCRIPT
-        )
+        # None: run the installed training_scripts.train module.
+        script = train_script or os.environ.get(TRAIN_SCRIPT_ENVIRONMENT_VARIABLE)
+        self.train_script = Path(script).expanduser().resolve() if script else None
         self.python = python
         self.s3_client_factory = s3_client_factory
         self.service_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -130,35 +136,78 @@ class LocalJobService:
         output_dir: str | None = None,
     ) -> FinetuningJobResult:
         """Queue a job. Raises before queuing when the base model cannot be found or the
-        model name is already registered."""
+        model name is already registered.
+
+        Paths are resolved against the caller's working directory now and stored absolute:
+        train.py runs in the job's own folder. Submitting the spec of a queued, active or
+        completed job with the same name again returns that job instead of queuing another;
+        the same name with a different spec is refused.
+        """
         self.registry.resolve_base_model(base_model)
-        job_id = f"{JOB_ID_PREFIX}{uuid.uuid4().hex[:12]}"
-        model_name = model_name or job_id
-        if self.registry.exists(model_name):
-            raise InvalidJobConfigError(
-                "model_name", "a model id not yet in the local registry", model_name
-            )
-        job_dir = self.home / "jobs" / job_id
-        job_dir.mkdir(parents=True, exist_ok=True)
+        if not self.registry.exists(base_model) and Path(base_model).expanduser().exists():
+            base_model = _absolute(base_model)
         spec = {
             "job_name": job_name,
             "base_model": base_model,
-            "train_file": train_file,
-            "validation_file": validation_file,
+            "train_file": _absolute(train_file),
+            "validation_file": _absolute(validation_file) if validation_file else None,
             "method": method,
             "hyperparameters": dict(hyperparameters or {}),
             "model_name": model_name,
         }
-        target = Path(output_dir).expanduser() / job_id if output_dir else job_dir / "output"
+        output_root = _absolute(output_dir) if output_dir else None
+        existing = self._same_name(job_name, spec, output_root)
+        if existing is not None:
+            return self._result(existing)
+        job_id = f"{JOB_ID_PREFIX}{uuid.uuid4().hex[:12]}"
+        spec["model_name"] = model_name or job_id
+        if self.registry.exists(spec["model_name"]):
+            raise InvalidJobConfigError(
+                "model_name", "a model id not yet in the local registry", spec["model_name"]
+            )
+        job_dir = self.home / "jobs" / job_id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        spec["output_root"] = output_root
+        target = Path(output_root) / job_id if output_root else job_dir / "output"
         self.store.insert_job(job_id, job_name, spec, str(target), str(job_dir / "train.log"))
         self._wake.set()
         return self.get(job_id)
 
+    def _same_name(
+        self, job_name: str, spec: dict[str, Any], output_root: str | None
+    ) -> JobRow | None:
+        """The job this submission repeats, if any; raises when the name is taken by a
+        different spec. A failed or cancelled job does not count: submitting again reruns."""
+        for row in self.store.jobs_named(job_name):
+            if row.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                continue
+            earlier = dict(row.spec)
+            if spec["model_name"] is None and earlier.get("model_name") == row.id:
+                earlier["model_name"] = None  # defaulted to the job id, not given
+            if earlier.get("output_root") == output_root and all(
+                earlier.get(key) == value for key, value in spec.items()
+            ):
+                return row
+            raise InvalidJobConfigError(
+                "job_name",
+                "a name no other local job uses (or the same spec, to get that job back)",
+                job_name,
+                hint=f"{row.id} ({row.status.value}) has this name with a different spec",
+            )
+        return None
+
     def get(self, job_id: str) -> FinetuningJobResult:
-        row = self.store.get_job(job_id)
+        """A job by id (``local-...``) or by name (the newest job of that name)."""
+        return self._result(self._row(job_id))
+
+    def _row(self, identifier: str) -> JobRow:
+        row = self.store.get_job(identifier)
         if row is None:
-            raise JobNotFoundError(job_id, "local")
-        return self._result(row)
+            named = self.store.jobs_named(identifier)
+            row = named[0] if named else None
+        if row is None:
+            raise JobNotFoundError(identifier, "local")
+        return row
 
     def list(
         self,
@@ -181,7 +230,8 @@ class LocalJobService:
     def cancel(self, job_id: str) -> bool:
         """Cancel a job. A queued job is cancelled at once; an active one is stopped by its
         service (SIGTERM, then SIGKILL after ``cancel_grace_seconds``). Returns False when
-        the job had already finished."""
+        the job had already finished. ``job_id`` may also be a job name."""
+        job_id = self._row(job_id).id
         status = self.store.request_cancel(job_id)
         if status is None:
             raise JobNotFoundError(job_id, "local")
@@ -198,10 +248,7 @@ class LocalJobService:
         return status is JobStatus.QUEUED or status.is_active
 
     def log_path(self, job_id: str) -> Path:
-        row = self.store.get_job(job_id)
-        if row is None:
-            raise JobNotFoundError(job_id, "local")
-        return Path(row.log_path)
+        return Path(self._row(job_id).log_path)
 
     # -- serving ----------------------------------------------------------------------------
 

@@ -164,6 +164,14 @@ class JobStore:
                 ),
             )
 
+    def jobs_named(self, name: str) -> list[JobRow]:
+        """Jobs with this name, newest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE name = ? ORDER BY seq DESC", (name,)
+            ).fetchall()
+        return [JobRow.from_row(row) for row in rows]
+
     def get_job(self, job_id: str) -> JobRow | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

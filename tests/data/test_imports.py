@@ -34,6 +34,7 @@ def test_formats_and_split_need_only_the_standard_library() -> None:
     assert ours <= {
         "finetuning",
         "finetuning.data",
+        "finetuning.data.files",  # standard library only: whole files with the umask's mode
         "finetuning.data.formats",
         "finetuning.data.split",
     }

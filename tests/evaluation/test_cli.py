@@ -192,8 +192,11 @@ def test_interrupted_run_resumes(session, labelled, tmp_path, capsys):
     session.stubber.add_client_error(
         "converse", service_error_code="ExpiredTokenException", service_message="expired"
     )
-    assert main(base_args(folder, labels, out)) == 1
-    assert "stopped: " in capsys.readouterr().err
+    # An expired token is a credentials problem: exit 3 in every command (docs/cli.md).
+    assert main(base_args(folder, labels, out)) == 3
+    err = capsys.readouterr().err
+    assert "AWS rejected the credentials" in err and "ExpiredTokenException" in err
+    assert "run the same command again to resume" in err
     assert not out.exists()
     journal = out.with_name("r.json.partial.jsonl")
     assert len(journal.read_text().splitlines()) == 3  # header + two answers

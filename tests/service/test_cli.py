@@ -288,7 +288,9 @@ def test_local_submit_status_list_cancel_and_models(tmp_path, base_model_dir, ca
     assert "queued" in capsys.readouterr().out
     assert main(["local", "cancel", job_id, *common]) == 0
     assert "cancel requested" in capsys.readouterr().out
-    assert main(["local", "cancel", job_id, *common]) == 1  # already finished
+    # Cancelling a cancelled job again succeeds, as `job stop` does (docs/cli.md).
+    assert main(["local", "cancel", job_id, *common]) == 0
+    assert "already cancelled" in capsys.readouterr().out
     assert main(["local", "models", *common]) == 0
     assert capsys.readouterr().out.strip().endswith("no models")
     assert main(["job", "status", "--job-arn", job_id, *common]) == 0  # the job group sees it

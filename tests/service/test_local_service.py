@@ -201,8 +201,11 @@ def test_a_base_model_deleted_after_submission_fails_the_job(
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b'{"prompt": "a", "completion": "b"}\nnot json at all\n', "train.jsonl:2: not valid JSON"),
-        (b'["a list", "not an object"]\n', "train.jsonl:1: expected a JSON object"),
+        (
+            b'{"prompt": "a", "completion": "b"}\nnot json at all\n',
+            "train.jsonl: line 2: not valid JSON",
+        ),
+        (b'["a list", "not an object"]\n', "train.jsonl: line 1: expected a JSON object"),
         (b"\n\n", "train.jsonl: no records"),
     ],
 )
