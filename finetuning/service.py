@@ -308,7 +308,15 @@ class ModelFinetuningService:
             if not job.role_arn:
                 job = self._create_role(job)
                 role_created = True
-        if job.validation_data_uri is None and job.validation_split is not None:
+        # Only supervised types hold out a validation split (RFT, distillation and Nova 2
+        # take no validation file from a split of the prompts; see docs/bedrock.md).
+        if (
+            job.validation_data_uri is None
+            and job.validation_split is not None
+            and job.training_data_uri
+            and job.customization_type in ("FINE_TUNING", "CONTINUED_PRE_TRAINING")
+            and not str(job.base_model or "").lower().startswith("amazon.nova-2")
+        ):
             job = self._split(job)
         hyperparameters = backend.check(job, sources)
         if not role_created:

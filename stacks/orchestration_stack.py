@@ -59,6 +59,7 @@ from stacks.orchestration_functions import (
 )
 from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_workflow import FineTuningWorkflow
+from stacks.rft_grader import GRADER_MEMORY_MB, GRADER_TIMEOUT, RftGrader
 from stacks.security_stack import SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
@@ -160,6 +161,22 @@ class OrchestrationStack(Stack):
         }
         self.evaluation_image = evaluation_image(self, "EvaluationImage")
         self._allow_image_pull(security)
+        # The platform's RFT grader (stacks/rft_grader.py): start functions name it in a
+        # REINFORCEMENT_FINE_TUNING job whose manifest gives no grader of its own.
+        self.rft_grader = RftGrader(
+            self,
+            "RftGrader",
+            function=self._function(
+                "RftGraderFunction",
+                "grader",
+                "Scores RFT answers with the platform's evaluation scoring",
+                env={},
+                memory_mb=GRADER_MEMORY_MB,
+                timeout=GRADER_TIMEOUT,
+            ),
+            bedrock_role=security.bedrock_customization_role,
+        )
+        self._training_env[Var.GRADER_FUNCTION_ARN] = self.rft_grader.arn
         self.functions = self._functions(security)
         self._serving_functions = dict(serving_functions)
         self.state_machine = self._state_machine()

@@ -157,6 +157,7 @@ def validate_path(
     token_counter: Callable[[str], int] | None = None,
     max_tokens: int | None = None,
     s3_client: Any = None,
+    customization: str | None = None,
 ) -> ValidationReport:
     """Validate one JSONL file (local path or ``s3://bucket/key``) for ``model_id``.
 
@@ -174,6 +175,9 @@ def validate_path(
         max_tokens: for open models, warn about records longer than this (train.py's
             ``max_seq_length``); Bedrock families use their documented limits.
         s3_client: a boto3 S3 client to use for ``s3://`` paths.
+        customization: ``REINFORCEMENT_FINE_TUNING`` or ``DISTILLATION`` checks the records
+            of that customization type (``finetuning.data.customization_records``) instead
+            of supervised records.
 
     Raises:
         UnknownModelError: ``model_id`` is a Bedrock model without dataset rules.
@@ -197,9 +201,30 @@ def validate_path(
         max_tokens=max_tokens,
     )
     with open_lines(path, client=s3_client) as lines:
+        if customization in _CUSTOMIZATION_TYPES:
+            return _finish_customization(validator, lines, customization, path, s3_client)
         validator.feed(lines)
     size = source_size(path, client=s3_client)
     return validator.finish(file_bytes=size, file_name=dataset_uri or text_path)
+
+
+_CUSTOMIZATION_TYPES = ("REINFORCEMENT_FINE_TUNING", "DISTILLATION")
+
+
+def _finish_customization(
+    validator: _Validator, lines: Iterable[bytes], customization: str, path: Any, s3: Any
+) -> ValidationReport:
+    from finetuning.data.customization_records import feed_customization_records
+
+    validator.report.format = (
+        "rft-prompts" if customization == "REINFORCEMENT_FINE_TUNING" else "distillation-prompts"
+    )
+    feed_customization_records(validator, lines, customization, validator.family)
+    report = validator.report
+    report.bytes = source_size(path, client=s3)
+    if report.records == 0:
+        validator.error("no-records", "no records: the file has no JSON object lines", None)
+    return report
 
 
 def validate_job_files(
