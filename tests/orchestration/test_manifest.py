@@ -102,7 +102,8 @@ def test_bad_yaml_and_json_report_the_line() -> None:
             "cannot be deleted before its term",
         ),
         ({"job_name": "!!!"}, "expected at least one letter or digit"),
-        ({"customization_type": "DISTILLATION"}, "'FINE_TUNING' or 'CONTINUED_PRE_TRAINING'"),
+        ({"customization_type": "DISTILLATION"}, "DISTILLATION needs distillation.teacher_model"),
+        ({"customization_type": "IMPORTED"}, "'REINFORCEMENT_FINE_TUNING'"),
     ],
 )
 def test_bedrock_manifest_errors(overrides: dict, message: str) -> None:
