@@ -139,8 +139,10 @@ def build_samples(
             answer = by_id.get(sample_id) if by_id else ordered[index]
             if answer is None:
                 raise UsageError(f"--responses has no answer for id {sample_id!r}")
-        elif messages and isinstance(messages[-1], dict) and messages[-1].get("role") == (
-            "assistant"
+        elif (
+            messages
+            and isinstance(messages[-1], dict)
+            and messages[-1].get("role") == ("assistant")
         ):
             answer = None  # the record carries its answer
         else:

@@ -160,8 +160,10 @@ def feed_customization_records(
 ) -> None:
     """Check each line with the rules of ``customization``, reporting through the
     validator of ``finetuning.data.validate`` (its problem/error/report interface)."""
-    check = check_rft_record if customization == REINFORCEMENT_FINE_TUNING else (
-        check_distillation_record
+    check = (
+        check_rft_record
+        if customization == REINFORCEMENT_FINE_TUNING
+        else (check_distillation_record)
     )
     report = validator.report
     for number, raw in enumerate(lines, start=1):

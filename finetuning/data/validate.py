@@ -208,7 +208,11 @@ def validate_path(
     return validator.finish(file_bytes=size, file_name=dataset_uri or text_path)
 
 
-_CUSTOMIZATION_TYPES = ("REINFORCEMENT_FINE_TUNING", "DISTILLATION")
+_CUSTOMIZATION_FORMATS = {
+    "REINFORCEMENT_FINE_TUNING": "rft-prompts",
+    "DISTILLATION": "distillation-prompts",
+}
+_CUSTOMIZATION_TYPES = tuple(_CUSTOMIZATION_FORMATS)
 
 
 def _finish_customization(
@@ -216,9 +220,7 @@ def _finish_customization(
 ) -> ValidationReport:
     from finetuning.data.customization_records import feed_customization_records
 
-    validator.report.format = (
-        "rft-prompts" if customization == "REINFORCEMENT_FINE_TUNING" else "distillation-prompts"
-    )
+    validator.report.format = _CUSTOMIZATION_FORMATS[customization]
     feed_customization_records(validator, lines, customization, validator.family)
     report = validator.report
     report.bytes = source_size(path, client=s3)
@@ -274,8 +276,10 @@ def validate_lines(
     max_problems: int | None = DEFAULT_MAX_PROBLEMS,
     token_counter: Callable[[str], int] | None = None,
     max_tokens: int | None = None,
+    customization: str | None = None,
 ) -> ValidationReport:
-    """Validate JSONL lines already in hand (each with or without its line ending)."""
+    """Validate JSONL lines already in hand (each with or without its line ending);
+    ``customization`` as for :func:`validate_path`."""
     validator = _Validator(
         family=resolve_model(model_id),
         model_id=model_id,
@@ -294,6 +298,15 @@ def validate_lines(
             size += len(item)
             yield item
 
+    if customization in _CUSTOMIZATION_TYPES:
+        from finetuning.data.customization_records import feed_customization_records
+
+        feed_customization_records(validator, measure(lines), customization, validator.family)
+        validator.report.format = _CUSTOMIZATION_FORMATS[customization]
+        validator.report.bytes = size
+        if validator.report.records == 0:
+            validator.error("no-records", "no records: the file has no JSON object lines", None)
+        return validator.report
     validator.feed(measure(lines))
     return validator.finish(file_bytes=size, file_name=dataset_uri)
 

@@ -212,8 +212,8 @@ def test_rft_ranges_match_the_botocore_service_model() -> None:
 
     from finetuning.orchestration.aws_jobs.bedrock_customization import RFT_HYPERPARAMETERS
 
-    shape = botocore.session.get_session().get_service_model("bedrock").shape_for(
-        "RFTHyperParameters"
+    shape = (
+        botocore.session.get_session().get_service_model("bedrock").shape_for("RFTHyperParameters")
     )
     assert {spec.name for spec in RFT_HYPERPARAMETERS} == set(shape.members)
     for spec in RFT_HYPERPARAMETERS:
@@ -250,5 +250,5 @@ def test_distillation_pairs_follow_the_docs_table(teacher, student, ok) -> None:
     if ok:
         check_distillation_pair(teacher, student)
     else:
-        with pytest.raises(CustomizationRuleError, match="customization.html"):
+        with pytest.raises(CustomizationRuleError, match=r"customization\.html"):
             check_distillation_pair(teacher, student)
