@@ -16,12 +16,18 @@ from botocore.validate import ParamValidator
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import JobStatus
 from finetuning.orchestration.workflow import States
+from tests.orchestration.asl import workflow_definition
 from tests.orchestration.fakes import DATA_BUCKET, Platform, bedrock_manifest, client
-from tests.orchestration.test_simulation import Run, definition  # noqa: F401 (fixture)
+from tests.orchestration.test_simulation import SETTINGS, Run
 
 PLATFORM_GRADER = "arn:aws:lambda:us-east-1:123456789012:function:ft-dev-rft-grader"
 USER_GRADER = "arn:aws:lambda:us-east-1:123456789012:function:my-grader"
 NOVA_2 = "amazon.nova-2-lite-v1:0:256k"
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict[str, Any]:
+    return workflow_definition(SETTINGS)
 
 
 class Recorder:
@@ -100,7 +106,12 @@ def test_rft_with_the_platform_grader_succeeds(
     run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
     outcome = run.execute()
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
-    assert outcome.path[:4] == [States.REGISTER, States.VALIDATE, States.BACKEND, States.START_BEDROCK]
+    assert outcome.path[:4] == [
+        States.REGISTER,
+        States.VALIDATE,
+        States.BACKEND,
+        States.START_BEDROCK,
+    ]
     (request,) = recorder.requests
     assert_valid(request)
     assert request["customizationType"] == "REINFORCEMENT_FINE_TUNING"
@@ -119,7 +130,9 @@ def test_rft_with_the_platform_grader_succeeds(
 def test_rft_whose_grader_fails_fails_the_run_and_says_why(
     platform: Platform, definition: dict[str, Any]
 ) -> None:
-    run, recorder = start(platform, definition, rft_spec(grader_lambda_arn=USER_GRADER), rft_records())
+    run, recorder = start(
+        platform, definition, rft_spec(grader_lambda_arn=USER_GRADER), rft_records()
+    )
     failure = "Reward function returned an invalid response for 12 samples"
     run.on_wait = lambda token: (run.end_job("Failed", failure), run.job_event("Failed"))
     outcome = run.execute()
