@@ -175,6 +175,7 @@ class OrchestrationStack(Stack):
                 timeout=GRADER_TIMEOUT,
             ),
             bedrock_role=security.bedrock_customization_role,
+            external_grader_arns=self._orchestration.rft_grader_arns,
         )
         self._training_env[Var.GRADER_FUNCTION_ARN] = self.rft_grader.arn
         self.functions = self._functions(security)

@@ -123,6 +123,16 @@ class CostEstimate:
                 f"prompt tokens: {self.tokens:,} x {self.epochs} epochs = "
                 f"{self.trained_tokens:,} (answers are generated and graded during training)"
             )
+        if self.customization == "DISTILLATION":
+            answers = (
+                f" + at most {self.teacher_max_output_tokens:,} teacher tokens"
+                if self.teacher_max_output_tokens is not None
+                else " (+ the teacher's answers: pass --teacher-max-response-length)"
+            )
+            lines[1] = (
+                f"student training tokens: ({self.tokens:,} prompt tokens{answers}) x "
+                f"{self.epochs} epochs = at most {self.trained_tokens:,}"
+            )
         if self.teacher_input_tokens is not None:
             most = (
                 f"at most {self.teacher_max_output_tokens:,} output tokens"
@@ -244,6 +254,8 @@ def estimate_cost(
             teacher_input_tokens=report.tokens,
             teacher_max_output_tokens=teacher_output,
             teacher_cost=teacher_cost,
+            # The student trains on the prompts and the teacher's answers (at most).
+            trained_tokens=(report.tokens + (teacher_output or 0)) * epochs,
         )
     if family.is_bedrock:
         if instance_type:

@@ -91,6 +91,7 @@ def test_distillation_counts_and_prices_the_teachers_tokens(tmp_path: Path) -> N
     )
     assert estimate.validation_errors == 0
     assert estimate.teacher_max_output_tokens == 4 * 500
+    assert estimate.trained_tokens == estimate.teacher_input_tokens + 2000
     expected = estimate.teacher_input_tokens / 1000 * 0.002 + 2000 / 1000 * 0.01
     assert estimate.teacher_cost == pytest.approx(expected)
     assert "at most 2,000 output tokens" in "\n".join(estimate.lines())

@@ -543,3 +543,13 @@ def test_the_bedrock_start_function_knows_the_platform_grader(template: Template
     ]
     variables = start["Environment"]["Variables"]
     assert variables["RFT_GRADER_FUNCTION_ARN"] == {"Fn::GetAtt": [grader, "Arn"]}
+
+
+def test_users_graders_are_named_lambda_arns() -> None:
+    from pydantic import ValidationError
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:my-grader"
+    assert OrchestrationSettings(rft_grader_arns=(arn,)).rft_grader_arns == (arn,)
+    for bad in ("arn:aws:lambda:us-east-1:123456789012:function:*", "my-grader"):
+        with pytest.raises(ValidationError, match="Lambda function ARNs"):
+            OrchestrationSettings(rft_grader_arns=(bad,))
