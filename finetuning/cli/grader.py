@@ -76,7 +76,10 @@ def load_grader(spec: str | None) -> Callable[[list[dict[str, Any]]], list[dict[
         raise UsageError(f"--grader: {path}: no such file")
     module_spec = importlib.util.spec_from_file_location(f"_grader_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-    module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    try:
+        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:  # the user's file: report it, not a traceback
+        raise UsageError(f"--grader: {path} failed to load: {type(exc).__name__}: {exc}") from None
     function = getattr(module, name, None)
     if not callable(function):
         raise UsageError(f"--grader: {path} has no function {name!r}")

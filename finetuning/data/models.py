@@ -107,6 +107,8 @@ class ModelFamily:
     regions: tuple[str, ...] = ()
     # Set when Bedrock no longer lists the family as customizable: (what, date seen).
     retired: tuple[str, str] | None = None
+    # False where training takes no validation file (Nova 2 Lite SFT), so none is split off.
+    accepts_validation_file: bool = True
 
     @property
     def default_format(self) -> DataFormat:
@@ -262,6 +264,7 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             strict_file_names=True,
             model_ids=("amazon.nova-2-lite-v1:0:256k",),
             regions=_US_EAST_1,
+            accepts_validation_file=False,
         ),
     ),
     (

@@ -295,3 +295,88 @@ def test_job_create_flags_make_an_rft_config() -> None:
     assert job.customization_type == "REINFORCEMENT_FINE_TUNING"
     assert job.grader_lambda_arn == GRADER
     assert job.rft_hyperparameters == {"epochCount": "2", "reasoningEffort": "high"}
+
+
+def test_via_platform_flags_become_the_manifests_rft_and_distillation_blocks() -> None:
+    from finetuning.platform_client import manifest_from_job_config
+
+    rft = manifest_from_job_config(
+        {
+            "base_model": NOVA_2,
+            "training_data_uri": "s3://data/training-data/raw/rft.jsonl",
+            "validation_split": None,
+            "customization_type": "REINFORCEMENT_FINE_TUNING",
+            "grader_lambda_arn": GRADER,
+            "rft_hyperparameters": {"epochCount": "2"},
+        }
+    )
+    assert rft.rft is not None and rft.rft.grader_lambda_arn == GRADER
+    assert rft.rft.hyperparameters == {"epochCount": 2}
+    distillation = manifest_from_job_config(
+        {
+            "base_model": "amazon.nova-micro-v1:0:128k",
+            "training_data_uri": "s3://data/training-data/raw/prompts.jsonl",
+            "validation_split": None,
+            "customization_type": "DISTILLATION",
+            "teacher_model": "amazon.nova-pro-v1:0",
+            "teacher_max_response_length": 500,
+        }
+    )
+    assert distillation.distillation is not None
+    assert distillation.distillation.teacher_model == "amazon.nova-pro-v1:0"
+    assert distillation.distillation.max_response_length == 500
+
+
+def test_a_grader_file_that_fails_to_load_is_reported(tmp_path: Path, capsys) -> None:
+    data = write_jsonl(
+        tmp_path / "rft.jsonl",
+        [{"id": "q1", "messages": [{"role": "user", "content": "hi"}], "reference_answer": "x"}],
+    )
+    broken = tmp_path / "syntax.py"
+    broken.write_text("def lambda_handler(event, context):\n    return [\n")
+    args = ["grader", "test", "--data", str(data), "--reference-as-answer"]
+    assert main([*args, "--grader", f"{broken}:lambda_handler"]) == 2
+    assert "failed to load: SyntaxError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("changes", "split"),
+    [
+        ({"base_model": "amazon.nova-lite-v1:0:300k"}, True),
+        ({"base_model": NOVA_2}, False),  # Nova 2 Lite training takes no validation file
+        (
+            {
+                "base_model": NOVA_2,
+                "customization_type": "REINFORCEMENT_FINE_TUNING",
+                "grader_lambda_arn": GRADER,
+            },
+            False,  # RFT prompts are not split
+        ),
+    ],
+)
+def test_the_automatic_validation_split_applies_only_where_training_takes_one(
+    service, bucket, changes, split
+) -> None:
+    from moto.bedrock.models import bedrock_backends
+
+    from tests.service.conftest import ACCOUNT, REGION, ROLE_ARN, conversation, put_jsonl
+
+    records = [conversation(i) for i in range(10)]
+    if changes.get("customization_type") == "REINFORCEMENT_FINE_TUNING":
+        records = [
+            {"messages": [{"role": "user", "content": f"q{i}"}], "reference_answer": "a"}
+            for i in range(10)
+        ]
+    train = put_jsonl(bucket, "data/train.jsonl", records)
+    service.create_finetuning_job(
+        {
+            "training_data_uri": train,
+            "output_uri": f"s3://{bucket}/output/",
+            "role_arn": ROLE_ARN,
+            "job_name": "split-or-not",
+            **changes,
+        }
+    )
+    job = bedrock_backends[ACCOUNT][REGION].model_customization_jobs["split-or-not"].to_dict()
+    assert ("validationDataConfig" in job and bool(job["validationDataConfig"])) is split
+    assert (job["trainingDataConfig"]["s3Uri"] != train) is split
