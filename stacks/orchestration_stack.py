@@ -50,6 +50,7 @@ from finetuning.platform import (
 )
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.container_images import evaluation_image
+from stacks.distillation_teachers import DistillationTeacherAccess
 from stacks.log_groups import encrypted_log_group
 from stacks.network_stack import NetworkStack
 from stacks.orchestration_functions import (
@@ -178,6 +179,9 @@ class OrchestrationStack(Stack):
             external_grader_arns=self._orchestration.rft_grader_arns,
         )
         self._training_env[Var.GRADER_FUNCTION_ARN] = self.rft_grader.arn
+        DistillationTeacherAccess(
+            self, "DistillationTeachers", bedrock_role=security.bedrock_customization_role
+        )
         self.functions = self._functions(security)
         self._serving_functions = dict(serving_functions)
         self.state_machine = self._state_machine()

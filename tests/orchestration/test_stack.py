@@ -553,3 +553,19 @@ def test_users_graders_are_named_lambda_arns() -> None:
     for bad in ("arn:aws:lambda:us-east-1:123456789012:function:*", "my-grader"):
         with pytest.raises(ValidationError, match="Lambda function ARNs"):
             OrchestrationSettings(rft_grader_arns=(bad,))
+
+
+def test_the_bedrock_role_may_invoke_the_distillation_teachers_by_name(
+    template: Template,
+) -> None:
+    (policy,) = [
+        p["Properties"]
+        for name, p in resources(template, "AWS::IAM::ManagedPolicy").items()
+        if name.startswith("DistillationTeachersBedrockRoleInvokesTeachers")
+    ]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "bedrock:InvokeModel"
+    resources_text = json.dumps(statement["Resource"])
+    assert "*" not in resources_text
+    for model_id in ("amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0"):
+        assert f"::foundation-model/{model_id}" in resources_text
