@@ -116,7 +116,7 @@ def check_customization_settings(config: FinetuningJobConfig) -> None:
                     "function:NAME), e.g. the platform's grader",
                     config.grader_lambda_arn,
                 )
-            check_rft_hyperparameters(config.rft_hyperparameters or {})
+            check_rft_hyperparameters(config.rft_hyperparameters or {}, "rft_hyperparameters")
         elif kind == DISTILLATION:
             if not config.teacher_model:
                 raise InvalidJobConfigError(

@@ -141,7 +141,8 @@ class RftSpec(_Strict):
         try:
             return check_rft_hyperparameters(value)
         except CustomizationRuleError as exc:
-            raise ValueError(exc.message) from None
+            name = exc.field.removeprefix("rft.hyperparameters.")
+            raise ValueError(f"{name}: expected {exc.message}") from None
 
 
 class DistillationSpec(_Strict):

@@ -128,7 +128,7 @@ def test_distillation_from_invocation_logs_through_the_library(fake_aws_credenti
         ({"base_model": "amazon.nova-lite-v1:0:300k"}, "base_model"),
         ({"grader_lambda_arn": None}, "grader_lambda_arn"),
         ({"grader_lambda_arn": "arn:aws:lambda:us-east-1:1:function:x"}, "grader_lambda_arn"),
-        ({"rft_hyperparameters": {"batchSize": 8}}, "rft.hyperparameters.batchSize"),
+        ({"rft_hyperparameters": {"batchSize": 8}}, "rft_hyperparameters.batchSize"),
         ({"hyperparameters": {"epochCount": 2}}, "hyperparameters"),
         ({"customization_type": "FINE_TUNING"}, "customization_type"),
         (

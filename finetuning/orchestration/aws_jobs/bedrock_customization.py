@@ -138,13 +138,16 @@ def supports_rft(base_model: str) -> bool:
     return _model_id(base_model).startswith(RFT_BASE_MODEL_PREFIXES)
 
 
-def check_rft_hyperparameters(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Names, types and ranges of RFT hyperparameters; the typed map rftConfig takes."""
+def check_rft_hyperparameters(
+    values: Mapping[str, Any], field_name: str = "rft.hyperparameters"
+) -> dict[str, Any]:
+    """Names, types and ranges of RFT hyperparameters; the typed map rftConfig takes.
+    ``field_name`` is how errors name the mapping (the manifest's or the library's)."""
     known = {spec.name: spec for spec in RFT_HYPERPARAMETERS}
     checked: dict[str, Any] = {}
     for name, value in values.items():
         spec = known.get(name)
-        where = f"rft.hyperparameters.{name}"
+        where = f"{field_name}.{name}"
         if spec is None:
             raise CustomizationRuleError(
                 where, f"one of {', '.join(known)} (see {RFT_HYPERPARAMETERS_URL}); got {name!r}"
