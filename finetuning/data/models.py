@@ -214,6 +214,10 @@ _NOVA_2_MEDIA = MediaRules(
 # | Llama 3.1 / 3.2       | meta.llama3-{1,2}-*-instruct-v1:0:128k        | us-west-2            |
 # Titan Text G1 - Lite, Titan Text Premier and Cohere Command were listed on the older
 # version of the page and are no longer: they are marked retired below (refused, not kept).
+# The copy of the page read ends after Llama 3.2 90B, so Llama 3.3 70B is kept as it was
+# (its id without a context suffix) until the page is read in full. The page's image and
+# embedding models (Nova Canvas, Titan Image Generator, Titan Multimodal Embeddings) take
+# image datasets this text-model toolkit has no rules for; they stay refused as unknown.
 _US_EAST_1 = ("us-east-1",)
 _US_WEST_2 = ("us-west-2",)
 _NOT_LISTED = "no longer on Bedrock's supported-models page for customization"
