@@ -1072,6 +1072,7 @@ class OrchestrationStack(Stack):
             OrchestrationParameter.JOB_TABLE_NAME: self.job_table.table_name,
             OrchestrationParameter.NOTIFICATION_TOPIC_ARN: self.topic.topic_arn,
             OrchestrationParameter.KMS_KEY_ARN: self.key.key_arn,
+            OrchestrationParameter.RFT_GRADER_FUNCTION_ARN: self.rft_grader.arn,
         }.items():
             construct_id = "Param" + "".join(
                 part.capitalize() for part in parameter.value.replace("/", "-").split("-")

@@ -406,6 +406,7 @@ def test_discovery_parameters(template: Template) -> None:
         "/llm-finetuning/dev/orchestration/job-table-name",
         "/llm-finetuning/dev/orchestration/notification-topic-arn",
         "/llm-finetuning/dev/orchestration/kms-key-arn",
+        "/llm-finetuning/dev/orchestration/rft-grader-function-arn",
     }
 
 
