@@ -60,7 +60,13 @@ from stacks.orchestration_functions import (
 )
 from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_workflow import FineTuningWorkflow
-from stacks.rft_grader import GRADER_MEMORY_MB, GRADER_TIMEOUT, RftGrader
+from stacks.rft_grader import (
+    GRADER_CONCURRENCY_REASON,
+    GRADER_MEMORY_MB,
+    GRADER_TIMEOUT,
+    GRADER_VPC_REASON,
+    RftGrader,
+)
 from stacks.security_stack import SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
@@ -174,6 +180,8 @@ class OrchestrationStack(Stack):
                 env={},
                 memory_mb=GRADER_MEMORY_MB,
                 timeout=GRADER_TIMEOUT,
+                vpc_reason=GRADER_VPC_REASON,
+                concurrency_reason=GRADER_CONCURRENCY_REASON,
             ),
             bedrock_role=security.bedrock_customization_role,
             external_grader_arns=self._orchestration.rft_grader_arns,

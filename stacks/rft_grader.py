@@ -27,6 +27,16 @@ BEDROCK_SERVICE = "bedrock.amazonaws.com"
 # scoring is pure Python and takes milliseconds per sample; a minute covers large batches.
 GRADER_TIMEOUT = Duration.minutes(1)
 GRADER_MEMORY_MB = 512
+# Compliance suppressions of the grader function, in its own terms (stacks/compliance.py).
+GRADER_VPC_REASON = (
+    "The RFT grader computes rewards from the samples Bedrock sends it and calls no other "
+    "service; it holds no data of its own, so there is nothing for a VPC to reach or protect."
+)
+GRADER_CONCURRENCY_REASON = (
+    "Bedrock invokes the RFT grader in parallel batches during a reinforcement fine-tuning job "
+    "only; reserving concurrency would fail deployment in accounts below the unreserved "
+    "minimum. Set orchestration.reserved_concurrency to reserve it."
+)
 
 
 class RftGrader(Construct):
