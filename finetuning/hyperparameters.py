@@ -91,6 +91,20 @@ NOVA = ModelFamily(
     on_demand_deployment=True,
 )
 
+# Amazon Nova 2 Lite (supervised fine-tuning). The Bedrock hyperparameter reference has one
+# table for the Nova understanding models (cm-hp-nova-mm, which names Micro, Lite and Pro)
+# and no separate Nova 2 table, so Nova 2 Lite is checked against it; its customization id
+# is on https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html.
+# Reinforcement fine-tuning of Nova 2 Lite takes its own typed hyperparameters (rftConfig),
+# checked by finetuning.orchestration.aws_jobs.bedrock_customization.
+NOVA_2 = ModelFamily(
+    key="nova-2",
+    display_name="Amazon Nova 2 Lite",
+    model_id_prefixes=("amazon.nova-2-lite",),
+    hyperparameters=NOVA.hyperparameters,
+    doc_url="https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-nova-mm.html",
+)
+
 # Amazon Titan Text G1 - Lite and Express.
 # https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-titan-text.html
 TITAN_TEXT = ModelFamily(
@@ -153,6 +167,7 @@ CLAUDE_3_HAIKU = ModelFamily(
 )
 
 BEDROCK_FAMILIES: tuple[ModelFamily, ...] = (
+    NOVA_2,
     NOVA,
     TITAN_TEXT_PREMIER,
     TITAN_TEXT,
@@ -162,7 +177,7 @@ BEDROCK_FAMILIES: tuple[ModelFamily, ...] = (
 
 # The old library's ``model_type`` values, mapped to the families they may name.
 MODEL_TYPES: dict[str, tuple[str, ...]] = {
-    "nova": ("nova",),
+    "nova": ("nova", "nova-2"),
     "titan": ("titan-text", "titan-text-premier"),
     "llama": ("llama3",),
     "claude": ("claude3-haiku",),
@@ -194,6 +209,17 @@ def family_for_model(identifier: str) -> ModelFamily | None:
 
 
 def require_family(identifier: str, field_name: str = "base_model") -> ModelFamily:
+    """The hyperparameter family of a Bedrock base model that Bedrock still customizes."""
+    from finetuning.data.models import RetiredModelError, resolve_model
+
+    try:
+        resolve_model(base_model_id(identifier))
+    except RetiredModelError as exc:
+        raise InvalidJobConfigError(
+            field_name, "a model Bedrock customizes", identifier, hint=str(exc)
+        ) from None
+    except ValueError:
+        pass  # no dataset rules: the hyperparameter table below decides
     family = family_for_model(identifier)
     if family is None:
         prefixes = ", ".join(p for f in BEDROCK_FAMILIES for p in f.model_id_prefixes)

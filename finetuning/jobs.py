@@ -103,6 +103,16 @@ class FinetuningJobConfig:
     model_type: str | None = None
     backend: Backend | str | None = None
     customization_type: str = "FINE_TUNING"
+    # REINFORCEMENT_FINE_TUNING: the grader Lambda and rftConfig.hyperParameters
+    # (epochCount, batchSize, learningRate, ...; see docs/bedrock.md).
+    grader_lambda_arn: str | None = None
+    rft_hyperparameters: Mapping[str, Any] | None = None
+    # DISTILLATION: the teacher, its maximum response length, and optionally Bedrock
+    # invocation logs (s3://) as the prompt source instead of / beside training_data_uri.
+    teacher_model: str | None = None
+    teacher_max_response_length: int | None = None
+    invocation_logs_uri: str | None = None
+    use_prompt_response: bool = False
     kms_key_id: str | None = None
     subnet_ids: list[str] = field(default_factory=list)
     security_group_ids: list[str] = field(default_factory=list)

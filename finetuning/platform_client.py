@@ -129,6 +129,28 @@ def manifest_from_job_config(
     fields = {k: config[k] for k in names if config.get(k) not in (None, "", [], {})}
     fields["backend"] = str(backend)
     fields.setdefault("job_name", "job")
+    # The library's flat RFT and distillation fields are the manifest's rft/distillation blocks.
+    for block, pairs in (
+        (
+            "rft",
+            (
+                ("grader_lambda_arn", "grader_lambda_arn"),
+                ("rft_hyperparameters", "hyperparameters"),
+            ),
+        ),
+        (
+            "distillation",
+            (
+                ("teacher_model", "teacher_model"),
+                ("teacher_max_response_length", "max_response_length"),
+                ("invocation_logs_uri", "invocation_logs_uri"),
+                ("use_prompt_response", "use_prompt_response"),
+            ),
+        ),
+    ):
+        values = {name: config[key] for key, name in pairs if config.get(key)}
+        if values:
+            fields[block] = values
     if backend == "sagemaker" and source_dir_uri:
         fields["source_dir_uri"] = source_dir_uri
     if fields.get("use_spot_instances") is False:

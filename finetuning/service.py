@@ -308,7 +308,11 @@ class ModelFinetuningService:
             if not job.role_arn:
                 job = self._create_role(job)
                 role_created = True
-        if job.validation_data_uri is None and job.validation_split is not None:
+        if (
+            job.validation_data_uri is None
+            and job.validation_split is not None
+            and _splits_validation(job)
+        ):
             job = self._split(job)
         hyperparameters = backend.check(job, sources)
         if not role_created:
@@ -667,6 +671,23 @@ class ModelFinetuningService:
         return job.replace(
             training_data_uri=parts.training_uri, validation_data_uri=parts.validation_uri
         )
+
+
+def _splits_validation(job: FinetuningJobConfig) -> bool:
+    """Whether the automatic validation split applies: supervised types only (RFT prompts
+    and distillation prompts are not split), and models whose training takes a validation
+    file (not Nova 2 Lite; see docs/bedrock.md)."""
+    if not job.training_data_uri or job.customization_type not in (
+        "FINE_TUNING",
+        "CONTINUED_PRE_TRAINING",
+    ):
+        return False
+    from finetuning.data.models import resolve_model
+
+    try:
+        return resolve_model(job.base_model or "").accepts_validation_file
+    except ValueError:
+        return True  # no dataset rules here: the backend's own checks decide
 
 
 def _default_job_name(job: FinetuningJobConfig) -> str:

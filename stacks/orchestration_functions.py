@@ -75,7 +75,12 @@ class PlatformFunction(Construct):
         extra_library: Sequence[str] = (),
         extra_files: Sequence[str] = (),
         pure_packages: Sequence[str] = (),
+        vpc_reason: str | None = None,
+        concurrency_reason: str | None = None,
     ) -> None:
+        """``vpc_reason`` / ``concurrency_reason``: this function's own reasons for the
+        LambdaInsideVPC / LambdaConcurrency suppressions, where the workflow functions'
+        reasons below do not describe it (the RFT grader)."""
         super().__init__(scope, construct_id)
         self.log_group = encrypted_log_group(
             self, "LogGroup", key=key, retention_days=log_retention_days
@@ -153,7 +158,8 @@ class PlatformFunction(Construct):
             suppress(
                 self.function,
                 f"{pack}-LambdaInsideVPC",
-                "The function calls only AWS APIs (DynamoDB, S3, Step Functions, Bedrock, "
+                vpc_reason
+                or "The function calls only AWS APIs (DynamoDB, S3, Step Functions, Bedrock, "
                 "SageMaker, SNS) over TLS with IAM authentication and holds no data of its own; "
                 "the platform VPC has no NAT and lacks endpoints for several of those APIs.",
             )
@@ -161,7 +167,8 @@ class PlatformFunction(Construct):
                 suppress(
                     self.function,
                     f"{pack}-LambdaConcurrency",
-                    "Runs a few times per fine-tuning job; reserving concurrency would fail "
+                    concurrency_reason
+                    or "Runs a few times per fine-tuning job; reserving concurrency would fail "
                     "deployment in accounts below the unreserved minimum. Set "
                     "orchestration.reserved_concurrency to reserve it.",
                 )

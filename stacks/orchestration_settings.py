@@ -79,6 +79,22 @@ class OrchestrationSettings(_Strict):
     # https://github.com/aws/deep-learning-containers/releases/tag/v1.0-hf-5.3.0-pt-2.9.0-tr-gpu-py312
     training_image_tag: str = "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04"
     prices: PriceSettings = PriceSettings()
+    # Users' own RFT graders (Lambda function ARNs, no wildcards) that the Bedrock
+    # customization role may invoke besides the platform's grader (stacks/rft_grader.py).
+    rft_grader_arns: tuple[str, ...] = ()
+
+    @field_validator("rft_grader_arns")
+    @classmethod
+    def _grader_arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from finetuning.orchestration.aws_jobs.bedrock_customization import LAMBDA_ARN
+
+        bad = [arn for arn in value if not LAMBDA_ARN.match(arn)]
+        if bad:
+            raise ValueError(
+                "expected Lambda function ARNs (arn:aws:lambda:REGION:ACCOUNT:function:NAME), "
+                f"got {', '.join(map(repr, bad))}"
+            )
+        return value
 
     @field_validator("cleanup_schedule")
     @classmethod

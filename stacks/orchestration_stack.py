@@ -50,6 +50,7 @@ from finetuning.platform import (
 )
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.container_images import evaluation_image, training_image
+from stacks.distillation_teachers import DistillationTeacherAccess
 from stacks.log_groups import encrypted_log_group
 from stacks.network_stack import NetworkStack
 from stacks.orchestration_functions import (
@@ -59,6 +60,13 @@ from stacks.orchestration_functions import (
 )
 from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_workflow import FineTuningWorkflow
+from stacks.rft_grader import (
+    GRADER_CONCURRENCY_REASON,
+    GRADER_MEMORY_MB,
+    GRADER_TIMEOUT,
+    GRADER_VPC_REASON,
+    RftGrader,
+)
 from stacks.security_stack import SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
@@ -157,6 +165,28 @@ class OrchestrationStack(Stack):
         }
         self.evaluation_image = evaluation_image(self, "EvaluationImage")
         self._allow_image_pull(security)
+        # The platform's RFT grader (stacks/rft_grader.py): start functions name it in a
+        # REINFORCEMENT_FINE_TUNING job whose manifest gives no grader of its own.
+        self.rft_grader = RftGrader(
+            self,
+            "RftGrader",
+            function=self._function(
+                "RftGraderFunction",
+                "grader",
+                "Scores RFT answers with the platform's evaluation scoring",
+                env={},
+                memory_mb=GRADER_MEMORY_MB,
+                timeout=GRADER_TIMEOUT,
+                vpc_reason=GRADER_VPC_REASON,
+                concurrency_reason=GRADER_CONCURRENCY_REASON,
+            ),
+            bedrock_role=security.bedrock_customization_role,
+            external_grader_arns=self._orchestration.rft_grader_arns,
+        )
+        self._training_env[Var.GRADER_FUNCTION_ARN] = self.rft_grader.arn
+        DistillationTeacherAccess(
+            self, "DistillationTeachers", bedrock_role=security.bedrock_customization_role
+        )
         self.functions = self._functions(security)
         self._serving_functions = dict(serving_functions)
         self.state_machine = self._state_machine()
@@ -1102,6 +1132,7 @@ class OrchestrationStack(Stack):
             OrchestrationParameter.JOB_TABLE_NAME: self.job_table.table_name,
             OrchestrationParameter.NOTIFICATION_TOPIC_ARN: self.topic.topic_arn,
             OrchestrationParameter.KMS_KEY_ARN: self.key.key_arn,
+            OrchestrationParameter.RFT_GRADER_FUNCTION_ARN: self.rft_grader.arn,
         }.items():
             construct_id = "Param" + "".join(
                 part.capitalize() for part in parameter.value.replace("/", "-").split("-")

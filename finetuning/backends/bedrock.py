@@ -32,9 +32,20 @@ from finetuning.jobs import (
     JobStatus,
 )
 from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    CUSTOMIZATION_TYPES,
+    DISTILLATION,
+    LAMBDA_ARN,
+    REINFORCEMENT_FINE_TUNING,
     CustomizationJobSpec,
+    CustomizationRuleError,
+    DistillationSpec,
+    InvocationLogsSpec,
+    RftSpec,
+    check_distillation_pair,
+    check_rft_hyperparameters,
     customization_job_request,
     customization_job_status,
+    supports_rft,
 )
 from finetuning.uris import check_bedrock_s3_uri
 
@@ -45,7 +56,6 @@ KMS_KEY = re.compile(
     r"^((arn:aws(-[^:]+)?:kms:[a-zA-Z0-9-]*:[0-9]{12}:((key/[a-zA-Z0-9-]{36})|(alias/[a-zA-Z0-9-_/]+)))"
     r"|([a-zA-Z0-9-]{36})|(alias/[a-zA-Z0-9-_/]+))$"
 )
-CUSTOMIZATION_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING")
 JOB_ARN_MARKER = ":model-customization-job/"
 # A repeated create with the same name answers one of these when the job already exists.
 _EXISTS_CODES = ("ResourceInUseException", "ConflictException")
@@ -69,6 +79,87 @@ def model_name_for(job_name: str) -> str:
     return name[: NAME_MAX_LENGTH - len(suffix)].rstrip("-") + suffix
 
 
+def check_customization_settings(config: FinetuningJobConfig) -> None:
+    """The settings of RFT and distillation jobs, against the docs' tables."""
+    kind = config.customization_type
+    rft_given = config.grader_lambda_arn or config.rft_hyperparameters
+    distillation_given = (
+        config.teacher_model or config.teacher_max_response_length or config.invocation_logs_uri
+    )
+    if rft_given and kind != REINFORCEMENT_FINE_TUNING:
+        raise InvalidJobConfigError(
+            "customization_type",
+            "REINFORCEMENT_FINE_TUNING (grader_lambda_arn and rft_hyperparameters are RFT "
+            "settings)",
+            kind,
+        )
+    if distillation_given and kind != DISTILLATION:
+        raise InvalidJobConfigError(
+            "customization_type",
+            "DISTILLATION (teacher_model, teacher_max_response_length and invocation_logs_uri "
+            "are distillation settings)",
+            kind,
+        )
+    try:
+        if kind == REINFORCEMENT_FINE_TUNING:
+            if not supports_rft(config.base_model):
+                raise InvalidJobConfigError(
+                    "base_model",
+                    "a model Bedrock reinforcement fine-tunes (amazon.nova-2-lite-v1:0:256k; "
+                    "see https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html)",
+                    config.base_model,
+                )
+            if not config.grader_lambda_arn or not LAMBDA_ARN.match(config.grader_lambda_arn):
+                raise InvalidJobConfigError(
+                    "grader_lambda_arn",
+                    "the ARN of the grader Lambda function (arn:aws:lambda:REGION:ACCOUNT:"
+                    "function:NAME), e.g. the platform's grader",
+                    config.grader_lambda_arn,
+                )
+            check_rft_hyperparameters(config.rft_hyperparameters or {}, "rft_hyperparameters")
+        elif kind == DISTILLATION:
+            if not config.teacher_model:
+                raise InvalidJobConfigError(
+                    "teacher_model", "the teacher model id, inference profile or ARN", None
+                )
+            check_distillation_pair(config.teacher_model, config.base_model)
+            length = config.teacher_max_response_length
+            if length is not None and (
+                isinstance(length, bool) or not isinstance(length, int) or length < 1
+            ):
+                raise InvalidJobConfigError(
+                    "teacher_max_response_length", "a positive number of tokens", length
+                )
+            if config.invocation_logs_uri:
+                check_bedrock_s3_uri(config.invocation_logs_uri, "invocation_logs_uri")
+    except CustomizationRuleError as exc:
+        raise InvalidJobConfigError(exc.field, exc.message, None) from None
+
+
+def customization_settings(config: FinetuningJobConfig) -> dict[str, Any]:
+    """The CustomizationJobSpec fields of an RFT or distillation job (checked already)."""
+    if config.customization_type == REINFORCEMENT_FINE_TUNING:
+        return {
+            "rft": RftSpec(
+                grader_lambda_arn=config.grader_lambda_arn,
+                hyperparameters=check_rft_hyperparameters(config.rft_hyperparameters or {}),
+            )
+        }
+    if config.customization_type == DISTILLATION:
+        settings: dict[str, Any] = {
+            "distillation": DistillationSpec(
+                teacher_model=config.teacher_model,
+                max_response_length=config.teacher_max_response_length,
+            )
+        }
+        if config.invocation_logs_uri:
+            settings["invocation_logs"] = InvocationLogsSpec(
+                s3_uri=config.invocation_logs_uri, use_prompt_response=config.use_prompt_response
+            )
+        return settings
+    return {}
+
+
 class BedrockBackend:
     name = Backend.BEDROCK
 
@@ -80,7 +171,9 @@ class BedrockBackend:
     def check(
         self, config: FinetuningJobConfig, sources: dict[str, str] | None = None
     ) -> dict[str, str]:
-        required = ("base_model", "training_data_uri", "output_uri", "role_arn", "job_name")
+        required = ["base_model", "output_uri", "role_arn", "job_name"]
+        if not config.invocation_logs_uri:
+            required.insert(1, "training_data_uri")
         for name in required:
             if not getattr(config, name):
                 raise InvalidJobConfigError(
@@ -92,7 +185,8 @@ class BedrockBackend:
                 )
         family = require_family(config.base_model)
         check_model_type(config.model_type, family)
-        check_bedrock_s3_uri(config.training_data_uri, "training_data_uri")
+        if config.training_data_uri:
+            check_bedrock_s3_uri(config.training_data_uri, "training_data_uri")
         check_bedrock_s3_uri(config.output_uri, "output_uri")
         if config.validation_data_uri:
             check_bedrock_s3_uri(config.validation_data_uri, "validation_data_uri")
@@ -125,7 +219,18 @@ class BedrockBackend:
                 f"one of {', '.join(CUSTOMIZATION_TYPES)}",
                 config.customization_type,
             )
+        check_customization_settings(config)
         hyperparameters = config.hyperparameters or {}
+        if config.customization_type in (REINFORCEMENT_FINE_TUNING, DISTILLATION):
+            if hyperparameters:
+                raise InvalidJobConfigError(
+                    "hyperparameters",
+                    "none for "
+                    + config.customization_type
+                    + " (RFT takes rft_hyperparameters; distillation takes none)",
+                    dict(hyperparameters),
+                )
+            return {}
         return validate_bedrock_hyperparameters(family, hyperparameters, sources)
 
     # -- requests ---------------------------------------------------------------------------
@@ -148,6 +253,7 @@ class BedrockBackend:
                 tags=config.tags,
                 subnet_ids=config.subnet_ids,
                 security_group_ids=config.security_group_ids,
+                **customization_settings(config),
             )
         )
         request["clientRequestToken"] = config.client_request_token or request_token(request)

@@ -97,6 +97,20 @@ def _register_validate(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="open models: warn about records longer than N tokens (train.py truncates them)",
     )
+    parser.add_argument(
+        "--customization-type",
+        choices=(
+            "FINE_TUNING",
+            "CONTINUED_PRE_TRAINING",
+            "REINFORCEMENT_FINE_TUNING",
+            "DISTILLATION",
+        ),
+        default="FINE_TUNING",
+        help=(
+            "Bedrock customization the data is for: RFT records are prompts with "
+            "reference_answer, distillation records are prompts (docs/bedrock.md)"
+        ),
+    )
     parser.set_defaults(handler=_validate)
 
 
@@ -117,6 +131,8 @@ def _validate(args: argparse.Namespace) -> int:
         token_counter=counter,
         max_tokens=args.max_tokens,
     )
+    if args.customization_type in ("REINFORCEMENT_FINE_TUNING", "DISTILLATION"):
+        options["customization"] = args.customization_type
     try:
         if args.validation_file:
             reports = validate_job_files(args.path, args.model, args.validation_file, **options)
@@ -482,6 +498,38 @@ def _register_estimate(commands: argparse._SubParsersAction) -> None:
         "--price-per-hour", type=float, metavar="USD", help="override the instance-hour price"
     )
     parser.add_argument(
+        "--customization-type",
+        choices=(
+            "FINE_TUNING",
+            "CONTINUED_PRE_TRAINING",
+            "REINFORCEMENT_FINE_TUNING",
+            "DISTILLATION",
+        ),
+        default="FINE_TUNING",
+        help=(
+            "Bedrock customization the data is for: RFT records are prompts with "
+            "reference_answer, distillation records are prompts (docs/bedrock.md)"
+        ),
+    )
+    parser.add_argument(
+        "--teacher-max-response-length",
+        type=_positive_int,
+        metavar="TOKENS",
+        help="DISTILLATION: the most tokens the teacher writes per prompt",
+    )
+    parser.add_argument(
+        "--teacher-price-per-1k-input",
+        type=float,
+        metavar="USD",
+        help="DISTILLATION: the teacher's on-demand price per 1,000 input tokens",
+    )
+    parser.add_argument(
+        "--teacher-price-per-1k-output",
+        type=float,
+        metavar="USD",
+        help="DISTILLATION: the teacher's on-demand price per 1,000 output tokens",
+    )
+    parser.add_argument(
         "--tokenizer", metavar="NAME_OR_PATH", help="count tokens exactly with this tokenizer"
     )
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
@@ -505,6 +553,10 @@ def _estimate(args: argparse.Namespace) -> int:
             price_per_1k_tokens=args.price_per_1k_tokens,
             price_per_hour=args.price_per_hour,
             token_counter=counter,
+            customization=args.customization_type,
+            teacher_max_response_length=args.teacher_max_response_length,
+            teacher_price_per_1k_input=args.teacher_price_per_1k_input,
+            teacher_price_per_1k_output=args.teacher_price_per_1k_output,
         )
     except (EstimateError, UnknownModelError) as exc:
         raise UsageError(str(exc)) from None

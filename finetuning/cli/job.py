@@ -36,6 +36,12 @@ from finetuning.cli._service_common import (
 )
 
 BACKENDS = ("bedrock", "sagemaker", "local")
+CUSTOMIZATION_TYPES = (
+    "FINE_TUNING",
+    "CONTINUED_PRE_TRAINING",
+    "REINFORCEMENT_FINE_TUNING",
+    "DISTILLATION",
+)
 STATUSES = ("queued", "preprocessing", "running", "stopping", "completed", "failed", "cancelled")
 # The old script's default; local jobs are polled more often (they take minutes, not hours).
 DEFAULT_POLLING_INTERVAL = 60.0
@@ -184,6 +190,46 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--security-group-ids", help="comma-separated security groups")
     job.add_argument("--tag", action="append", metavar="KEY=VALUE", help="tag (repeatable)")
 
+    kinds = parser.add_argument_group(
+        "bedrock customization type",
+        "FINE_TUNING (default) and CONTINUED_PRE_TRAINING take --hyperparameter; "
+        "REINFORCEMENT_FINE_TUNING (Nova 2 Lite) takes a grader Lambda and "
+        "--rft-hyperparameter; DISTILLATION takes a teacher and prompts (or invocation logs). "
+        "Worked examples: docs/bedrock.md",
+    )
+    kinds.add_argument(
+        "--customization-type",
+        choices=CUSTOMIZATION_TYPES,
+        help="what the Bedrock job does (default FINE_TUNING)",
+    )
+    kinds.add_argument(
+        "--grader-lambda-arn",
+        help="RFT: the Lambda that scores answers (the platform's grader, or your own)",
+    )
+    kinds.add_argument(
+        "--rft-hyperparameter",
+        action="append",
+        metavar="NAME=VALUE",
+        help="RFT: epochCount, batchSize, learningRate, maxPromptLength, "
+        "trainingSamplePerPrompt, inferenceMaxTokens, reasoningEffort, evalInterval",
+    )
+    kinds.add_argument("--teacher-model", help="DISTILLATION: teacher id, profile or ARN")
+    kinds.add_argument(
+        "--teacher-max-response-length",
+        type=int,
+        metavar="TOKENS",
+        help="DISTILLATION: longest answer asked of the teacher",
+    )
+    kinds.add_argument(
+        "--invocation-logs-uri",
+        help="DISTILLATION: s3:// prefix of Bedrock invocation logs to use as prompts",
+    )
+    kinds.add_argument(
+        "--use-prompt-response",
+        action="store_true",
+        help="DISTILLATION: keep the logged responses instead of asking the teacher again",
+    )
+
     hyper = parser.add_argument_group("hyperparameters")
     hyper.add_argument("--epoch-count", type=int, help="passes over the training data")
     hyper.add_argument("--learning-rate", type=float, help="learning rate")
@@ -266,7 +312,18 @@ def job_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "checkpoint_uri": flag("checkpoint_uri"),
         "enable_network_isolation": flag("network_isolation", False),
         "image_uri": flag("image_uri"),
+        "customization_type": flag("customization_type"),
+        "grader_lambda_arn": flag("grader_lambda_arn"),
+        "teacher_model": flag("teacher_model"),
+        "teacher_max_response_length": flag("teacher_max_response_length"),
+        "invocation_logs_uri": flag("invocation_logs_uri"),
     }
+    if flag("rft_hyperparameter"):
+        config["rft_hyperparameters"] = key_values(
+            flag("rft_hyperparameter"), "--rft-hyperparameter"
+        )
+    if flag("use_prompt_response"):
+        config["use_prompt_response"] = True
     if flag("no_validation_split"):
         config["validation_split"] = None
     elif flag("validation_split") is not None:
@@ -293,8 +350,8 @@ def create_job(args: argparse.Namespace) -> int:
         return submit_to_platform(args)
     if args.manifest is not None:
         raise UsageError("--manifest needs --via-platform (a manifest is the platform's job spec)")
-    if not args.training_data_uri:
-        raise UsageError("--training-data-uri is required")
+    if not args.training_data_uri and not getattr(args, "invocation_logs_uri", None):
+        raise UsageError("--training-data-uri is required (or --invocation-logs-uri)")
     config = job_config_from_args(args)
     with make_service(args) as service:
         result = service.create_finetuning_job(config, create_role=args.create_role)

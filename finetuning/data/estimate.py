@@ -8,6 +8,12 @@ storage price per custom model. SageMaker bills training per instance-second, so
 is hours x instances x the instance price; hours come from the dataset's tokens and a
 throughput the user measures (no table can know it for every model and setting).
 
+Reinforcement fine-tuning and distillation are counted in their own units: RFT in prompt
+tokens (the answers are generated during training and scored by the grader), distillation in
+the tokens sent to the teacher and, at most, ``records x max response length`` tokens it
+writes (the teacher's on-demand inference is billed per input and output token, then the
+student is fine-tuned on the result). Their prices come from the command line.
+
 Only prices found published are in the tables; for anything else pass the price on the
 command line. Update the tables (and their dates) when AWS changes prices.
 """
@@ -36,16 +42,15 @@ __all__ = [
 ]
 
 # Amazon Bedrock model customization, us-east-1, USD, "Price to train 1,000 tokens" and
-# "Price to store each custom model per month", from https://aws.amazon.com/bedrock/pricing/
-# as published in March 2024. Families missing here had no training price we could confirm;
-# pass --price-per-1k-tokens for them.
+# "Price to store each custom model per month", from https://aws.amazon.com/bedrock/pricing/.
+# The three families whose training price was confirmed in March 2024 (Cohere Command and
+# Command Light, Titan Text Lite) are no longer customizable (finetuning/data/models.py),
+# and no price for a current family (Nova, Nova 2 Lite RFT, distillation) could be confirmed
+# from a published AWS page in December 2026, so the table is empty: pass
+# --price-per-1k-tokens (and the teacher's prices for distillation) from the pricing page.
 BEDROCK_PRICE_SOURCE = "https://aws.amazon.com/bedrock/pricing/"
-BEDROCK_PRICES_AS_OF = "2024-03"
-BEDROCK_TRAINING_PRICE_PER_1K: dict[str, float] = {
-    "cohere.command-text-v14": 0.004,
-    "cohere.command-light-text-v14": 0.001,
-    "amazon.titan-text-lite-v1": 0.0004,
-}
+BEDROCK_PRICES_AS_OF = "2026-12"
+BEDROCK_TRAINING_PRICE_PER_1K: dict[str, float] = {}
 BEDROCK_STORAGE_PER_MONTH = 1.95
 
 # Amazon SageMaker training, on-demand, us-east-1, USD per instance-hour, as read from the AWS
@@ -97,6 +102,11 @@ class CostEstimate:
     price_source: str = ""
     prices_as_of: str = ""
     note: str = ""
+    customization: str = "FINE_TUNING"
+    # DISTILLATION: tokens sent to the teacher, the most it may write, and their cost.
+    teacher_input_tokens: int | None = None
+    teacher_max_output_tokens: int | None = None
+    teacher_cost: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +118,30 @@ class CostEstimate:
             f"{self.model_id} ({self.family})",
             f"trained tokens: {self.tokens:,} x {self.epochs} epochs = {self.trained_tokens:,}",
         ]
+        if self.customization == "REINFORCEMENT_FINE_TUNING":
+            lines[1] = (
+                f"prompt tokens: {self.tokens:,} x {self.epochs} epochs = "
+                f"{self.trained_tokens:,} (answers are generated and graded during training)"
+            )
+        if self.customization == "DISTILLATION":
+            answers = (
+                f" + at most {self.teacher_max_output_tokens:,} teacher tokens"
+                if self.teacher_max_output_tokens is not None
+                else " (+ the teacher's answers: pass --teacher-max-response-length)"
+            )
+            lines[1] = (
+                f"student training tokens: ({self.tokens:,} prompt tokens{answers}) x "
+                f"{self.epochs} epochs = at most {self.trained_tokens:,}"
+            )
+        if self.teacher_input_tokens is not None:
+            most = (
+                f"at most {self.teacher_max_output_tokens:,} output tokens"
+                if self.teacher_max_output_tokens is not None
+                else "output up to the max response length per prompt"
+            )
+            lines.append(f"teacher: {self.teacher_input_tokens:,} input tokens, {most}")
+        if self.teacher_cost is not None:
+            lines.append(f"estimated teacher inference cost: at most ${self.teacher_cost:,.2f}")
         if self.validation_errors:
             lines.append(
                 f"warning: the file has {self.validation_errors:,} validation errors; run "
@@ -148,8 +182,16 @@ def estimate_cost(
     price_per_hour: float | None = None,
     token_counter: Callable[[str], int] | None = None,
     s3_client: Any = None,
+    customization: str = "FINE_TUNING",
+    teacher_max_response_length: int | None = None,
+    teacher_price_per_1k_input: float | None = None,
+    teacher_price_per_1k_output: float | None = None,
 ) -> CostEstimate:
     """Count the tokens of ``path`` (one validation pass) and price ``epochs`` of training.
+
+    ``customization`` ``REINFORCEMENT_FINE_TUNING`` counts prompt tokens of RFT records;
+    ``DISTILLATION`` counts the teacher's input and (with ``teacher_max_response_length``) its
+    most output, priced with the teacher's per-1,000-token prices when given.
 
     Raises:
         EstimateError: bad numbers, or an instance type with no price and no override.
@@ -161,12 +203,23 @@ def estimate_cost(
         ("tokens per second", tokens_per_second),
         ("price per 1,000 tokens", price_per_1k_tokens),
         ("price per hour", price_per_hour),
+        ("teacher input price", teacher_price_per_1k_input),
+        ("teacher output price", teacher_price_per_1k_output),
+        ("teacher maximum response length", teacher_max_response_length),
     ):
         if value is not None and value <= 0:
             raise EstimateError(f"{name} must be positive, found {value}")
     family = resolve_model(model_id)
+    special = customization in ("REINFORCEMENT_FINE_TUNING", "DISTILLATION")
+    if special and not family.is_bedrock:
+        raise EstimateError(f"{customization} is a Bedrock customization type")
     report = validate_path(
-        path, model_id, max_problems=0, token_counter=token_counter, s3_client=s3_client
+        path,
+        model_id,
+        max_problems=0,
+        token_counter=token_counter,
+        s3_client=s3_client,
+        customization=customization if special else None,
     )
     trained = report.tokens * epochs
     common = dict(
@@ -180,7 +233,30 @@ def estimate_cost(
         epochs=epochs,
         trained_tokens=trained,
         validation_errors=report.errors,
+        customization=customization,
     )
+    if customization == "DISTILLATION":
+        teacher_output = (
+            report.records * teacher_max_response_length if teacher_max_response_length else None
+        )
+        teacher_cost = None
+        if teacher_price_per_1k_input is not None and teacher_price_per_1k_output is not None:
+            if teacher_output is None:
+                raise EstimateError(
+                    "the teacher's cost needs --teacher-max-response-length (the most tokens "
+                    "it writes per prompt)"
+                )
+            teacher_cost = (
+                report.tokens / 1000 * teacher_price_per_1k_input
+                + teacher_output / 1000 * teacher_price_per_1k_output
+            )
+        common.update(
+            teacher_input_tokens=report.tokens,
+            teacher_max_output_tokens=teacher_output,
+            teacher_cost=teacher_cost,
+            # The student trains on the prompts and the teacher's answers (at most).
+            trained_tokens=(report.tokens + (teacher_output or 0)) * epochs,
+        )
     if family.is_bedrock:
         if instance_type:
             raise EstimateError("--instance-type applies to SageMaker (open) models only")

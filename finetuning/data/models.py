@@ -20,8 +20,11 @@ __all__ = [
     "OPEN_MODEL_CHARS_PER_TOKEN",
     "MediaRules",
     "ModelFamily",
+    "RetiredModelError",
     "UnknownModelError",
     "bedrock_families",
+    "customization_model_id",
+    "invoke_model_id",
     "resolve_model",
 ]
 
@@ -39,6 +42,10 @@ OPEN_MODEL_CHARS_PER_TOKEN = 4
 
 class UnknownModelError(ValueError):
     """A Bedrock model id that this toolkit has no dataset rules for."""
+
+
+class RetiredModelError(UnknownModelError):
+    """A Bedrock model that Bedrock no longer customizes."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,12 @@ class ModelFamily:
     strict_file_names: bool = False
     chars_per_token: int = BEDROCK_CHARS_PER_TOKEN
     model_ids: tuple[str, ...] = field(default=())
+    # Regions where Bedrock customizes the model (the supported-models page).
+    regions: tuple[str, ...] = ()
+    # Set when Bedrock no longer lists the family as customizable: (what, date seen).
+    retired: tuple[str, str] | None = None
+    # False where training takes no validation file (Nova 2 Lite SFT), so none is split off.
+    accepts_validation_file: bool = True
 
     @property
     def default_format(self) -> DataFormat:
@@ -157,6 +170,7 @@ _NOVA_MEDIA = MediaRules(
 
 def _nova(name: str, display: str, context: int, media: MediaRules, ids: tuple[str, ...]):
     return ModelFamily(
+        regions=_US_EAST_1,
         name=name,
         display_name=display,
         backend="bedrock",
@@ -171,6 +185,43 @@ def _nova(name: str, display: str, context: int, media: MediaRules, ids: tuple[s
         model_ids=ids,
     )
 
+
+# Amazon Nova 2 Lite (supervised fine-tuning), "Supervised fine-tuning on Amazon Nova 2.0",
+# https://docs.aws.amazon.com/bedrock/latest/userguide/nova-2-sft-data-prep.html
+#   the Converse format of Nova 1 plus optional reasoning content; images png/jpeg/gif, videos
+#   mov/mkv/mp4 in user turns; a dataset is text only, text + image or text + video (no
+#   mixing); tool use and validation sets are not supported in training. The page gives no
+#   record-count limits, so none are checked. Context window 256k: the customization id
+#   amazon.nova-2-lite-v1:0:256k on the supported-models page (below).
+_NOVA_2_MEDIA = MediaRules(
+    image_formats=frozenset({"png", "jpeg", "gif"}),
+    video_formats=frozenset({"mov", "mkv", "mp4"}),
+    max_videos_per_record=1,
+    no_mixed_media=True,
+    same_bucket_as_dataset=True,
+    strict_key_characters=True,
+)
+
+# Customizable models and their Regions, "Supported models and Regions for fine-tuning and
+# continued pre-training" (read 2026-12-05):
+# https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html
+# | model                 | customization id                              | Regions              |
+# |-----------------------|-----------------------------------------------|----------------------|
+# | Nova 2 Lite           | amazon.nova-2-lite-v1:0:256k                  | us-east-1            |
+# | Nova Lite/Micro/Pro   | amazon.nova-{lite,pro}-v1:0:300k, micro :128k | us-east-1            |
+# | Titan Text G1-Express | amazon.titan-text-express-v1:0:8k             | us-east-1, us-west-2 |
+# | Claude 3 Haiku        | anthropic.claude-3-haiku-20240307-v1:0:200k   | us-west-2            |
+# | Llama 3.1 / 3.2       | meta.llama3-{1,2}-*-instruct-v1:0:128k        | us-west-2            |
+# Titan Text G1 - Lite, Titan Text Premier and Cohere Command were listed on the older
+# version of the page and are no longer: they are marked retired below (refused, not kept).
+# The copy of the page read ends after Llama 3.2 90B, so Llama 3.3 70B is kept as it was
+# (its id without a context suffix) until the page is read in full. The page's image and
+# embedding models (Nova Canvas, Titan Image Generator, Titan Multimodal Embeddings) take
+# image datasets this text-model toolkit has no rules for; they stay refused as unknown.
+_US_EAST_1 = ("us-east-1",)
+_US_WEST_2 = ("us-west-2",)
+_NOT_LISTED = "no longer on Bedrock's supported-models page for customization"
+_SEEN = "2026-12-05"
 
 # Titan Text, Cohere Command, Meta Llama and Claude 3 Haiku: "Model requirements for training
 # and validation datasets", https://docs.aws.amazon.com/bedrock/latest/userguide/
@@ -205,6 +256,22 @@ _LLAMA_CONVERSE_MEDIA = MediaRules(
 
 _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
     (
+        r"amazon\.nova-2-lite-v1",
+        ModelFamily(
+            name="nova-2-lite",
+            display_name="Amazon Nova 2 Lite",
+            backend="bedrock",
+            formats=(DataFormat.BEDROCK_CONVERSATION,),
+            source_url="https://docs.aws.amazon.com/bedrock/latest/userguide/nova-2-sft-data-prep.html",
+            max_total_tokens=256_000,
+            media=_NOVA_2_MEDIA,
+            strict_file_names=True,
+            model_ids=("amazon.nova-2-lite-v1:0:256k",),
+            regions=_US_EAST_1,
+            accepts_validation_file=False,
+        ),
+    ),
+    (
         r"amazon\.nova-micro-v1",
         _nova(
             "nova-micro", "Amazon Nova Micro", 128_000, TEXT_ONLY, ("amazon.nova-micro-v1:0:128k",)
@@ -226,6 +293,7 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             name="titan-text-premier",
             display_name="Amazon Titan Text Premier",
             model_ids=("amazon.titan-text-premier-v1:0",),
+            retired=(_NOT_LISTED, _SEEN),
             **_TITAN,
         ),
     ),
@@ -234,7 +302,8 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
         ModelFamily(
             name="titan-text-express",
             display_name="Amazon Titan Text G1 - Express",
-            model_ids=("amazon.titan-text-express-v1",),
+            model_ids=("amazon.titan-text-express-v1:0:8k",),
+            regions=("us-east-1", "us-west-2"),
             **_TITAN,
         ),
     ),
@@ -244,6 +313,7 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             name="titan-text-lite",
             display_name="Amazon Titan Text G1 - Lite",
             model_ids=("amazon.titan-text-lite-v1",),
+            retired=(_NOT_LISTED, _SEEN),
             **_TITAN,
         ),
     ),
@@ -260,6 +330,7 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             max_train_records=10_000,
             max_validation_records=1_000,
             model_ids=("cohere.command-text-v14", "cohere.command-light-text-v14"),
+            retired=(_NOT_LISTED, _SEEN),
         ),
     ),
     (
@@ -275,7 +346,11 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             max_input_tokens=16_000,
             max_output_tokens=16_000,
             max_total_tokens=16_000,
-            model_ids=("meta.llama3-1-8b-instruct-v1:0", "meta.llama3-1-70b-instruct-v1:0"),
+            model_ids=(
+                "meta.llama3-1-8b-instruct-v1:0:128k",
+                "meta.llama3-1-70b-instruct-v1:0:128k",
+            ),
+            regions=_US_WEST_2,
         ),
     ),
     (
@@ -290,7 +365,8 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             max_total_records=10_000,
             max_total_tokens=10_000,
             media=_LLAMA_CONVERSE_MEDIA,
-            model_ids=("meta.llama3-2-90b-instruct-v1:0",),
+            model_ids=("meta.llama3-2-90b-instruct-v1:0:128k",),
+            regions=_US_WEST_2,
         ),
     ),
     (
@@ -305,9 +381,10 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             max_total_records=10_000,
             max_total_tokens=16_000,
             model_ids=(
-                "meta.llama3-2-1b-instruct-v1:0",
-                "meta.llama3-2-3b-instruct-v1:0",
+                "meta.llama3-2-1b-instruct-v1:0:128k",
+                "meta.llama3-2-3b-instruct-v1:0:128k",
             ),
+            regions=_US_WEST_2,
         ),
     ),
     (
@@ -323,9 +400,10 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             max_total_tokens=16_000,
             media=_LLAMA_CONVERSE_MEDIA,
             model_ids=(
-                "meta.llama3-2-11b-instruct-v1:0",
+                "meta.llama3-2-11b-instruct-v1:0:128k",
                 "meta.llama3-3-70b-instruct-v1:0",
             ),
+            regions=_US_WEST_2,
         ),
     ),
     (
@@ -346,7 +424,8 @@ _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
             # "No extraneous keys are allowed": Anthropic's Bedrock fine-tuning guide,
             # https://platform.claude.com/cookbook/finetuning-finetuning-on-bedrock
             extra_keys_are_errors=True,
-            model_ids=("anthropic.claude-3-haiku-20240307-v1:0",),
+            model_ids=("anthropic.claude-3-haiku-20240307-v1:0:200k",),
+            regions=_US_WEST_2,
         ),
     ),
 )
@@ -401,12 +480,58 @@ def resolve_model(model_id: str) -> ModelFamily:
     lowered = text.lower()
     for pattern, family in _FAMILIES:
         if re.search(pattern, lowered):
+            if family.retired is not None:
+                what, seen = family.retired
+                raise RetiredModelError(
+                    f"{model_id!r}: {family.display_name} is {what} (checked {seen}); "
+                    f"Bedrock no longer customizes it. Customizable models: "
+                    f"{_supported()}; see {_SUPPORTED_PAGE}"
+                )
             return family
     bedrock_like = lowered.startswith("arn:aws") or _BEDROCK_PROVIDERS.match(lowered)
     if bedrock_like:
-        supported = ", ".join(model_id for _, family in _FAMILIES for model_id in family.model_ids)
+        supported = _supported()
         raise UnknownModelError(
             f"{model_id!r} is not a Bedrock model this toolkit has dataset rules for; "
             f"supported: {supported}; or give a Hugging Face id (org/name) for SageMaker"
         )
     return OPEN_MODEL
+
+
+_SUPPORTED_PAGE = "https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html"
+# The context-window suffix of a customization id (":256k", ":300k", ":8k"); the model is
+# invoked by the id without it (or an inference profile such as us.amazon.nova-2-lite-v1:0).
+# Provisioned Throughput and customization take "a context variant" of the model id:
+# https://docs.aws.amazon.com/bedrock/latest/userguide/prov-thru-supported.html
+_CONTEXT_SUFFIX = re.compile(r"^(?P<base>[a-z0-9-]+\.[a-z0-9.-]+-v\d+(?::\d+)?):\d+k$")
+
+
+def _supported() -> str:
+    return ", ".join(
+        model_id
+        for _, family in _FAMILIES
+        if family.retired is None
+        for model_id in family.model_ids
+    )
+
+
+def invoke_model_id(customization_id: str) -> str:
+    """The on-demand model id of a customization id: ``amazon.nova-2-lite-v1:0:256k`` gives
+    ``amazon.nova-2-lite-v1:0``; an id without a context suffix is returned unchanged."""
+    match = _CONTEXT_SUFFIX.match(customization_id.strip())
+    return match.group("base") if match else customization_id.strip()
+
+
+def customization_model_id(model_id: str) -> str | None:
+    """The id Bedrock customizes for ``model_id`` (an invoke id, inference profile or the
+    customization id itself), e.g. ``us.amazon.nova-2-lite-v1:0`` gives
+    ``amazon.nova-2-lite-v1:0:256k``; None when no current family lists it."""
+    text = model_id.strip().lower()
+    text = re.sub(r"^(?:[a-z]{2,4}\.)(?=[a-z]+\.)", "", text)
+    for _, family in _FAMILIES:
+        if family.retired is not None:
+            continue
+        for candidate in family.model_ids:
+            if text in (candidate, invoke_model_id(candidate)):
+                return candidate
+    return None

@@ -157,6 +157,7 @@ def validate_path(
     token_counter: Callable[[str], int] | None = None,
     max_tokens: int | None = None,
     s3_client: Any = None,
+    customization: str | None = None,
 ) -> ValidationReport:
     """Validate one JSONL file (local path or ``s3://bucket/key``) for ``model_id``.
 
@@ -174,6 +175,9 @@ def validate_path(
         max_tokens: for open models, warn about records longer than this (train.py's
             ``max_seq_length``); Bedrock families use their documented limits.
         s3_client: a boto3 S3 client to use for ``s3://`` paths.
+        customization: ``REINFORCEMENT_FINE_TUNING`` or ``DISTILLATION`` checks the records
+            of that customization type (``finetuning.data.customization_records``) instead
+            of supervised records.
 
     Raises:
         UnknownModelError: ``model_id`` is a Bedrock model without dataset rules.
@@ -197,9 +201,32 @@ def validate_path(
         max_tokens=max_tokens,
     )
     with open_lines(path, client=s3_client) as lines:
+        if customization in _CUSTOMIZATION_TYPES:
+            return _finish_customization(validator, lines, customization, path, s3_client)
         validator.feed(lines)
     size = source_size(path, client=s3_client)
     return validator.finish(file_bytes=size, file_name=dataset_uri or text_path)
+
+
+_CUSTOMIZATION_FORMATS = {
+    "REINFORCEMENT_FINE_TUNING": "rft-prompts",
+    "DISTILLATION": "distillation-prompts",
+}
+_CUSTOMIZATION_TYPES = tuple(_CUSTOMIZATION_FORMATS)
+
+
+def _finish_customization(
+    validator: _Validator, lines: Iterable[bytes], customization: str, path: Any, s3: Any
+) -> ValidationReport:
+    from finetuning.data.customization_records import feed_customization_records
+
+    validator.report.format = _CUSTOMIZATION_FORMATS[customization]
+    feed_customization_records(validator, lines, customization, validator.family)
+    report = validator.report
+    report.bytes = source_size(path, client=s3)
+    if report.records == 0:
+        validator.error("no-records", "no records: the file has no JSON object lines", None)
+    return report
 
 
 def validate_job_files(
@@ -249,8 +276,10 @@ def validate_lines(
     max_problems: int | None = DEFAULT_MAX_PROBLEMS,
     token_counter: Callable[[str], int] | None = None,
     max_tokens: int | None = None,
+    customization: str | None = None,
 ) -> ValidationReport:
-    """Validate JSONL lines already in hand (each with or without its line ending)."""
+    """Validate JSONL lines already in hand (each with or without its line ending);
+    ``customization`` as for :func:`validate_path`."""
     validator = _Validator(
         family=resolve_model(model_id),
         model_id=model_id,
@@ -269,6 +298,15 @@ def validate_lines(
             size += len(item)
             yield item
 
+    if customization in _CUSTOMIZATION_TYPES:
+        from finetuning.data.customization_records import feed_customization_records
+
+        feed_customization_records(validator, measure(lines), customization, validator.family)
+        validator.report.format = _CUSTOMIZATION_FORMATS[customization]
+        validator.report.bytes = size
+        if validator.report.records == 0:
+            validator.error("no-records", "no records: the file has no JSON object lines", None)
+        return validator.report
     validator.feed(measure(lines))
     return validator.finish(file_bytes=size, file_name=dataset_uri)
 

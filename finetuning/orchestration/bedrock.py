@@ -20,7 +20,12 @@ from typing import Any
 from finetuning.orchestration import names, tags
 from finetuning.orchestration.aws import error_code, retryable_errors
 from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    DISTILLATION,
+    REINFORCEMENT_FINE_TUNING,
     CustomizationJobSpec,
+    DistillationSpec,
+    InvocationLogsSpec,
+    RftSpec,
     customization_job_request,
     customization_job_status,
 )
@@ -58,8 +63,34 @@ def customization_request(manifest: JobManifest, job_id: str, env: Environment) 
             hyperparameters=manifest.hyperparameters,
             subnet_ids=env.subnet_ids,
             security_group_ids=env.security_group_ids,
+            **_customization(manifest, env),
         )
     )
+
+
+def _customization(manifest: JobManifest, env: Environment) -> dict[str, Any]:
+    """rftConfig / distillationConfig settings; RFT without a grader ARN uses the platform's."""
+    if manifest.customization_type == REINFORCEMENT_FINE_TUNING:
+        rft = manifest.rft
+        return {
+            "rft": RftSpec(
+                grader_lambda_arn=(rft and rft.grader_lambda_arn) or env.grader_function_arn,
+                hyperparameters=rft.hyperparameters if rft else {},
+            )
+        }
+    if manifest.customization_type == DISTILLATION and manifest.distillation is not None:
+        spec = manifest.distillation
+        settings: dict[str, Any] = {
+            "distillation": DistillationSpec(
+                teacher_model=spec.teacher_model, max_response_length=spec.max_response_length
+            )
+        }
+        if spec.invocation_logs_uri:
+            settings["invocation_logs"] = InvocationLogsSpec(
+                s3_uri=spec.invocation_logs_uri, use_prompt_response=spec.use_prompt_response
+            )
+        return settings
+    return {}
 
 
 def start(client: Any, request: Mapping[str, Any]) -> str:

@@ -41,6 +41,7 @@ class Var:
     IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
     PRICE_TABLE = "PRICE_TABLE_JSON"
     EXPECTED_BACKEND = "EXPECTED_BACKEND"
+    GRADER_FUNCTION_ARN = "RFT_GRADER_FUNCTION_ARN"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class Environment:
 
     def _list(self, name: str) -> list[str]:
         return [item for item in self._get(name).split(",") if item]
+
+    @property
+    def grader_function_arn(self) -> str:
+        """The platform's RFT grader Lambda (used when a manifest names no grader)."""
+        return self._get(Var.GRADER_FUNCTION_ARN)
 
     @property
     def region(self) -> str:

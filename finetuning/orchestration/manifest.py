@@ -19,6 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
+from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    CONTINUED_PRE_TRAINING,
+    DISTILLATION,
+    FINE_TUNING,
+    LAMBDA_ARN,
+    REINFORCEMENT_FINE_TUNING,
+    CustomizationRuleError,
+    check_distillation_pair,
+    check_rft_hyperparameters,
+    supports_rft,
+)
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
 from finetuning.orchestration.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
 from finetuning.orchestration.aws_jobs.source_archives import TRAINING_ENTRY_POINT
@@ -41,9 +52,9 @@ MAX_RUNTIME_SECONDS = 28 * 24 * 3600
 # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelCustomizationJob.html
 BEDROCK_MODEL_NAME = re.compile(r"^([0-9a-zA-Z][_-]?){1,63}$")
 # Bedrock customizationType values of CreateModelCustomizationJob (same page) that the
-# platform starts; DISTILLATION also needs a teacher model (customizationConfig), which
-# neither the manifest nor the library's FinetuningJobConfig carries, so both refuse it.
-CUSTOMIZATION_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING")
+# platform starts; REINFORCEMENT_FINE_TUNING needs the ``rft`` block, DISTILLATION the
+# ``distillation`` block (customizationConfig), docs/bedrock.md has a worked example of each.
+CUSTOMIZATION_TYPES = (FINE_TUNING, CONTINUED_PRE_TRAINING, DISTILLATION, REINFORCEMENT_FINE_TUNING)
 SAGEMAKER_ONLY = (
     "method",
     "instance_type",
@@ -56,7 +67,7 @@ SAGEMAKER_ONLY = (
     "source_dir_uri",
     "entry_point",
 )
-BEDROCK_ONLY = ("model_name", "customization_type")
+BEDROCK_ONLY = ("model_name", "customization_type", "rft", "distillation")
 # ProcessingStoppingCondition.MaxRuntimeInSeconds: 1 to 777,600 (9 days), see
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingStoppingCondition.html
 MAX_PROCESSING_SECONDS = 777_600
@@ -125,6 +136,54 @@ class OnDemandSpec(_Strict):
     expires_after_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
     # True tags the deployment finetuning:keep=true: cleanup never deletes it.
     keep: bool = False
+
+
+class RftSpec(_Strict):
+    """Reinforcement fine-tuning: the grader and rftConfig.hyperParameters.
+
+    Without ``grader_lambda_arn`` the platform's own grader scores each response (exact
+    match, classification label or JSON field F1, chosen per record; docs/bedrock.md).
+    """
+
+    grader_lambda_arn: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    hyperparameters: dict[str, int | float | str] = Field(default_factory=dict)
+
+    @field_validator("grader_lambda_arn")
+    @classmethod
+    def _lambda_arn(cls, value: str | None) -> str | None:
+        if value is not None and not LAMBDA_ARN.match(value):
+            raise ValueError(
+                "expected a Lambda function ARN, arn:aws:lambda:REGION:ACCOUNT:function:NAME"
+            )
+        return value
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters(cls, value: dict[str, int | float | str]) -> dict[str, Any]:
+        try:
+            return check_rft_hyperparameters(value)
+        except CustomizationRuleError as exc:
+            name = exc.field.removeprefix("rft.hyperparameters.")
+            raise ValueError(f"{name}: expected {exc.message}") from None
+
+
+class DistillationSpec(_Strict):
+    """Distillation: the teacher (model id, inference profile or ARN) and its prompts."""
+
+    teacher_model: Annotated[str, Field(min_length=1, max_length=2048)]
+    # TeacherModelConfig.maxResponseLengthForInference: tokens asked of the teacher.
+    max_response_length: Annotated[int, Field(ge=1)] | None = None
+    # Bedrock invocation logs (s3://) as the prompt source, with or without training data.
+    invocation_logs_uri: str | None = None
+    # Use the logged responses as they are instead of asking the teacher again.
+    use_prompt_response: bool = False
+
+    @field_validator("invocation_logs_uri")
+    @classmethod
+    def _logs(cls, value: str | None) -> str | None:
+        if value is not None and not S3_URI.match(value):
+            raise ValueError("expected an s3://bucket/prefix of Bedrock invocation logs")
+        return value
 
 
 class ServingSpec(_Strict):
@@ -259,7 +318,8 @@ class JobManifest(_Strict):
     job_name: Annotated[str, Field(min_length=1, max_length=52)]
     backend: Backend
     base_model: Annotated[str, Field(min_length=1, max_length=2048)]
-    training_data_uri: str
+    # Optional only for distillation from invocation logs (distillation.invocation_logs_uri).
+    training_data_uri: str | None = None
     validation_data_uri: str | None = None
     output_uri: str | None = None
     hyperparameters: dict[str, HyperparameterValue] = Field(default_factory=dict)
@@ -268,7 +328,11 @@ class JobManifest(_Strict):
     revision: Annotated[int, Field(ge=1)] = 1
     # Bedrock only.
     model_name: str | None = None
-    customization_type: Literal["FINE_TUNING", "CONTINUED_PRE_TRAINING"] = "FINE_TUNING"
+    customization_type: Literal[
+        "FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION", "REINFORCEMENT_FINE_TUNING"
+    ] = "FINE_TUNING"
+    rft: RftSpec | None = None
+    distillation: DistillationSpec | None = None
     # SageMaker only.
     method: Literal["full", "lora", "qlora"] = "lora"
     instance_type: str | None = None
@@ -344,6 +408,45 @@ class JobManifest(_Strict):
         if path.is_absolute() or ".." in path.parts or path.suffix != ".py":
             raise ValueError("expected a .py path relative to the source directory")
         return value
+
+    @model_validator(mode="after")
+    def _customization(self) -> JobManifest:
+        logs = self.distillation is not None and self.distillation.invocation_logs_uri
+        if self.training_data_uri is None and not logs:
+            raise ValueError(
+                "training_data_uri is required (only a distillation from invocation logs, "
+                "distillation.invocation_logs_uri, may leave it out)"
+            )
+        kind = self.customization_type
+        if self.rft is not None and kind != REINFORCEMENT_FINE_TUNING:
+            raise ValueError(f"rft applies only to REINFORCEMENT_FINE_TUNING (got {kind})")
+        if self.distillation is not None and kind != DISTILLATION:
+            raise ValueError(f"distillation applies only to DISTILLATION (got {kind})")
+        if kind == REINFORCEMENT_FINE_TUNING:
+            if not supports_rft(self.base_model):
+                raise ValueError(
+                    "REINFORCEMENT_FINE_TUNING: base_model must be a model Bedrock "
+                    "reinforcement fine-tunes (amazon.nova-2-lite-v1:0:256k; see "
+                    "https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html)"
+                )
+            if self.hyperparameters:
+                raise ValueError(
+                    "REINFORCEMENT_FINE_TUNING takes its hyperparameters in "
+                    "rft.hyperparameters (epochCount, batchSize, learningRate, ...)"
+                )
+        if kind == DISTILLATION:
+            if self.distillation is None:
+                raise ValueError(
+                    "DISTILLATION needs distillation.teacher_model (the model whose answers "
+                    "the student learns)"
+                )
+            if self.hyperparameters:
+                raise ValueError("DISTILLATION takes no hyperparameters")
+            try:
+                check_distillation_pair(self.distillation.teacher_model, self.base_model)
+            except CustomizationRuleError as exc:
+                raise ValueError(f"{exc.field}: {exc.message}") from None
+        return self
 
     @model_validator(mode="after")
     def _backend_fields(self) -> JobManifest:

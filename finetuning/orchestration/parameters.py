@@ -16,6 +16,8 @@ class OrchestrationParameter(StrEnum):
     JOB_TABLE_NAME = "orchestration/job-table-name"
     NOTIFICATION_TOPIC_ARN = "orchestration/notification-topic-arn"
     KMS_KEY_ARN = "orchestration/kms-key-arn"
+    # The platform's RFT grader (stacks/rft_grader.py), for library and CLI jobs to name.
+    RFT_GRADER_FUNCTION_ARN = "orchestration/rft-grader-function-arn"
 
 
 def orchestration_parameter_name(

@@ -36,6 +36,15 @@ def check_locations(manifest: JobManifest, env: Environment) -> None:
         ("validation_data_uri", manifest.validation_data_uri, env.data_bucket, data_prefixes),
         ("output_uri", manifest.output_uri, env.artifacts_bucket, (MODELS_PREFIX,)),
     ]
+    if manifest.distillation is not None:
+        expectations.append(
+            (
+                "distillation.invocation_logs_uri",
+                manifest.distillation.invocation_logs_uri,
+                env.data_bucket,
+                data_prefixes,
+            )
+        )
     if manifest.backend == Backend.SAGEMAKER:
         expectations += [
             ("base_model", manifest.base_model, env.artifacts_bucket, (MODELS_PREFIX,)),
@@ -73,9 +82,16 @@ def validate_job_data(
     check_locations(manifest, env)
     # Refuse a serving mode this Region cannot provide before any job starts.
     mode = serving_mode(manifest, env.region)
-    datasets = {"train": manifest.training_data_uri}
+    datasets = {}
+    if manifest.training_data_uri:
+        datasets["train"] = manifest.training_data_uri
     if manifest.validation_data_uri:
         datasets["validation"] = manifest.validation_data_uri
+    # RFT and distillation records have their own rules (prompts with reference answers,
+    # prompts only); supervised types keep the validator's default.
+    options: dict[str, Any] = {}
+    if manifest.customization_type in ("REINFORCEMENT_FINE_TUNING", "DISTILLATION"):
+        options["customization"] = manifest.customization_type
     summary: dict[str, Any] = {
         "reports": {},
         "records": 0,
@@ -86,7 +102,7 @@ def validate_job_data(
     failures = []
     for role, uri in datasets.items():
         with retryable_errors(f"validating {uri}"):
-            report = validator(uri, manifest.base_model, role=role, s3_client=s3)
+            report = validator(uri, manifest.base_model, role=role, s3_client=s3, **options)
         key = report_key(job_id, role)
         with retryable_errors(f"writing the validation report of {uri}"):
             s3.put_object(

@@ -257,9 +257,11 @@ def test_estimate_cli(capsys, tmp_path: Path) -> None:
         "estimate",
         str(path),
         "--model",
-        "cohere.command-text-v14",
+        "amazon.titan-text-express-v1:0:8k",
         "--epochs",
         "2",
+        "--price-per-1k-tokens",
+        "0.004",
         "--json",
     )
     data = json.loads(out)
@@ -267,6 +269,57 @@ def test_estimate_cli(capsys, tmp_path: Path) -> None:
     assert data["training_cost"] == pytest.approx(2000 / 1000 * 0.004)
     code, _, err = run(capsys, "estimate", str(path), "--model", "org/model", "--epochs", "1")
     assert code == 2 and "--instance-type" in err
+    # A family Bedrock no longer customizes is bad usage, with the reason.
+    code, _, err = run(
+        capsys, "estimate", str(path), "--model", "cohere.command-text-v14", "--epochs", "1"
+    )
+    assert code == 2 and "no longer customizes" in err
+
+
+def test_validate_and_estimate_rft_and_distillation_data(capsys, tmp_path: Path) -> None:
+    rft = tmp_path / "rft.jsonl"
+    rft.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "2+2?"}], "reference_answer": "4"})
+        + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "3+3?"}]})
+        + "\n"
+    )
+    nova_2 = "amazon.nova-2-lite-v1:0:256k"
+    kind = ["--customization-type", "REINFORCEMENT_FINE_TUNING"]
+    code, out, _ = run(capsys, "validate", str(rft), "--model", nova_2, *kind)
+    assert code == 1 and f"{rft}:2: error: reference_answer" in out
+    code, out, _ = run(
+        capsys, "estimate", str(rft), "--model", nova_2, "--epochs", "1", *kind, "--json"
+    )
+    assert code == 0 and json.loads(out)["customization"] == "REINFORCEMENT_FINE_TUNING"
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        json.dumps(
+            {
+                "schemaVersion": "bedrock-conversation-2024",
+                "messages": [{"role": "user", "content": [{"text": "Summarise."}]}],
+            }
+        )
+        + "\n"
+    )
+    code, out, _ = run(
+        capsys,
+        "estimate",
+        str(prompts),
+        "--model",
+        "amazon.nova-lite-v1:0:300k",
+        "--epochs",
+        "1",
+        "--customization-type",
+        "DISTILLATION",
+        "--teacher-max-response-length",
+        "100",
+        "--teacher-price-per-1k-input",
+        "0.001",
+        "--teacher-price-per-1k-output",
+        "0.004",
+    )
+    assert code == 0 and "teacher:" in out and "at most 100 output tokens" in out
 
 
 def test_help_runs_as_a_subprocess() -> None:

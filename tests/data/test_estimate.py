@@ -29,15 +29,81 @@ def titan_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_bedrock_price_from_the_table(titan_file: Path) -> None:
-    estimate = estimate_cost(titan_file, "amazon.titan-text-lite-v1", epochs=3)
+def test_bedrock_price_table_and_retired_families(titan_file: Path) -> None:
+    # The families with a confirmed 2024 price are retired: no current family has one, and
+    # a retired model id is refused rather than priced.
+    from finetuning.data.estimate import BEDROCK_TRAINING_PRICE_PER_1K
+    from finetuning.data.models import RetiredModelError
+
+    assert BEDROCK_TRAINING_PRICE_PER_1K == {}
+    with pytest.raises(RetiredModelError):
+        estimate_cost(titan_file, "amazon.titan-text-lite-v1", epochs=3)
+    estimate = estimate_cost(
+        titan_file, "amazon.titan-text-express-v1:0:8k", epochs=3, price_per_1k_tokens=0.0008
+    )
     assert (estimate.records, estimate.tokens, estimate.trained_tokens) == (30, 3000, 9000)
-    assert estimate.price_per_1k_tokens == 0.0004
-    assert estimate.training_cost == pytest.approx(9000 / 1000 * 0.0004)
+    assert estimate.training_cost == pytest.approx(9000 / 1000 * 0.0008)
     assert estimate.storage_per_month == BEDROCK_STORAGE_PER_MONTH
     lines = "\n".join(estimate.lines())
     assert "trained tokens: 3,000 x 3 epochs = 9,000" in lines
-    assert "https://aws.amazon.com/bedrock/pricing/" in lines and "as of 2024-03" in lines
+    assert "https://aws.amazon.com/bedrock/pricing/" in lines and "as of 2026-12" in lines
+
+
+def _rft_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rft.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": "x" * 594}], "reference_answer": "4"}
+        for _ in range(10)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_rft_counts_prompt_tokens_and_prices_with_the_given_price(tmp_path: Path) -> None:
+    estimate = estimate_cost(
+        _rft_file(tmp_path),
+        "amazon.nova-2-lite-v1:0:256k",
+        epochs=2,
+        customization="REINFORCEMENT_FINE_TUNING",
+        price_per_1k_tokens=0.01,
+    )
+    assert estimate.validation_errors == 0 and estimate.records == 10
+    assert estimate.trained_tokens == estimate.tokens * 2
+    assert estimate.training_cost == pytest.approx(estimate.trained_tokens / 1000 * 0.01)
+    assert "prompt tokens:" in "\n".join(estimate.lines())
+
+
+def test_distillation_counts_and_prices_the_teachers_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    row = {
+        "schemaVersion": "bedrock-conversation-2024",
+        "messages": [{"role": "user", "content": [{"text": "y" * 600}]}],
+    }
+    path.write_text((json.dumps(row) + "\n") * 4)
+    estimate = estimate_cost(
+        path,
+        "amazon.nova-lite-v1:0:300k",
+        epochs=1,
+        customization="DISTILLATION",
+        teacher_max_response_length=500,
+        teacher_price_per_1k_input=0.002,
+        teacher_price_per_1k_output=0.01,
+    )
+    assert estimate.validation_errors == 0
+    assert estimate.teacher_max_output_tokens == 4 * 500
+    assert estimate.trained_tokens == estimate.teacher_input_tokens + 2000
+    expected = estimate.teacher_input_tokens / 1000 * 0.002 + 2000 / 1000 * 0.01
+    assert estimate.teacher_cost == pytest.approx(expected)
+    assert "at most 2,000 output tokens" in "\n".join(estimate.lines())
+    with pytest.raises(EstimateError, match="--teacher-max-response-length"):
+        estimate_cost(
+            path,
+            "amazon.nova-lite-v1:0:300k",
+            epochs=1,
+            customization="DISTILLATION",
+            teacher_price_per_1k_input=0.002,
+            teacher_price_per_1k_output=0.01,
+        )
 
 
 def test_bedrock_family_without_a_price_asks_for_one(titan_file: Path) -> None:

@@ -387,11 +387,23 @@ def test_titan_character_quota_and_caution_band() -> None:
     assert fine.problems == []
 
 
-def test_cohere_output_limit_is_separate() -> None:
-    report = validate_lines(
-        jsonl(prompt_completion(prompt="short", completion="y" * 12_289)), COHERE
-    )
-    assert "characters of output text, more than the 12,288" in report.problems[0].message
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        COHERE,
+        "amazon.titan-text-lite-v1",
+        "amazon.titan-text-premier-v1:0:32k",
+        "arn:aws:bedrock:us-east-1::foundation-model/cohere.command-light-text-v14",
+    ],
+)
+def test_families_bedrock_no_longer_customizes_are_refused_with_the_date(model_id: str) -> None:
+    with pytest.raises(models.RetiredModelError) as error:
+        validate_lines(jsonl(prompt_completion(prompt="short", completion="ok")), model_id)
+    message = str(error.value)
+    assert "no longer on Bedrock's supported-models page" in message
+    assert "(checked 2026-12-05)" in message
+    assert "amazon.nova-2-lite-v1:0:256k" in message  # names what to use instead
+    assert "custom-model-supported.html" in message
 
 
 def test_exact_token_counter_replaces_estimate() -> None:
@@ -535,11 +547,12 @@ def test_problem_format_is_compiler_style() -> None:
             "arn:aws:bedrock:us-west-2:123456789012:custom-model/amazon.nova-lite-v1:0:300k/abc",
             "nova-lite",
         ),
-        ("amazon.titan-text-lite-v1", "titan-text-lite"),
+        ("amazon.titan-text-express-v1:0:8k", "titan-text-express"),
+        ("amazon.nova-2-lite-v1:0:256k", "nova-2-lite"),
+        ("us.amazon.nova-2-lite-v1:0", "nova-2-lite"),
         ("meta.llama3-1-8b-instruct-v1:0", "llama3.1"),
         ("meta.llama3-2-90b-instruct-v1:0", "llama3.2-90b"),
         ("anthropic.claude-3-haiku-20240307-v1:0:200k", "claude-3-haiku"),
-        ("cohere.command-light-text-v14", "cohere-command"),
         ("meta-llama/Llama-3.1-8B-Instruct", "open-model"),
         ("./models/tiny", "open-model"),
     ],
@@ -566,7 +579,39 @@ def test_every_family_cites_its_source() -> None:
         assert family.source_url.startswith("https://docs.aws.amazon.com/")
         assert family.model_ids, family.name
         for model_id in family.model_ids:
-            assert resolve_model(model_id) is family
+            if family.retired is None:
+                assert resolve_model(model_id) is family
+            else:
+                with pytest.raises(models.RetiredModelError):
+                    resolve_model(model_id)
+
+
+def test_current_families_name_their_regions_and_retired_ones_their_date() -> None:
+    current = {f.name: f for f in models.bedrock_families() if f.retired is None}
+    retired = {f.name for f in models.bedrock_families() if f.retired is not None}
+    assert retired == {"titan-text-lite", "titan-text-premier", "cohere-command"}
+    assert current["nova-2-lite"].model_ids == ("amazon.nova-2-lite-v1:0:256k",)
+    assert current["nova-2-lite"].regions == ("us-east-1",)
+    assert current["nova-2-lite"].max_total_tokens == 256_000
+    assert current["claude-3-haiku"].regions == ("us-west-2",)
+    assert all(family.regions for family in current.values())
+
+
+@pytest.mark.parametrize(
+    ("customization_id", "invoke_id"),
+    [
+        ("amazon.nova-2-lite-v1:0:256k", "amazon.nova-2-lite-v1:0"),
+        ("amazon.nova-lite-v1:0:300k", "amazon.nova-lite-v1:0"),
+        ("amazon.titan-text-express-v1:0:8k", "amazon.titan-text-express-v1:0"),
+        ("anthropic.claude-3-haiku-20240307-v1:0:200k", "anthropic.claude-3-haiku-20240307-v1:0"),
+        ("amazon.nova-lite-v1:0", "amazon.nova-lite-v1:0"),
+    ],
+)
+def test_customization_and_invoke_ids_map_both_ways(customization_id: str, invoke_id: str) -> None:
+    assert models.invoke_model_id(customization_id) == invoke_id
+    if customization_id != invoke_id:
+        assert models.customization_model_id(invoke_id) == customization_id
+        assert models.customization_model_id(f"us.{invoke_id}") == customization_id
 
 
 def test_job_files_check_limits_on_both_files_together(

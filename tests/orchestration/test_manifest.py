@@ -18,7 +18,7 @@ from finetuning.orchestration.manifest import (
     load_manifest,
     parse_manifest,
 )
-from tests.orchestration.fakes import bedrock_manifest, sagemaker_manifest
+from tests.orchestration.fakes import NOVA, bedrock_manifest, sagemaker_manifest
 
 # Name rules of the services the job id doubles as (see names.py for the sources).
 SAGEMAKER_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -102,7 +102,8 @@ def test_bad_yaml_and_json_report_the_line() -> None:
             "cannot be deleted before its term",
         ),
         ({"job_name": "!!!"}, "expected at least one letter or digit"),
-        ({"customization_type": "DISTILLATION"}, "'FINE_TUNING' or 'CONTINUED_PRE_TRAINING'"),
+        ({"customization_type": "DISTILLATION"}, "DISTILLATION needs distillation.teacher_model"),
+        ({"customization_type": "IMPORTED"}, "'REINFORCEMENT_FINE_TUNING'"),
     ],
 )
 def test_bedrock_manifest_errors(overrides: dict, message: str) -> None:
@@ -206,3 +207,93 @@ def test_job_id_satisfies_every_service_name_rule(job_name: str, revision: int) 
     derived = names.derived_name(job_id, "pt")
     assert len(derived) <= 63 and BEDROCK_MODEL_NAME.match(derived)
     assert derived.endswith(job_id.rsplit("-", 1)[1] + "-pt")
+
+
+# -- reinforcement fine-tuning and distillation ----------------------------------------------
+
+NOVA_2 = "amazon.nova-2-lite-v1:0:256k"
+
+
+def rft_manifest(**overrides) -> dict:
+    spec = bedrock_manifest(base_model=NOVA_2, customization_type="REINFORCEMENT_FINE_TUNING")
+    spec.pop("hyperparameters")
+    spec.update(overrides)
+    return spec
+
+
+def test_an_rft_manifest_keeps_typed_hyperparameters_and_an_optional_grader() -> None:
+    manifest = parse_manifest(rft_manifest(rft={"hyperparameters": {"epochCount": "3"}}))
+    assert manifest.rft is not None and manifest.rft.grader_lambda_arn is None
+    assert manifest.rft.hyperparameters == {"epochCount": 3}
+    assert manifest.to_spec()["rft"] == {"hyperparameters": {"epochCount": 3}}
+    assert parse_manifest(rft_manifest()).rft is None  # the platform grader, API defaults
+
+
+def test_rft_and_distillation_errors_name_the_line_and_the_field() -> None:
+    text = yaml.safe_dump(rft_manifest(rft={"hyperparameters": {"batchSize": 8}}), sort_keys=False)
+    with pytest.raises(ManifestError) as error:
+        load_manifest(text, "jobs/rft.yaml")
+    line = 1 + text.splitlines().index("  hyperparameters:")
+    assert f"jobs/rft.yaml:{line}: rft.hyperparameters: batchSize: expected 16 to 512" in str(
+        error.value
+    )
+    assert "API_RFTHyperParameters.html); got 8" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (lambda: rft_manifest(base_model=NOVA), "REINFORCEMENT_FINE_TUNING: base_model must be"),
+        (
+            lambda: rft_manifest(hyperparameters={"epochCount": 2}),
+            "takes its hyperparameters in rft.hyperparameters",
+        ),
+        (
+            lambda: rft_manifest(rft={"grader_lambda_arn": "arn:aws:lambda:*"}),
+            "expected a Lambda function ARN",
+        ),
+        (
+            lambda: bedrock_manifest(rft={"hyperparameters": {}}),
+            "rft applies only to REINFORCEMENT_FINE_TUNING",
+        ),
+        (
+            lambda: {
+                **bedrock_manifest(
+                    customization_type="DISTILLATION",
+                    distillation={"teacher_model": "amazon.nova-lite-v1:0"},
+                ),
+                "hyperparameters": {},
+            },
+            "distillation.teacher_model: a teacher model of the distillation table",
+        ),
+        (
+            lambda: {
+                k: v
+                for k, v in bedrock_manifest(
+                    customization_type="DISTILLATION",
+                    distillation={"teacher_model": "amazon.nova-pro-v1:0"},
+                ).items()
+                if k not in ("training_data_uri", "hyperparameters")
+            },
+            "training_data_uri is required",
+        ),
+    ],
+)
+def test_customization_type_rules(spec, message) -> None:
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        parse_manifest(spec())
+
+
+def test_a_distillation_from_invocation_logs_needs_no_training_file() -> None:
+    spec = bedrock_manifest(
+        customization_type="DISTILLATION",
+        distillation={
+            "teacher_model": "us.amazon.nova-premier-v1:0",
+            "invocation_logs_uri": "s3://data-bucket/training-data/raw/logs/",
+            "use_prompt_response": True,
+        },
+    )
+    del spec["training_data_uri"], spec["hyperparameters"]
+    manifest = parse_manifest(spec)
+    assert manifest.training_data_uri is None
+    assert manifest.distillation.use_prompt_response is True

@@ -182,7 +182,7 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
     template: Template,
 ) -> None:
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 16
+    assert len(functions) == 17  # 16 workflow functions and the RFT grader
     roles = set()
     for name, function in functions.items():
         props = function["Properties"]
@@ -197,9 +197,9 @@ def test_functions_run_python_on_arm_with_powertools_tracing_and_dead_letters(
         assert props["MemorySize"] >= 256 and props["Timeout"] >= 60
         assert "POWERTOOLS_SERVICE_NAME" in props["Environment"]["Variables"]
         roles.add(json.dumps(props["Role"]))
-    assert len(roles) == 16  # one role per function
+    assert len(roles) == 17  # one role per function
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 17
+    assert len(log_groups) == 18  # one per function, and the state machine's
     for log_group in log_groups.values():
         assert log_group["Properties"]["RetentionInDays"] == 90
         assert log_group["Properties"]["KmsKeyId"]["Fn::GetAtt"][0].startswith("OrchestrationKey")
@@ -413,6 +413,7 @@ def test_discovery_parameters(template: Template) -> None:
         "/llm-finetuning/dev/orchestration/job-table-name",
         "/llm-finetuning/dev/orchestration/notification-topic-arn",
         "/llm-finetuning/dev/orchestration/kms-key-arn",
+        "/llm-finetuning/dev/orchestration/rft-grader-function-arn",
     }
 
 
@@ -432,7 +433,7 @@ def test_every_bundle_imports_its_handler_alone(synthesized: tuple[Template, Pat
     asset (and the Lambda runtime's packages) on the path."""
     outdir = synthesized[1]
     assets = [d for d in outdir.glob("asset.*") if (d / "index.py").is_file()]
-    assert len(assets) == 16
+    assert len(assets) == 17  # 16 workflow functions and the RFT grader
     for asset in assets:
         assert not list(asset.rglob("__pycache__")) and not list(asset.rglob("*.so"))
         stub = (asset / "finetuning" / "__init__.py").read_text()
@@ -523,3 +524,89 @@ def test_on_demand_deployments_are_created_tagged_read_and_deleted_only_when_own
     ]
     assert definition[States.SERVING_REQUESTED]["Default"] == States.PREPARE_EVALUATION
     assert definition[States.DEPLOYMENT_READY]["Default"] == States.WAIT_DEPLOYMENT
+
+
+def _grader_function_id(template: Template) -> str:
+    (function_id,) = [
+        name
+        for name, function in resources(template, "AWS::Lambda::Function").items()
+        if name.startswith("RftGraderFunction")
+    ]
+    return function_id
+
+
+def test_only_bedrock_customization_jobs_of_this_account_may_invoke_the_grader(
+    template: Template,
+) -> None:
+    grader = _grader_function_id(template)
+    permissions = [
+        p["Properties"]
+        for p in resources(template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [grader, "Arn"]}
+    ]
+    (permission,) = permissions
+    assert permission["Action"] == "lambda:InvokeFunction"
+    assert permission["Principal"] == "bedrock.amazonaws.com"
+    # Both conditions name this stack's own account; the jobs are this Region's.
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permission["SourceArn"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:aws:bedrock:us-east-1:",
+                {"Ref": "AWS::AccountId"},
+                ":model-customization-job/*",
+            ],
+        ]
+    }
+
+
+def test_the_bedrock_role_may_invoke_the_grader_and_nothing_else(template: Template) -> None:
+    grader = _grader_function_id(template)
+    policies = [
+        p["Properties"]
+        for name, p in resources(template, "AWS::IAM::ManagedPolicy").items()
+        if name.startswith("RftGraderBedrockRoleInvokesGraders")
+    ]
+    (policy,) = policies
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert statement["Resource"] == {"Fn::GetAtt": [grader, "Arn"]}
+    assert len(policy["Roles"]) == 1  # the security stack's Bedrock customization role
+
+
+def test_the_bedrock_start_function_knows_the_platform_grader(template: Template) -> None:
+    grader = _grader_function_id(template)
+    (start,) = [
+        f["Properties"]
+        for name, f in resources(template, "AWS::Lambda::Function").items()
+        if name.startswith("StartBedrockJob")
+    ]
+    variables = start["Environment"]["Variables"]
+    assert variables["RFT_GRADER_FUNCTION_ARN"] == {"Fn::GetAtt": [grader, "Arn"]}
+
+
+def test_users_graders_are_named_lambda_arns() -> None:
+    from pydantic import ValidationError
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:my-grader"
+    assert OrchestrationSettings(rft_grader_arns=(arn,)).rft_grader_arns == (arn,)
+    for bad in ("arn:aws:lambda:us-east-1:123456789012:function:*", "my-grader"):
+        with pytest.raises(ValidationError, match="Lambda function ARNs"):
+            OrchestrationSettings(rft_grader_arns=(bad,))
+
+
+def test_the_bedrock_role_may_invoke_the_distillation_teachers_by_name(
+    template: Template,
+) -> None:
+    (policy,) = [
+        p["Properties"]
+        for name, p in resources(template, "AWS::IAM::ManagedPolicy").items()
+        if name.startswith("DistillationTeachersBedrockRoleInvokesTeachers")
+    ]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "bedrock:InvokeModel"
+    resources_text = json.dumps(statement["Resource"])
+    assert "*" not in resources_text
+    for model_id in ("amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0"):
+        assert f"::foundation-model/{model_id}" in resources_text

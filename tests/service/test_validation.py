@@ -204,7 +204,10 @@ def test_unknown_config_fields_list_the_known_ones():
         ({"model_type": "gpt"}, "model_type"),
         ({"hyperparameters": {"epochCount": 6}}, "hyperparameters.epochCount"),
         ({"hyperparameters": {"epochs": 2}}, "hyperparameters.epochs"),
-        ({"customization_type": "DISTILLATION"}, "customization_type"),
+        ({"customization_type": "DISTILLATION"}, "teacher_model"),
+        ({"customization_type": "IMPORTED"}, "customization_type"),
+        ({"customization_type": "REINFORCEMENT_FINE_TUNING"}, "base_model"),
+        ({"base_model": "amazon.titan-text-lite-v1"}, "base_model"),
     ],
 )
 def test_bedrock_job_errors_come_before_any_aws_call(offline_service, changes, field):
