@@ -138,9 +138,6 @@ def resource_of(call: AwsCall) -> str:
         return arn("sqs", p["QueueUrl"].rstrip("/").rsplit("/", 1)[-1])
     if call.service == "stepfunctions":
         return p.get("executionArn") or p.get("stateMachineArn") or "*"
-    if call.service == "s3":
-        # botocore negotiates TLS 1.2 or later (the buckets refuse older versions).
-        context["s3:TlsVersion"] = "1.3"
     if call.service == "kms":
         return p["KeyId"]
     if call.service == "ssm" and "Name" in p:
@@ -224,6 +221,9 @@ def context_of(call: AwsCall) -> tuple[dict[str, Any], tuple[str, ...]]:
         context["aws:TagKeys"] = sorted(tags) or None
         context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
         decided = ("aws:RequestTag/",)
+    if call.service == "s3":
+        # botocore negotiates TLS 1.2 or later (the buckets refuse older versions).
+        context["s3:TlsVersion"] = "1.3"
     if call.service == "s3":
         # botocore negotiates TLS 1.2 or later (the buckets refuse older versions).
         context["s3:TlsVersion"] = "1.3"
