@@ -25,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "compliance.md"
 TABLE_HEADING = "### Accepted checkov findings"
-ROW = re.compile(r"^\|\s*`(?P<check>CKV2?_AWS_\d+)`\s*\|\s*`(?P<pattern>[^`]+)`\s*\|(?P<reason>.+)\|\s*$")
+ROW = re.compile(
+    r"^\|\s*`(?P<check>CKV2?_AWS_\d+)`\s*\|\s*`(?P<pattern>[^`]+)`\s*\|(?P<reason>.+)\|\s*$"
+)
 DEFAULT_CHECKOV = ROOT / ".cache" / "checkov-venv" / "bin" / "checkov"
 
 
@@ -55,7 +57,7 @@ def accepted(doc: Path = DOC) -> list[Acceptance]:
     if TABLE_HEADING not in lines:
         raise SystemExit(f"{doc}: no '{TABLE_HEADING}' section")
     rows = []
-    for number, line in enumerate(lines[lines.index(TABLE_HEADING) + 1 :], start=1):
+    for line in lines[lines.index(TABLE_HEADING) + 1 :]:
         if line.startswith("#"):
             break
         match = ROW.match(line)
@@ -98,7 +100,8 @@ def scan(template_dir: Path, checkov: Path) -> list[Finding]:
         for failed in report.get("results", {}).get("failed_checks", []):
             stack = Path(failed["file_path"]).name.removesuffix(".template.json")
             logical_id = failed["resource"].split(".", 1)[-1]
-            findings.append(Finding(failed["check_id"], failed["check_name"], f"{stack}/{logical_id}"))
+            resource = f"{stack}/{logical_id}"
+            findings.append(Finding(failed["check_id"], failed["check_name"], resource))
     return findings
 
 
