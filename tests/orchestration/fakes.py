@@ -384,8 +384,9 @@ def factory_with(overrides: dict[str, Any]) -> Callable[[str, str | None], Any]:
 
 
 class TaskAnswers:
-    """Step Functions client that records SendTaskSuccess/SendTaskFailure (moto accepts and
-    forgets them) and refuses tokens already answered or expired, as the service does."""
+    """Step Functions client that records SendTaskSuccess/SendTaskFailure and refuses tokens
+    already answered or expired, as the service does; each first answer also goes to moto
+    (which forgets it, or, running the workflow on its engine, answers the waiting task)."""
 
     def __init__(self, base: Any) -> None:
         self._base = base
@@ -405,10 +406,12 @@ class TaskAnswers:
         return {}
 
     def send_task_success(self, *, taskToken: str, output: str) -> dict:
-        return self._answer(taskToken, {"output": json.loads(output)}, "SendTaskSuccess")
+        self._answer(taskToken, {"output": json.loads(output)}, "SendTaskSuccess")
+        return self._base.send_task_success(taskToken=taskToken, output=output)
 
     def send_task_failure(self, *, taskToken: str, error: str = "", cause: str = "") -> dict:
-        return self._answer(taskToken, {"error": error, "cause": cause}, "SendTaskFailure")
+        self._answer(taskToken, {"error": error, "cause": cause}, "SendTaskFailure")
+        return self._base.send_task_failure(taskToken=taskToken, error=error, cause=cause)
 
 
 EXECUTION_PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE_NAME}"

@@ -1,5 +1,6 @@
-"""Simulated runs: the synthesized state machine definition, interpreted, calling the real
-handlers against moto, through the happy paths and every failure branch."""
+"""Simulated runs: the synthesized state machine definition, run by moto's Amazon States
+Language engine (tests.orchestration.engine), calling the real handlers against moto, through
+the happy paths and every failure branch."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from finetuning.orchestration.records import JobStatus, JobTable, utc_now
 from finetuning.orchestration.workflow import States, execution_input
 from finetuning.platform_client import PlatformClient
 from stacks.orchestration_settings import OrchestrationSettings
-from tests.orchestration.asl import TASK_FUNCTIONS, Interpreter, workflow_definition
+from tests.orchestration.engine import TASK_FUNCTIONS, Interpreter, workflow_definition
 from tests.orchestration.fakes import (
     DATA_BUCKET,
     EVALUATION_BUCKET,
