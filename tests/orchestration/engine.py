@@ -48,15 +48,15 @@ from moto.core.config import default_user_config
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import EmptyResult
 from moto.stepfunctions import models as sfn_models
-from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.responses import StepFunctionResponse
 
 from finetuning.orchestration.workflow import States
-from tests.orchestration.asl import TASK_FUNCTIONS, definition_document, workflow_definition
+from tests.orchestration.definition import TASK_FUNCTIONS, definition_document, workflow_definition
 from tests.orchestration.fakes import ACCOUNT, client
 
 __all__ = [
