@@ -24,6 +24,11 @@ moto-backed platform of ``fakes``, and adds three things moto leaves out:
   backend, which fails once another execution holds threads (the copy here leaves the
   backend and the executions list shared); and moto's SendTaskFailure drops the ``cause``
   parameter, so a Catch would see ``"Cause": null`` (the request handler here passes it).
+- **One engine gap**: for a task whose Resource is the function ARN itself (the
+  payload-response-only tasks), the engine names a Lambda service fault ``Exception``; AWS
+  reports Lambda service errors as ``Lambda.<error code>`` (bp-lambda-serviceexception.html),
+  as the engine already does for ``arn:aws:states:::lambda:invoke`` tasks, whose naming is
+  used here for both.
 
 What the engine cannot show (see docs/contracts.md, "Workflow and events"): IAM (the state
 machine role's lambda:InvokeFunction), real durations and TimeoutSeconds, the Lambda
@@ -35,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -43,16 +49,31 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import EmptyResult
 from moto.stepfunctions import models as sfn_models
+from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+    CustomErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+)
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (  # noqa: E501
+    StateTaskServiceLambda,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+    StateTaskLambda,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from finetuning.orchestration.workflow import States
@@ -99,6 +120,8 @@ CALLBACK_GRACE_SECONDS = 0.0
 # Real seconds an execution may take before the harness gives up on it (a hang guard, not a
 # figure of the workflow).
 HANG_GUARD_SECONDS = 60.0
+POLL_SECONDS = 0.02
+MAX_PAYLOAD_BYTES = 256 * 1024
 
 
 class LambdaServiceFault(Exception):
@@ -217,6 +240,28 @@ def _send_task_failure(self: StepFunctionResponse) -> EmptyResult:
     return EmptyResult()
 
 
+_engine_lambda_error = StateTaskLambda._from_error
+
+
+def _lambda_error(self: StateTaskLambda, env: Any, ex: Exception) -> FailureEvent:
+    """Lambda service faults named as AWS documents them ("Lambda errors are reported as
+    Lambda.ErrorName"), see
+    https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html"""
+    if not isinstance(ex, ClientError):
+        return _engine_lambda_error(self, env, ex)
+    error, cause = StateTaskServiceLambda._error_cause_from_client_error(ex)
+    return FailureEvent(
+        env=env,
+        error_name=CustomErrorName(error),
+        event_type=HistoryEventType.LambdaFunctionFailed,
+        event_details=EventDetails(
+            lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
+                error=error, cause=cause
+            )
+        ),
+    )
+
+
 class _Clock:
     """Time as the engine asks for it: recorded, never slept."""
 
@@ -275,6 +320,7 @@ def running_engine(router: FunctionRouter, clock: _Clock) -> Iterator[None]:
         stack.enter_context(
             mock.patch.object(StepFunctionResponse, "send_task_failure", _send_task_failure)
         )
+        stack.enter_context(mock.patch.object(StateTaskLambda, "_from_error", _lambda_error))
         yield
 
 
@@ -330,17 +376,21 @@ class Interpreter:
         return _outcome(description, history, clock)
 
     def _finished(self, sfn: Any, arn: str) -> dict[str, Any]:
+        """Polls DescribeExecution (as a client would) until the execution ends; checks the
+        transition count now and then (the history is costly to build)."""
         deadline = time.monotonic() + HANG_GUARD_SECONDS
-        while True:
+        for poll in itertools.count():
             description = sfn.describe_execution(executionArn=arn)
             if description["status"] != "RUNNING":
                 return description
-            entered = [e for e in _history(sfn, arn) if e["type"].endswith("StateEntered")]
-            if len(entered) > self._max_transitions or time.monotonic() > deadline:
-                sfn.stop_execution(executionArn=arn, error="Harness", cause="ran away")
-                path = [e["stateEnteredEventDetails"]["name"] for e in entered]
-                raise RuntimeError(f"execution did not end: {len(path)} states, {path[-20:]}")
-            time.sleep(0.005)
+            if poll % 100 == 99:
+                entered = [e for e in _history(sfn, arn) if e["type"].endswith("StateEntered")]
+                if len(entered) > self._max_transitions or time.monotonic() > deadline:
+                    sfn.stop_execution(executionArn=arn, error="Harness", cause="ran away")
+                    path = [e["stateEnteredEventDetails"]["name"] for e in entered]
+                    raise RuntimeError(f"execution did not end: {len(path)} states: {path[-20:]}")
+            time.sleep(POLL_SECONDS)
+        raise AssertionError("unreachable")
 
 
 def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
@@ -354,7 +404,26 @@ def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
         kwargs["nextToken"] = page["nextToken"]
 
 
+def _check_payload_sizes(history: list[dict[str, Any]]) -> None:
+    """The engine does not enforce the service's payload quota, so the harness does: "Maximum
+    input or output size for a task, state, or execution: 256 KiB", see
+    https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html"""
+    for event in history:
+        for key, details in event.items():
+            if not key.endswith("EventDetails") or not isinstance(details, dict):
+                continue
+            for name in ("input", "output"):
+                size = len(str(details.get(name) or "").encode())
+                if size > MAX_PAYLOAD_BYTES:
+                    raise AssertionError(
+                        f"{event['type']} {details.get('name', '')}: {name} is {size} bytes; "
+                        f"Step Functions fails the execution (States.DataLimitExceeded) above "
+                        f"{MAX_PAYLOAD_BYTES}"
+                    )
+
+
 def _outcome(description: dict[str, Any], history: list[dict[str, Any]], clock: _Clock) -> Outcome:
+    _check_payload_sizes(history)
     path: list[str] = []
     retries: list[tuple[str, str]] = []
     failed: str | None = None

@@ -19,6 +19,7 @@ from botocore.stub import Stubber
 
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import CREATED_INDEX, STATUS_INDEX
+from tests.fixtures.events import documented_event, sample_for, with_detail
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -440,14 +441,22 @@ def task_event(
 
 
 def eventbridge_event(source: str, detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": f"event-{next(_counter)}",
-        "source": source,
-        "account": ACCOUNT,
-        "time": "2026-01-01T00:00:00Z",
-        "region": REGION,
-        "resources": [],
-        "detail-type": detail_type,
-        "detail": detail,
-    }
+    """An event as EventBridge delivers it. Where the AWS docs publish a sample of this kind
+    (tests/fixtures/events), it is that sample with ``detail`` merged in (see
+    ``with_detail``) and this account and Region; otherwise a minimal envelope."""
+    name = sample_for(source, detail_type, detail.get("status"))
+    if name is None:
+        return {
+            "version": "0",
+            "id": f"event-{next(_counter)}",
+            "source": source,
+            "account": ACCOUNT,
+            "time": "2026-01-01T00:00:00Z",
+            "region": REGION,
+            "resources": [],
+            "detail-type": detail_type,
+            "detail": detail,
+        }
+    event = with_detail(documented_event(name), detail)
+    event.update(account=ACCOUNT, region=REGION, id=f"event-{next(_counter)}")
+    return event

@@ -18,7 +18,12 @@ from finetuning.orchestration.records import JobStatus, JobTable, utc_now
 from finetuning.orchestration.workflow import States, execution_input
 from finetuning.platform_client import PlatformClient
 from stacks.orchestration_settings import OrchestrationSettings
-from tests.orchestration.engine import TASK_FUNCTIONS, Interpreter, workflow_definition
+from tests.orchestration.engine import (
+    TASK_FUNCTIONS,
+    Interpreter,
+    LambdaServiceFault,
+    workflow_definition,
+)
 from tests.orchestration.fakes import (
     DATA_BUCKET,
     EVALUATION_BUCKET,
@@ -88,7 +93,8 @@ class Run:
         return lambda event: module.handler(event, LambdaContext())
 
     def job_event(self, status: str) -> dict[str, Any]:
-        """Deliver a job state-change event as EventBridge would."""
+        """Deliver a job state-change event as EventBridge would: the documented sample of
+        the backend's event, about this job (tests/fixtures/events)."""
         if self.manifest.backend.value == "bedrock":
             event = eventbridge_event(
                 "aws.bedrock",
@@ -99,9 +105,13 @@ class Run:
             event = eventbridge_event(
                 "aws.sagemaker",
                 "SageMaker Training Job State Change",
-                {"TrainingJobName": self.job_id, "TrainingJobStatus": status},
+                {
+                    "TrainingJobName": self.job_id,
+                    "TrainingJobStatus": status,
+                    "SecondaryStatus": status,
+                },
             )
-        return self.handler("job_events")(event)
+        return self.interpreter.router.invoke("job_events", event)
 
     def end_job(self, status: str, failure: str | None = None) -> None:
         if self.manifest.backend.value == "bedrock":
@@ -110,12 +120,13 @@ class Run:
             set_training_job_status(self.job_id, status, failure=failure)
 
     def execute(self) -> Any:
-        handlers = {folder: self.handler(folder) for folder in TASK_FUNCTIONS.values()}
+        functions = {*TASK_FUNCTIONS.values(), "job_events"}
+        handlers = {folder: self.handler(folder) for folder in functions}
         handlers.update(self.overrides)
-        interpreter = Interpreter(
+        self.interpreter = Interpreter(
             self.definition, handlers=handlers, answers=self.answers, on_wait=self.on_wait
         )
-        return interpreter.run(
+        return self.interpreter.run(
             execution_input(self.manifest, source="cli"), f"{EXECUTION_PREFIX}:{self.job_id}"
         )
 
@@ -332,16 +343,11 @@ def test_duplicate_starts_make_one_execution_and_one_job(
     start = run.handler("start_bedrock_job")
     calls = {"count": 0}
 
-    class LambdaServiceException(Exception):
-        pass
-
-    LambdaServiceException.__name__ = "Lambda.ServiceException"
-
     def start_with_lost_response(event: dict[str, Any]) -> Any:
         result = start(event)
         calls["count"] += 1
         if calls["count"] == 1:
-            raise LambdaServiceException("response lost")
+            raise LambdaServiceFault("response lost")
         return result
 
     run.overrides["start_bedrock_job"] = start_with_lost_response
