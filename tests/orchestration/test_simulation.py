@@ -217,6 +217,20 @@ def test_sagemaker_happy_path(platform: Platform, definition: dict[str, Any]) ->
     outcome = run.execute()
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
     assert States.PROVISION not in outcome.path
+    # Every invocation went through the router, which names each function's construct (the
+    # logical id prefix of the function and its role in the template).
+    invoked = [(i.function, i.construct) for i in run.interpreter.router.invocations]
+    assert invoked == [
+        ("register_job", States.REGISTER),
+        ("validate_dataset", States.VALIDATE),
+        ("start_sagemaker_job", States.START_SAGEMAKER),
+        ("wait_for_job", States.WAIT),
+        ("job_events", "JobEvents"),
+        ("collect_results", States.COLLECT),
+        ("prepare_evaluation", States.PREPARE_EVALUATION),
+        ("complete_job", States.COMPLETE),
+    ]
+    assert all(i.error is None for i in run.interpreter.router.invocations)
     assert run.record.status == JobStatus.COMPLETED
     assert run.record.artifacts["model_uri"].endswith("output/model.tar.gz")
 
