@@ -276,6 +276,44 @@ def test_job_that_fails_or_is_stopped_fails_the_run(
     assert message["kind"] == final.value
 
 
+def test_a_job_that_ended_before_the_wait_is_answered_by_the_wait_itself(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    # The job fails before WaitForJob runs: the function answers its own task token with
+    # SendTaskFailure while the engine is still invoking it (no event, no timeout).
+    run = prepared(platform, definition, sagemaker_manifest())
+    wait = run.handler("wait_for_job")
+
+    def wait_for_a_job_that_already_failed(event: dict[str, Any]) -> Any:
+        run.end_job("Failed", "AlgorithmError: loss is NaN")
+        return wait(event)
+
+    run.overrides["wait_for_job"] = wait_for_a_job_that_already_failed
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "JobFailedError"
+    assert "loss is NaN" in outcome.cause
+    assert outcome.visits(States.WAIT) == 1 and States.COUNT_POLL not in outcome.path
+    assert run.record.status == JobStatus.FAILED
+
+
+def test_a_failing_failure_handler_still_fails_the_run_with_the_first_error(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    spec = bedrock_manifest()
+    run = Run(platform, definition, spec)
+    platform.put(spec["training_data_uri"], '{"messages": []}\n')
+
+    def broken_failure_handler(event: dict[str, Any]) -> Any:
+        raise RuntimeError("the job table is unreachable")
+
+    run.overrides["handle_failure"] = broken_failure_handler
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "DatasetInvalidError"
+    assert outcome.path[-3:] == [States.VALIDATE, States.HANDLE_FAILURE, States.FAILED]
+    assert outcome.output["failure"]["Error"] == "RuntimeError"
+    assert "the job table is unreachable" in outcome.output["failure"]["Cause"]
+
+
 def test_throttling_is_retried_with_backoff(platform: Platform, definition: dict[str, Any]) -> None:
     run = prepared(platform, definition, bedrock_manifest())
     moto_bedrock = client("bedrock")
