@@ -6,7 +6,7 @@ parses the definition as the service's own grammar does and evaluates Parameters
 ResultSelector, ResultPath, intrinsic functions, Choice rules, Retry (backoff, jitter,
 MaxDelaySeconds) and Catch as the Amazon States Language defines them. This harness runs the
 definition that the ``FineTuningWorkflow`` construct synthesizes on that engine, against the
-moto-backed platform of ``fakes``, and adds three things moto leaves out:
+moto-backed platform of ``fakes``, and supplies what moto leaves out:
 
 - **Lambda**: every invocation of a function (the engine's ``lambda:invoke`` tasks, and the
   EventBridge deliveries a test makes with :meth:`FunctionRouter.invoke`) goes through one
@@ -30,9 +30,12 @@ moto-backed platform of ``fakes``, and adds three things moto leaves out:
   as the engine already does for ``arn:aws:states:::lambda:invoke`` tasks, whose naming is
   used here for both.
 
-What the engine cannot show (see docs/contracts.md, "Workflow and events"): IAM (the state
+- **Quota**: state inputs and outputs above 256 KiB fail the test (the engine does not check
+  them all).
+
+What this cannot show (see docs/contracts.md, "Workflow and events"): IAM (the state
 machine role's lambda:InvokeFunction), real durations and TimeoutSeconds, the Lambda
-service's own retries and throttles, payload size limits, and the execution-level timeout.
+service's own retries, throttles and payload limit, and the execution-level timeout.
 """
 
 from __future__ import annotations
@@ -94,19 +97,17 @@ __all__ = [
 ]
 
 # The construct id of each function in its stack: the template's logical id of the
-# function (and of its role) starts with it. Orchestration stack, except the last two
-# (serving stack).
+# function (and of its role) starts with it. The orchestration stack names task functions
+# after their states; the last two are the serving stack's.
 FUNCTION_CONSTRUCTS = {
     **{folder: state for state, folder in TASK_FUNCTIONS.items()},
     "job_events": "JobEvents",
     "execution_ended": "ExecutionEnded",
     "submit_manifest": "SubmitManifest",
     "cleanup_expired": "CleanupExpired",
-    "evaluate_candidate": "EvaluateModel",
-    "register_model": "RegisterModel",
+    TASK_FUNCTIONS[States.EVALUATE_BEDROCK]: "EvaluateModel",
+    TASK_FUNCTIONS[States.REGISTER_MODEL]: "RegisterModel",
 }
-FUNCTION_CONSTRUCTS[TASK_FUNCTIONS[States.EVALUATE_BEDROCK]] = "EvaluateModel"
-FUNCTION_CONSTRUCTS[TASK_FUNCTIONS[States.REGISTER_MODEL]] = "RegisterModel"
 
 # The function whose handler runs now (None outside a handler): an AWS-call recorder reads
 # it to attribute each call to that function's role.
@@ -119,7 +120,7 @@ current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 CALLBACK_GRACE_SECONDS = 0.0
 # Real seconds an execution may take before the harness gives up on it (a hang guard, not a
 # figure of the workflow).
-HANG_GUARD_SECONDS = 60.0
+HANG_GUARD_SECONDS = 120.0
 POLL_SECONDS = 0.02
 MAX_PAYLOAD_BYTES = 256 * 1024
 
