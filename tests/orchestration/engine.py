@@ -77,11 +77,12 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_la
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from finetuning.orchestration.workflow import States
 from tests.orchestration.definition import TASK_FUNCTIONS, definition_document, workflow_definition
-from tests.orchestration.fakes import ACCOUNT, client
+from tests.orchestration.fakes import ACCOUNT, REGION, client
 
 __all__ = [
     "FUNCTION_CONSTRUCTS",
@@ -121,7 +122,7 @@ CALLBACK_GRACE_SECONDS = 0.0
 # Real seconds an execution may take before the harness gives up on it (a hang guard, not a
 # figure of the workflow).
 HANG_GUARD_SECONDS = 120.0
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.01
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
@@ -377,14 +378,15 @@ class Interpreter:
         return _outcome(description, history, clock)
 
     def _finished(self, sfn: Any, arn: str) -> dict[str, Any]:
-        """Polls DescribeExecution (as a client would) until the execution ends; checks the
-        transition count now and then (the history is costly to build)."""
+        """Waits until the execution ends (looking at moto's execution object, which costs the
+        engine's thread less than DescribeExecution calls), then describes it."""
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        (execution,) = [e for e in backend._get_executions() if e.exec_arn == arn]
         deadline = time.monotonic() + HANG_GUARD_SECONDS
         for poll in itertools.count():
-            description = sfn.describe_execution(executionArn=arn)
-            if description["status"] != "RUNNING":
-                return description
-            if poll % 100 == 99:
+            if execution.exec_status != "RUNNING":
+                return sfn.describe_execution(executionArn=arn)
+            if poll % 200 == 199:
                 entered = [e for e in _history(sfn, arn) if e["type"].endswith("StateEntered")]
                 if len(entered) > self._max_transitions or time.monotonic() > deadline:
                     sfn.stop_execution(executionArn=arn, error="Harness", cause="ran away")
