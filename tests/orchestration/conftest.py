@@ -34,7 +34,7 @@ def invoke(platform: Platform) -> Callable[..., Any]:
 
 # Modules that start the jsii runtime (CDK): kept on one xdist worker (`--dist loadgroup`)
 # so the runtime starts once, beside the moto-only modules on the other worker.
-_CDK_MODULES = ("test_stack.py", "test_simulation.py")
+_CDK_MODULES = ("test_stack.py", "test_simulation.py", "test_events.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

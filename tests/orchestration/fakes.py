@@ -19,6 +19,7 @@ from botocore.stub import Stubber
 
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import CREATED_INDEX, STATUS_INDEX
+from tests.fixtures.events import documented_event, sample_for, with_detail
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -384,8 +385,9 @@ def factory_with(overrides: dict[str, Any]) -> Callable[[str, str | None], Any]:
 
 
 class TaskAnswers:
-    """Step Functions client that records SendTaskSuccess/SendTaskFailure (moto accepts and
-    forgets them) and refuses tokens already answered or expired, as the service does."""
+    """Step Functions client that records SendTaskSuccess/SendTaskFailure and refuses tokens
+    already answered or expired, as the service does; each first answer also goes to moto
+    (which forgets it, or, running the workflow on its engine, answers the waiting task)."""
 
     def __init__(self, base: Any) -> None:
         self._base = base
@@ -405,10 +407,12 @@ class TaskAnswers:
         return {}
 
     def send_task_success(self, *, taskToken: str, output: str) -> dict:
-        return self._answer(taskToken, {"output": json.loads(output)}, "SendTaskSuccess")
+        self._answer(taskToken, {"output": json.loads(output)}, "SendTaskSuccess")
+        return self._base.send_task_success(taskToken=taskToken, output=output)
 
     def send_task_failure(self, *, taskToken: str, error: str = "", cause: str = "") -> dict:
-        return self._answer(taskToken, {"error": error, "cause": cause}, "SendTaskFailure")
+        self._answer(taskToken, {"error": error, "cause": cause}, "SendTaskFailure")
+        return self._base.send_task_failure(taskToken=taskToken, error=error, cause=cause)
 
 
 EXECUTION_PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE_NAME}"
@@ -437,14 +441,22 @@ def task_event(
 
 
 def eventbridge_event(source: str, detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": f"event-{next(_counter)}",
-        "source": source,
-        "account": ACCOUNT,
-        "time": "2026-01-01T00:00:00Z",
-        "region": REGION,
-        "resources": [],
-        "detail-type": detail_type,
-        "detail": detail,
-    }
+    """An event as EventBridge delivers it. Where the AWS docs publish a sample of this kind
+    (tests/fixtures/events), it is that sample with ``detail`` merged in (see
+    ``with_detail``) and this account and Region; otherwise a minimal envelope."""
+    name = sample_for(source, detail_type, detail.get("status"))
+    if name is None:
+        return {
+            "version": "0",
+            "id": f"event-{next(_counter)}",
+            "source": source,
+            "account": ACCOUNT,
+            "time": "2026-01-01T00:00:00Z",
+            "region": REGION,
+            "resources": [],
+            "detail-type": detail_type,
+            "detail": detail,
+        }
+    event = with_detail(documented_event(name), detail)
+    event.update(account=ACCOUNT, region=REGION, id=f"event-{next(_counter)}")
+    return event

@@ -1,5 +1,6 @@
-"""Simulated runs: the synthesized state machine definition, interpreted, calling the real
-handlers against moto, through the happy paths and every failure branch."""
+"""Simulated runs: the synthesized state machine definition, run by moto's Amazon States
+Language engine (tests.orchestration.engine), calling the real handlers against moto, through
+the happy paths and every failure branch."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from finetuning.orchestration.records import JobStatus, JobTable, utc_now
 from finetuning.orchestration.workflow import States, execution_input
 from finetuning.platform_client import PlatformClient
 from stacks.orchestration_settings import OrchestrationSettings
-from tests.orchestration.asl import TASK_FUNCTIONS, Interpreter, workflow_definition
+from tests.orchestration.engine import (
+    TASK_FUNCTIONS,
+    Interpreter,
+    LambdaServiceFault,
+    workflow_definition,
+)
 from tests.orchestration.fakes import (
     DATA_BUCKET,
     EVALUATION_BUCKET,
@@ -87,7 +93,8 @@ class Run:
         return lambda event: module.handler(event, LambdaContext())
 
     def job_event(self, status: str) -> dict[str, Any]:
-        """Deliver a job state-change event as EventBridge would."""
+        """Deliver a job state-change event as EventBridge would: the documented sample of
+        the backend's event, about this job (tests/fixtures/events)."""
         if self.manifest.backend.value == "bedrock":
             event = eventbridge_event(
                 "aws.bedrock",
@@ -98,9 +105,13 @@ class Run:
             event = eventbridge_event(
                 "aws.sagemaker",
                 "SageMaker Training Job State Change",
-                {"TrainingJobName": self.job_id, "TrainingJobStatus": status},
+                {
+                    "TrainingJobName": self.job_id,
+                    "TrainingJobStatus": status,
+                    "SecondaryStatus": status,
+                },
             )
-        return self.handler("job_events")(event)
+        return self.interpreter.router.invoke("job_events", event)
 
     def end_job(self, status: str, failure: str | None = None) -> None:
         if self.manifest.backend.value == "bedrock":
@@ -109,12 +120,13 @@ class Run:
             set_training_job_status(self.job_id, status, failure=failure)
 
     def execute(self) -> Any:
-        handlers = {folder: self.handler(folder) for folder in TASK_FUNCTIONS.values()}
+        functions = {*TASK_FUNCTIONS.values(), "job_events"}
+        handlers = {folder: self.handler(folder) for folder in functions}
         handlers.update(self.overrides)
-        interpreter = Interpreter(
+        self.interpreter = Interpreter(
             self.definition, handlers=handlers, answers=self.answers, on_wait=self.on_wait
         )
-        return interpreter.run(
+        return self.interpreter.run(
             execution_input(self.manifest, source="cli"), f"{EXECUTION_PREFIX}:{self.job_id}"
         )
 
@@ -205,6 +217,20 @@ def test_sagemaker_happy_path(platform: Platform, definition: dict[str, Any]) ->
     outcome = run.execute()
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
     assert States.PROVISION not in outcome.path
+    # Every invocation went through the router, which names each function's construct (the
+    # logical id prefix of the function and its role in the template).
+    invoked = [(i.function, i.construct) for i in run.interpreter.router.invocations]
+    assert invoked == [
+        ("register_job", States.REGISTER),
+        ("validate_dataset", States.VALIDATE),
+        ("start_sagemaker_job", States.START_SAGEMAKER),
+        ("wait_for_job", States.WAIT),
+        ("job_events", "JobEvents"),
+        ("collect_results", States.COLLECT),
+        ("prepare_evaluation", States.PREPARE_EVALUATION),
+        ("complete_job", States.COMPLETE),
+    ]
+    assert all(i.error is None for i in run.interpreter.router.invocations)
     assert run.record.status == JobStatus.COMPLETED
     assert run.record.artifacts["model_uri"].endswith("output/model.tar.gz")
 
@@ -248,6 +274,44 @@ def test_job_that_fails_or_is_stopped_fails_the_run(
     assert outcome.output["failure"]["cleanup"] == []
     (message,) = platform.notifications()
     assert message["kind"] == final.value
+
+
+def test_a_job_that_ended_before_the_wait_is_answered_by_the_wait_itself(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    # The job fails before WaitForJob runs: the function answers its own task token with
+    # SendTaskFailure while the engine is still invoking it (no event, no timeout).
+    run = prepared(platform, definition, sagemaker_manifest())
+    wait = run.handler("wait_for_job")
+
+    def wait_for_a_job_that_already_failed(event: dict[str, Any]) -> Any:
+        run.end_job("Failed", "AlgorithmError: loss is NaN")
+        return wait(event)
+
+    run.overrides["wait_for_job"] = wait_for_a_job_that_already_failed
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "JobFailedError"
+    assert "loss is NaN" in outcome.cause
+    assert outcome.visits(States.WAIT) == 1 and States.COUNT_POLL not in outcome.path
+    assert run.record.status == JobStatus.FAILED
+
+
+def test_a_failing_failure_handler_still_fails_the_run_with_the_first_error(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    spec = bedrock_manifest()
+    run = Run(platform, definition, spec)
+    platform.put(spec["training_data_uri"], '{"messages": []}\n')
+
+    def broken_failure_handler(event: dict[str, Any]) -> Any:
+        raise RuntimeError("the job table is unreachable")
+
+    run.overrides["handle_failure"] = broken_failure_handler
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "DatasetInvalidError"
+    assert outcome.path[-3:] == [States.VALIDATE, States.HANDLE_FAILURE, States.FAILED]
+    assert outcome.output["failure"]["Error"] == "RuntimeError"
+    assert "the job table is unreachable" in outcome.output["failure"]["Cause"]
 
 
 def test_throttling_is_retried_with_backoff(platform: Platform, definition: dict[str, Any]) -> None:
@@ -331,16 +395,11 @@ def test_duplicate_starts_make_one_execution_and_one_job(
     start = run.handler("start_bedrock_job")
     calls = {"count": 0}
 
-    class LambdaServiceException(Exception):
-        pass
-
-    LambdaServiceException.__name__ = "Lambda.ServiceException"
-
     def start_with_lost_response(event: dict[str, Any]) -> Any:
         result = start(event)
         calls["count"] += 1
         if calls["count"] == 1:
-            raise LambdaServiceException("response lost")
+            raise LambdaServiceFault("response lost")
         return result
 
     run.overrides["start_bedrock_job"] = start_with_lost_response

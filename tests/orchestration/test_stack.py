@@ -25,7 +25,8 @@ from stacks.security_stack import SecurityStack
 from stacks.settings import load_settings
 from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
-from tests.orchestration.asl import definition_document
+from tests.orchestration.definition import definition_document, workflow_definition
+from tests.orchestration.engine import FUNCTION_CONSTRUCTS
 from tests.orchestration.fakes import function_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +123,51 @@ def resources(template: Template, kind: str) -> dict[str, dict[str, Any]]:
 def state_machine_definition(template: Template) -> dict[str, Any]:
     (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
     return definition_document(machine["Properties"]["DefinitionString"])
+
+
+def _invoked(task: dict[str, Any]) -> str:
+    """The function a Lambda task invokes (Parameters.FunctionName, or the Resource of a
+    payload-response-only task), replaced in the task by a placeholder."""
+    parameters = task.get("Parameters", {})
+    if "FunctionName" in parameters:
+        function, parameters["FunctionName"] = parameters["FunctionName"], "FUNCTION"
+    else:
+        function, task["Resource"] = task["Resource"], "FUNCTION"
+    return function
+
+
+def test_simulated_definition_is_the_stacks(template: Template) -> None:
+    """The simulation (tests.orchestration.engine) runs the definition this stack deploys:
+    the same states and fields, each task invoking the function the router runs for it."""
+    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    separator, parts = machine["Properties"]["DefinitionString"]["Fn::Join"]
+    deployed = json.loads(
+        separator.join(
+            part
+            if isinstance(part, str)
+            else f"TOKEN:{part['Fn::GetAtt'][0]}"
+            if "Fn::GetAtt" in part
+            else "TOKEN"
+            for part in parts
+        )
+    )
+    simulated = workflow_definition(ORCHESTRATION)
+    functions = resources(template, "AWS::Lambda::Function")
+    tasks = [name for name, state in simulated["States"].items() if state["Type"] == "Task"]
+    assert sorted(tasks) == sorted(TASK_STATES)
+    for name in tasks:
+        function = _invoked(simulated["States"][name]).rsplit(":function:", 1)[1]
+        target = _invoked(deployed["States"][name])
+        if target.startswith("TOKEN:"):
+            logical_id = target.removeprefix("TOKEN:")
+            assert logical_id in functions, name
+            assert logical_id.startswith(FUNCTION_CONSTRUCTS[function]), (name, logical_id)
+        else:  # the serving stack's functions, by ARN
+            assert name in (States.EVALUATE_BEDROCK, States.REGISTER_MODEL), name
+    assert deployed.pop("StartAt") == simulated.pop("StartAt")
+    assert deployed.pop("States") == simulated.pop("States")
+    # Only the stack's machine has the execution timeout (not simulated: docs/contracts.md).
+    assert simulated == {} and sorted(deployed) == ["Comment", "TimeoutSeconds"]
 
 
 def test_every_task_state_has_retry_and_catch(template: Template) -> None:

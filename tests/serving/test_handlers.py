@@ -10,6 +10,7 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from finetuning.registry import QualityGateFailed
+from tests.fixtures.events import documented_event, with_detail
 from tests.serving.support import (
     ACCOUNT,
     GATE,
@@ -101,21 +102,11 @@ def test_deploy_handler_routes_approvals_and_endpoint_events(aws, monkeypatch):
             "SupportedResponseMIMETypes": ["application/json"],
         },
     )["ModelPackageArn"]
-    approval = {
-        "version": "0",
-        "id": "1",
-        "detail-type": "SageMaker Model Package State Change",
-        "source": "aws.sagemaker",
-        "account": ACCOUNT,
-        "time": "2026-11-21T12:00:00Z",
-        "region": REGION,
-        "resources": [arn],
-        "detail": {
-            "ModelPackageGroupName": GROUP,
-            "ModelPackageArn": arn,
-            "ModelApprovalStatus": "Approved",
-        },
-    }
+    # The documented events (tests/fixtures/events), about this group's package.
+    approval = with_detail(
+        documented_event("sagemaker-model-package-state-change"),
+        {"ModelPackageGroupName": GROUP, "ModelPackageArn": arn, "ModelApprovalStatus": "Approved"},
+    ) | {"account": ACCOUNT, "region": REGION, "resources": [arn]}
     created = module.handler(approval, FakeContext())
     assert (created["action"], created["target"]) == ("created", f"{PREFIX}-deeds")
     config = sagemaker.describe_endpoint_config(EndpointConfigName=created["endpoint_config"])
@@ -123,10 +114,10 @@ def test_deploy_handler_routes_approvals_and_endpoint_events(aws, monkeypatch):
     assert "KmsKeyId" not in config
     assert config["DataCaptureConfig"]["KmsKeyId"].endswith("key/1234")
 
-    in_service = approval | {
-        "detail-type": "SageMaker Endpoint State Change",
-        "detail": {"EndpointName": f"{PREFIX}-deeds", "EndpointStatus": "IN_SERVICE"},
-    }
+    in_service = with_detail(
+        documented_event("sagemaker-endpoint-state-change"),
+        {"EndpointName": f"{PREFIX}-deeds", "EndpointStatus": "IN_SERVICE"},
+    ) | {"account": ACCOUNT, "region": REGION}
     scaled = module.handler(in_service, FakeContext())
     assert scaled["action"] == "autoscaling"
     targets = boto3.client("application-autoscaling", region_name=REGION).describe_scalable_targets(

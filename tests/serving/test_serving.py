@@ -26,6 +26,7 @@ from finetuning.serving import (
     endpoint_name,
     on_endpoint_in_service,
 )
+from tests.fixtures.events import documented_event, with_detail
 from tests.serving.support import ACCOUNT, REGION
 
 NOW = datetime(2026, 11, 21, 12, 30, tzinfo=UTC)
@@ -65,17 +66,16 @@ def context(**endpoint) -> DeploymentContext:
 
 
 def approval_event(arn: str, status: str = "Approved") -> dict:
-    return {
-        "version": "0",
-        "detail-type": "SageMaker Model Package State Change",
-        "source": "aws.sagemaker",
-        "detail": {
+    """The documented event (tests/fixtures/events), about this package."""
+    return with_detail(
+        documented_event("sagemaker-model-package-state-change"),
+        {
             "ModelPackageGroupName": GROUP,
             "ModelPackageArn": arn,
             "ModelApprovalStatus": status,
             "ModelPackageVersion": 1,
         },
-    }
+    )
 
 
 @pytest.fixture
