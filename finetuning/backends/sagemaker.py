@@ -151,6 +151,13 @@ class SageMakerBackend:
             )
         if not config.image_uri:
             training_image_uri(self.region)  # raises for a region without a known registry
+        if config.enable_network_isolation and not is_s3_uri(config.base_model):
+            raise InvalidJobConfigError(
+                "base_model",
+                "an s3:// model directory when enable_network_isolation is true (an isolated "
+                "container cannot download from the Hugging Face Hub)",
+                config.base_model,
+            )
         if config.enable_network_isolation and not config.image_uri:
             # The toolkit cannot pip install requirements.txt without a network, and the
             # Hugging Face DLC ships older transformers/peft/accelerate than train.py is
@@ -161,13 +168,6 @@ class SageMakerBackend:
                 "platform's training image, containers/training/Dockerfile) when "
                 "enable_network_isolation is true: an isolated job cannot install packages",
                 config.image_uri,
-            )
-        if config.enable_network_isolation and not is_s3_uri(config.base_model):
-            raise InvalidJobConfigError(
-                "base_model",
-                "an s3:// model directory when enable_network_isolation is true (an isolated "
-                "container cannot download from the Hugging Face Hub)",
-                config.base_model,
             )
         return validate_train_hyperparameters(config.hyperparameters or {}, sources)
 
