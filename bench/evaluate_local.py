@@ -194,8 +194,7 @@ def main() -> None:
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(report, indent=2) + "\n")
     summary = [
-        {k: r[k] for k in r if k not in ("answers",)} | {"answers": len(r["answers"])}
-        for r in runs
+        {k: r[k] for k in r if k not in ("answers",)} | {"answers": len(r["answers"])} for r in runs
     ]
     print(json.dumps(summary, indent=2))
 

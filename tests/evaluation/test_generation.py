@@ -113,7 +113,7 @@ def test_batched_greedy_answers_equal_one_prompt_at_a_time_token_for_token(loade
 
     # the rewired model stops some answers early (at different steps) and not others
     stopped = [a for a in single if a.stopped]
-    assert 2 <= len({a.output_tokens for a in stopped}) and len(stopped) < len(single)
+    assert len({a.output_tokens for a in stopped}) >= 2 and len(stopped) < len(single)
     assert all(a.output_tokens == MAX_NEW for a in single if not a.stopped)
 
 
@@ -157,9 +157,10 @@ def test_stop_tokens_are_the_models_eos_the_tokenizers_and_the_chat_end_of_turn(
     tokenizer.chat_template = None
     try:
         assert end_of_turn_id(tokenizer) is None
-        assert prompt_ids(tokenizer, _messages("hi")) == tokenizer("user: hi\n\nassistant:")[
-            "input_ids"
-        ]
+        assert (
+            prompt_ids(tokenizer, _messages("hi"))
+            == tokenizer("user: hi\n\nassistant:")["input_ids"]
+        )
     finally:
         tokenizer.chat_template = template
 

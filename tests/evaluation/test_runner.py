@@ -306,6 +306,6 @@ def test_a_model_that_cannot_load_stops_the_run_once():
             raise OSError("model.safetensors: truncated file")
 
     target = Broken()
-    with pytest.raises(EvaluationAborted, match="m: cannot load the model: .*truncated file"):
+    with pytest.raises(EvaluationAborted, match=r"m: cannot load the model: .*truncated file"):
         run_target(target, samples(3), PARAMS, None, no_progress())
     assert target.calls == [] and target.batches == []
