@@ -32,11 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Prompts answered together. On CPU a decode step of one prompt is bound by reading the weights,
-# so rows up to 16 and beyond come almost free (bench/README.md, "Local evaluation": SmolLM2-135M,
-# 16 rows answer 3.6x faster than one at a time, 48 rows 5.7x). On a GPU the bound is memory:
+# Prompts answered together. On CPU a decode step for one prompt is bound by reading the
+# weights, so more rows cost little more: SmolLM2-135M answered 4.3x faster per CPU second with 16
+# rows and 5.9x with 48 (bench/README.md, "Local evaluation speed"). On a GPU the bound is memory:
 # an 8B model in bf16 (16 GB) plus 16 rows of 2k-token prompts and 512 new tokens (128 KB of KV
-# cache per token, about 5 GB) fits a 24 GB A10G; lower it for longer prompts or larger models.
+# cache per token, about 5 GB) fits the 24 GB A10G of ml.g5.2xlarge, the Processing job's default.
 DEFAULT_BATCH_SIZE = 16
 
 
