@@ -94,6 +94,8 @@ def test_compare_two_local_models(models, tmp_path, capsys):
     assert 0.0 <= metrics["token_f1"] <= 1.0
     assert metrics["estimated_cost_usd"] is None
     assert (tmp_path / "local-report" / "report.html").is_file()
+    report = (tmp_path / "local-report" / "report.md").read_text()
+    assert "| Samples per second |" in report and "| Batch size | 3 | 3 |" in report
 
     # greedy decoding is deterministic, and one prompt at a time answers as a batch does
     assert main([*args, "--restart", "--no-report", "--batch-size", "1", "--json"]) == 0
