@@ -116,13 +116,11 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
 
 def pad_token_id(model: Any, tokenizer: Any, stop_ids: Sequence[int]) -> int:
     """The id padding uses: the tokenizer's pad token, else the model's, else the first stop
-    token (padding is masked out, so any id works; this keeps it inside the vocabulary)."""
+    token, else 0. Padding is masked out, so any id inside the vocabulary does."""
     for value in (tokenizer.pad_token_id, getattr(model.generation_config, "pad_token_id", None)):
         if value is not None:
             return int(value)
-    if not stop_ids:
-        raise ValueError("the tokenizer has no pad or EOS token to pad a batch with")
-    return int(stop_ids[0])
+    return int(stop_ids[0]) if stop_ids else 0
 
 
 def sampling_options(

@@ -165,6 +165,19 @@ def test_stop_tokens_are_the_models_eos_the_tokenizers_and_the_chat_end_of_turn(
         tokenizer.chat_template = template
 
 
+def test_padding_id_falls_back_to_a_stop_token_then_zero():
+    from types import SimpleNamespace
+
+    from finetuning.evaluation.generation import pad_token_id
+
+    model = SimpleNamespace(generation_config=SimpleNamespace(pad_token_id=None))
+    assert pad_token_id(model, SimpleNamespace(pad_token_id=7), [2]) == 7
+    assert pad_token_id(model, SimpleNamespace(pad_token_id=None), [2, 3]) == 2
+    assert pad_token_id(model, SimpleNamespace(pad_token_id=None), []) == 0
+    model.generation_config.pad_token_id = 5
+    assert pad_token_id(model, SimpleNamespace(pad_token_id=None), [2]) == 5
+
+
 def test_left_padding_masks_the_pad_columns():
     input_ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
     assert input_ids.tolist() == [[5, 6, 7], [0, 0, 8]]
