@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuning.cli import EXIT_FAILED, EXIT_OK, SetupError, UsageError
+from finetuning.evaluation.generation import DEFAULT_BATCH_SIZE
 
 EXAMPLES = """\
 examples:
@@ -145,6 +146,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     running = parser.add_argument_group("running")
     running.add_argument("--concurrency", type=int, default=4, help="calls in flight (default 4)")
     running.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=(
+            f"local models: prompts answered together in one batch (default {DEFAULT_BATCH_SIZE}; "
+            "1 answers one at a time); greedy answers are the same at any batch size"
+        ),
+    )
+    running.add_argument(
         "--requests-per-second", type=float, help="rate limit across all calls (default: none)"
     )
     running.add_argument(
@@ -227,6 +237,7 @@ def _check_usage(args: argparse.Namespace) -> None:
         raise UsageError("give both --input-price-per-1k and --output-price-per-1k, or neither")
     for flag, value, minimum in (
         ("--concurrency", args.concurrency, 1),
+        ("--batch-size", args.batch_size, 1),
         ("--max-retries", args.max_retries, 0),
         ("--limit", args.limit, 1),
         ("--max-tokens", args.max_tokens, 1),
@@ -531,6 +542,7 @@ def run(args: argparse.Namespace) -> int:
                     retry=RetryPolicy(max_attempts=args.max_retries + 1),
                     restart=args.restart,
                     progress=not args.no_progress and sys.stderr.isatty(),
+                    batch_size=args.batch_size,
                 ),
                 task=None if args.task == "auto" else Task(args.task),
                 label_key=args.label_key,

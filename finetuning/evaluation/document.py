@@ -220,6 +220,14 @@ def format_summary(run: ModelRun) -> str:
             f"Exact Match: {_fmt_pct(m['exact_match'])}",
             f"Token F1: {m['token_f1']:.4f}",
         ]
+    rate = m.get("samples_per_second")
+    if _is_number(rate):
+        batch = m.get("batch_size")
+        batched = f" (batch size {batch})" if _is_number(batch) and batch > 1 else ""
+        lines.append(
+            f"Throughput: {rate:.2f} samples/s{batched}, "
+            f"{_fmt_seconds(m.get('generation_seconds'))} for the answers made in this run"
+        )
     lines += [
         f"Average Inference Time: {_fmt_seconds(m.get('average_inference_time_seconds'))}",
         "Latency p50/p90/p99: "

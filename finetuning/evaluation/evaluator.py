@@ -14,7 +14,7 @@ from finetuning.evaluation.curves import LossCurves
 from finetuning.evaluation.document import BASE_NAME, TUNED_NAME, EvaluationDocument, ModelRun
 from finetuning.evaluation.gate import GateError, QualityGate, evaluate_gate
 from finetuning.evaluation.pricing import TokenPrices, on_demand_prices
-from finetuning.evaluation.runner import ResultJournal, RunOptions, run_target
+from finetuning.evaluation.runner import ResultJournal, RunOptions, RunStats, run_target
 from finetuning.evaluation.samples import EvaluationSample
 from finetuning.evaluation.scoring import Task, infer_task, score_results
 from finetuning.evaluation.targets import InferenceParameters, Target, check_inputs
@@ -50,6 +50,17 @@ def training_summary(curves: LossCurves | None) -> dict[str, Any] | None:
         summary["final_validation_loss"] = curves.validation[-1].loss
         summary["best_validation_loss"] = min(p.loss for p in curves.validation)
     return summary
+
+
+def throughput_metrics(stats: RunStats) -> dict[str, Any]:
+    """Samples per second over the answers this run made (resumed answers are not timed),
+    the seconds they took and the batch size (1: one sample per call)."""
+    rate = stats.samples_per_second
+    return {
+        "samples_per_second": round(rate, 4) if rate is not None else None,
+        "generation_seconds": round(stats.seconds, 3) if stats.generated else None,
+        "batch_size": stats.batch_size,
+    }
 
 
 def evaluate(
@@ -89,8 +100,16 @@ def evaluate(
     for target, role, name in targets:
         journal = ResultJournal(journal_path(output_file, role)) if output_file else None
         extra = {"sleep": sleep} if sleep else {}
+        stats = RunStats()
         results = run_target(
-            target, samples, settings.params, journal, settings.run, description=name, **extra
+            target,
+            samples,
+            settings.params,
+            journal,
+            settings.run,
+            description=name,
+            stats=stats,
+            **extra,
         )
         prices = settings.prices or on_demand_prices(target.model_id)
         metrics = score_results(
@@ -101,6 +120,7 @@ def evaluate(
             labels=settings.labels,
             prices=prices,
         )
+        metrics |= throughput_metrics(stats)
         runs.append(ModelRun(name, target.model_id, target.target_type, results, metrics))
 
     document = EvaluationDocument(

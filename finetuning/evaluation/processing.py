@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from finetuning.evaluation.generation import DEFAULT_BATCH_SIZE
+
 PROCESSING_ROOT = Path("/opt/ml/processing")
 DEFAULT_INPUT_DIR = PROCESSING_ROOT / "input"
 DEFAULT_OUTPUT_DIR = PROCESSING_ROOT / "output"
@@ -74,7 +76,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Evaluate a model trained by training_scripts/train.py on a JSONL test set, inside a SageMaker
 Processing job (or on any machine, pointed at a folder laid out the same way).
 
@@ -82,7 +84,8 @@ channels under --input-dir:
   config/            evaluation.json (or the one .json file there): job_name, test_set_uri,
                      output_uri (the S3 prefix the output directory is uploaded to), and
                      optionally model_id, base_model_id, quality_gate, inference, task,
-                     label_key, max_samples (default 200), concurrency
+                     label_key, max_samples (default 200), concurrency, batch_size
+                     (prompts answered together, default {DEFAULT_BATCH_SIZE})
   model/             model.tar.gz as the training job wrote it, or the extracted folder;
                      merged/ (train.py --merge_adapter) is preferred, then a fully fine-tuned
                      model (config.json), then a LoRA adapter on the base/ channel
@@ -365,7 +368,9 @@ def run(input_dir: Path, output_dir: Path, work_dir: Path) -> dict[str, Any]:
 
     settings = EvaluationSettings(
         params=request.inference,
-        run=RunOptions(concurrency=request.concurrency, progress=False),
+        run=RunOptions(
+            concurrency=request.concurrency, progress=False, batch_size=request.batch_size
+        ),
         task=request.task,
         label_key=request.label_key,
         gate=request.quality_gate,
@@ -384,6 +389,14 @@ def run(input_dir: Path, output_dir: Path, work_dir: Path) -> dict[str, Any]:
             "model_folder": choice.kind,
         },
     )
+    for model_run in document.runs:
+        rate = model_run.metrics.get("samples_per_second")
+        if rate is not None:
+            print(
+                f"{model_run.name}: {rate:.2f} samples/s "
+                f"(batch size {model_run.metrics.get('batch_size')})",
+                flush=True,
+            )
     document.write(output_dir / RESULTS_FILE)
     write_report(document, output_dir, curves=curves, title=f"Evaluation: {request.job_name}")
     outcome = step_outcome(document, request.job_name, output_uri)

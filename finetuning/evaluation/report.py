@@ -240,6 +240,8 @@ SUMMARY_ROWS = (
     ("Exact match", "exact_match"),
     ("Field F1", "field_f1"),
     ("Token F1", "token_f1"),
+    ("Samples per second", "samples_per_second"),
+    ("Batch size", "batch_size"),
     ("Latency p50 (s)", "latency_p50_seconds"),
     ("Latency p90 (s)", "latency_p90_seconds"),
     ("Latency p99 (s)", "latency_p99_seconds"),

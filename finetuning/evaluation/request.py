@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetuning.evaluation.gate import QualityGate
+from finetuning.evaluation.generation import DEFAULT_BATCH_SIZE
 from finetuning.evaluation.scoring import Task
 from finetuning.evaluation.targets import InferenceParameters
 
@@ -39,6 +40,8 @@ class EvaluationStepRequest:
     model_family: str | None = None
     max_samples: int = 200
     concurrency: int = 4
+    # Prompts a local model (the Processing job) answers together; Bedrock ignores it.
+    batch_size: int = DEFAULT_BATCH_SIZE
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> EvaluationStepRequest:
@@ -72,7 +75,11 @@ class EvaluationStepRequest:
                 "temperature, top_p, top_k"
             )
         limits = {}
-        for name, default in (("max_samples", 200), ("concurrency", 4)):
+        for name, default in (
+            ("max_samples", 200),
+            ("concurrency", 4),
+            ("batch_size", DEFAULT_BATCH_SIZE),
+        ):
             value = event.get(name, default)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise StepError(f"{name}: expected an integer >= 1, got {value!r}")

@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
+from finetuning.evaluation.generation import DEFAULT_BATCH_SIZE
 from finetuning.evaluation.samples import EvaluationSample
 from finetuning.evaluation.targets import Generation, InferenceParameters, Target
 
@@ -205,12 +206,31 @@ class ResultJournal:
 
 @dataclass
 class RunOptions:
+    """How a run calls its target. ``batch_size`` applies to targets that answer several
+    samples in one call (local models: ``generate_batch``); others are called per sample."""
+
     concurrency: int = 4
     requests_per_second: float | None = None
     retry: RetryPolicy = RetryPolicy()
     restart: bool = False
     progress: bool = True
     seed: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+
+@dataclass
+class RunStats:
+    """What one :func:`run_target` call did: samples answered by the model in this run (not
+    taken from the journal), the wall-clock seconds that took (model loading excluded) and
+    the batch size used (1 for targets answered per sample)."""
+
+    generated: int = 0
+    seconds: float = 0.0
+    batch_size: int = 1
+
+    @property
+    def samples_per_second(self) -> float | None:
+        return self.generated / self.seconds if self.generated and self.seconds > 0 else None
 
 
 def _result_record(
@@ -272,6 +292,55 @@ def _call_with_retries(
     return _result_record(sample, None, last, policy.max_attempts)
 
 
+def _call_batch_with_retries(
+    target: Any,
+    batch: list[EvaluationSample],
+    params: InferenceParameters,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    rng: random.Random,
+    sleep: Callable[[float], None],
+    stop: threading.Event,
+) -> list[dict[str, Any]]:
+    """Records for ``batch`` from one ``generate_batch`` call per attempt. A batch that fails
+    for good is answered again one sample at a time, so an error is recorded against the
+    sample that causes it and the others still get their answers."""
+    if len(batch) == 1:
+        single = (target, batch[0], params, limiter, policy, rng, sleep, stop)
+        return [_call_with_retries(*single)]
+    for attempt in range(policy.max_attempts):
+        if stop.is_set():
+            raise EvaluationAborted("stopped")
+        limiter.acquire()
+        try:
+            generations = target.generate_batch(batch, params)
+        except Exception as exc:
+            if is_fatal(exc):
+                raise EvaluationAborted(f"{target.model_id}: {error_code(exc)}: {exc}") from exc
+            if not is_retryable(exc) or attempt + 1 == policy.max_attempts:
+                break
+            sleep(policy.delay(attempt, rng))
+            continue
+        return [
+            _result_record(sample, generation, None, attempt + 1)
+            for sample, generation in zip(batch, generations, strict=True)
+        ]
+    return [
+        _call_with_retries(target, sample, params, limiter, policy, rng, sleep, stop)
+        for sample in batch
+    ]
+
+
+def _plan(target: Any, pending: list[EvaluationSample], batch_size: int) -> list[list[Any]]:
+    """The calls to make: batches for a target with ``generate_batch`` (planned by the target
+    when it can, e.g. prompts of like length together), else one sample per call."""
+    if batch_size <= 1 or not hasattr(target, "generate_batch"):
+        return [[sample] for sample in pending]
+    if hasattr(target, "plan_batches"):
+        return target.plan_batches(pending, batch_size)
+    return [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+
+
 def run_target(
     target: Target,
     samples: Sequence[EvaluationSample],
@@ -281,38 +350,52 @@ def run_target(
     *,
     sleep: Callable[[float], None] = time.sleep,
     description: str | None = None,
+    stats: RunStats | None = None,
 ) -> list[dict[str, Any]]:
     """Answers for every sample, in sample order, reusing what the journal already holds.
 
-    Raises :class:`EvaluationAborted` on an error that every call would hit; what finished
-    before it stays in the journal.
+    ``stats``, when given, receives how many samples the model answered and how long that
+    took. Raises :class:`EvaluationAborted` on an error that every call would hit (a model
+    that cannot load included); what finished before it stays in the journal.
     """
     options = options or RunOptions()
     if options.concurrency < 1:
         raise ValueError(f"concurrency: expected an integer >= 1, got {options.concurrency}")
+    if options.batch_size < 1:
+        raise ValueError(f"batch size: expected an integer >= 1, got {options.batch_size}")
     expected = fingerprint(target, params, samples)
     done: dict[str, dict[str, Any]] = {}
     if journal is not None:
         done = {} if options.restart else journal.load(expected)
         journal.start(expected, restart=options.restart)
     pending = [s for s in samples if done.get(s.sample_id, {}).get("status") != "success"]
+    stats = stats if stats is not None else RunStats()
+    if pending and hasattr(target, "load"):
+        # Outside the timing, and once: a model that cannot load fails every sample alike.
+        try:
+            target.load()
+        except Exception as exc:
+            raise EvaluationAborted(f"{target.model_id}: cannot load the model: {exc}") from exc
+    calls = _plan(target, pending, options.batch_size)
+    stats.batch_size = max((len(c) for c in calls), default=1)
     limiter = RateLimiter(options.requests_per_second, sleep=sleep)
     rng = random.Random(options.seed)
     stop = threading.Event()
     bar = _progress(len(samples), len(samples) - len(pending), options.progress, description)
+    started = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-            queue: Iterable[EvaluationSample] = iter(pending)
-            running: set[Future[dict[str, Any]]] = set()
+            queue: Iterable[list[EvaluationSample]] = iter(calls)
+            running: set[Future[list[dict[str, Any]]]] = set()
 
             def submit_next() -> None:
-                sample = next(queue, None)  # type: ignore[call-overload]
-                if sample is not None:
+                batch = next(queue, None)  # type: ignore[call-overload]
+                if batch is not None:
                     running.add(
                         pool.submit(
-                            _call_with_retries,
+                            _call_batch_with_retries,
                             target,
-                            sample,
+                            batch,
                             params,
                             limiter,
                             options.retry,
@@ -329,17 +412,20 @@ def run_target(
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     try:
-                        record = future.result()
+                        records = future.result()
                     except EvaluationAborted:
                         stop.set()
                         raise
-                    done[record["sample_id"]] = record
-                    if journal is not None:
-                        journal.append(record)
+                    for record in records:
+                        done[record["sample_id"]] = record
+                        if journal is not None:
+                            journal.append(record)
+                        stats.generated += int(record["status"] == "success")
                     if bar is not None:
-                        bar.update(1)
+                        bar.update(len(records))
                     submit_next()
     finally:
+        stats.seconds = time.perf_counter() - started
         if bar is not None:
             bar.close()
     return [done[s.sample_id] for s in samples]

@@ -400,8 +400,9 @@ def _parse_endpoint_response(payload: Any, elapsed: float) -> Generation:
 class LocalModelTarget:
     """A model folder (full model, merged model or a PEFT adapter) run with transformers.
 
-    Generation is serialized: one model on one device answers one prompt at a time, whatever
-    the runner's concurrency.
+    Prompts are answered in batches (:meth:`generate_batch`, see
+    ``finetuning.evaluation.generation``); one model on one device runs one batch at a time,
+    whatever the runner's concurrency.
     """
 
     target_type = "local"
@@ -433,6 +434,7 @@ class LocalModelTarget:
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+        self._stop_ids: list[int] = []
 
     def validate(self, params: InferenceParameters, *, has_images: bool) -> None:
         if has_images:
@@ -451,6 +453,8 @@ class LocalModelTarget:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from finetuning.evaluation.generation import stop_token_ids
+
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         if (self._path / "adapter_config.json").is_file() and self._base_model is not None:
             from peft import PeftModel
@@ -465,56 +469,55 @@ class LocalModelTarget:
             model = AutoModelForCausalLM.from_pretrained(self._path)
         self._model = model.to(device).eval()
         self._tokenizer = AutoTokenizer.from_pretrained(self._path)
+        self._stop_ids = stop_token_ids(self._model, self._tokenizer)
 
-    def _prompt_ids(self, sample: EvaluationSample) -> Any:
-        messages = [{"role": "system", "content": sample.system}] if sample.system else []
-        messages += [{"role": t.role, "content": t.text} for t in sample.turns]
-        tokenizer = self._tokenizer
-        if getattr(tokenizer, "chat_template", None):
-            encoded = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )
-            return encoded["input_ids"]
-        text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
-        return tokenizer(text, return_tensors="pt")["input_ids"]
+    def _prompt(self, sample: EvaluationSample) -> list[int]:
+        from finetuning.evaluation.generation import chat_messages, prompt_ids
 
-    def generate(self, sample: EvaluationSample, params: InferenceParameters) -> Generation:
-        import torch
+        turns = [(t.role, t.text) for t in sample.turns]
+        return prompt_ids(self._tokenizer, chat_messages(sample.system, turns))
+
+    def plan_batches(
+        self, samples: list[EvaluationSample], batch_size: int
+    ) -> list[list[EvaluationSample]]:
+        """``samples`` in batches of at most ``batch_size``, prompts of like length together
+        (less padding), longest first (a batch too big for memory fails at once)."""
+        self.load()
+        with self._lock:
+            lengths = {s.sample_id: len(self._prompt(s)) for s in samples}
+        ordered = sorted(samples, key=lambda s: -lengths[s.sample_id])
+        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+    def generate_batch(
+        self, samples: list[EvaluationSample], params: InferenceParameters
+    ) -> list[Generation]:
+        """One answer per sample, in order, from one batched ``generate`` call. Each sample's
+        ``latency_seconds`` is its share of the batch's time (the batch time over its size)."""
+        from finetuning.evaluation.generation import generate_batch, sampling_options
 
         with self._lock:
             if self._model is None:
                 self._load()
             started = time.perf_counter()
-            input_ids = self._prompt_ids(sample).to(self._model.device)
-            sampling = params.temperature is not None and params.temperature > 0
-            options: dict[str, Any] = {"max_new_tokens": params.max_tokens, "do_sample": sampling}
-            if sampling:
-                options["temperature"] = params.temperature
-                if params.top_p is not None:
-                    options["top_p"] = params.top_p
-                if params.top_k is not None:
-                    options["top_k"] = params.top_k
-            pad = self._tokenizer.pad_token_id
-            if pad is None:
-                pad = self._tokenizer.eos_token_id
-            with torch.no_grad():
-                output = self._model.generate(
-                    input_ids=input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    pad_token_id=pad,
-                    **options,
-                )
-            new_tokens = output[0, input_ids.shape[1] :]
-            elapsed = time.perf_counter() - started
-        eos = self._tokenizer.eos_token_id
-        finished = bool(len(new_tokens)) and eos is not None and int(new_tokens[-1]) == eos
-        return Generation(
-            text=self._tokenizer.decode(new_tokens, skip_special_tokens=True).strip(),
-            latency_seconds=elapsed,
-            input_tokens=int(input_ids.shape[1]),
-            output_tokens=len(new_tokens),
-            stop_reason="end_turn" if finished else "max_tokens",
-        )
+            prompts = [self._prompt(s) for s in samples]
+            options = sampling_options(
+                params.max_tokens, params.temperature, params.top_p, params.top_k
+            )
+            answers = generate_batch(self._model, self._tokenizer, prompts, options, self._stop_ids)
+            share = (time.perf_counter() - started) / len(samples)
+        return [
+            Generation(
+                text=answer.text,
+                latency_seconds=share,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                stop_reason="end_turn" if answer.stopped else "max_tokens",
+            )
+            for answer in answers
+        ]
+
+    def generate(self, sample: EvaluationSample, params: InferenceParameters) -> Generation:
+        return self.generate_batch([sample], params)[0]
 
 
 def check_inputs(target: Target, samples: list[EvaluationSample], params: Any) -> None:

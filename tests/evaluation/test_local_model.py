@@ -61,7 +61,14 @@ def test_compare_two_local_models(models, tmp_path, capsys):
         "cpu",
     ]
     assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
     data = json.loads(out.read_text())
+    # the tuned and the base model were each answered in one batch (3 samples, default 16)
+    for entry in data["models"].values():
+        assert entry["metrics"]["batch_size"] == 3
+        assert entry["metrics"]["samples_per_second"] > 0
+        assert entry["metrics"]["generation_seconds"] > 0
+    assert printed.count(" samples/s (batch size 3)") == 2, printed
     assert data["target_type"] == "local"
     assert data["models"]["Base Model"]["model_id"] == str(base)
     results = data["results"]
@@ -87,11 +94,36 @@ def test_compare_two_local_models(models, tmp_path, capsys):
     assert 0.0 <= metrics["token_f1"] <= 1.0
     assert metrics["estimated_cost_usd"] is None
     assert (tmp_path / "local-report" / "report.html").is_file()
+    report = (tmp_path / "local-report" / "report.md").read_text()
+    assert "| Samples per second |" in report and "| Batch size | 3 | 3 |" in report
 
-    # greedy decoding is deterministic: a fresh run gives the same answers
-    assert main([*args, "--restart", "--no-report"]) == 0
+    # greedy decoding is deterministic, and one prompt at a time answers as a batch does
+    assert main([*args, "--restart", "--no-report", "--batch-size", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["metrics"]["batch_size"] == 1
+    assert summary["metrics"]["samples_per_second"] > 0
     again = json.loads(out.read_text())["results"]
     assert [r["response_text"] for r in again] == [r["response_text"] for r in results]
+
+    # a resumed run answers nothing new, so it has no rate to show
+    assert main([*args, "--no-report"]) == 0
+    assert "samples/s" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["metrics"]["samples_per_second"] is None
+
+
+def test_batch_size_flag(capsys):
+    from finetuning.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--local-model", "m", "--test-set", "t"])
+    assert args.batch_size == 16
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size BATCH_SIZE local models: prompts answered together" in help_text
+    assert "(default 16; 1 answers one at a time)" in help_text
+    code = main(["evaluate", "--local-model", "m", "--test-set", "t", "--batch-size", "0"])
+    assert code == 2
+    assert "--batch-size: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_local_models_refuse_images_and_non_model_folders(models, tmp_path):

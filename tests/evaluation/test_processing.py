@@ -170,9 +170,14 @@ def full_archive(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_full_model_passing_gate(full_archive: Path, tmp_path: Path, capsys) -> None:
-    inputs, output = layout(tmp_path, model=full_archive, config={"quality_gate": PASSING_GATE})
+    config = {"quality_gate": PASSING_GATE, "batch_size": 2}
+    inputs, output = layout(tmp_path, model=full_archive, config=config)
     code, message = run_job(tmp_path, inputs, output)
     assert code == 0, capsys.readouterr().err
+    # the request's batch size reached the generation, and the log says how fast it went
+    assert re.search(
+        r"Fine-tuned Model: [\d.]+ samples/s \(batch size 2\)", capsys.readouterr().out
+    )
 
     outcome = json.loads((output / "outcome.json").read_text())
     assert outcome["job_name"] == JOB
@@ -181,6 +186,7 @@ def test_full_model_passing_gate(full_archive: Path, tmp_path: Path, capsys) -> 
     assert outcome["report_uri"] == f"{OUTPUT_URI}report.html"
     assert outcome["report_markdown_uri"] == f"{OUTPUT_URI}report.md"
     assert outcome["metrics"]["success_rate"] == 1.0
+    assert outcome["metrics"]["batch_size"] == 2 and outcome["metrics"]["samples_per_second"] > 0
     assert outcome["reason"] == f"quality gate passed (1 checks); report: {OUTPUT_URI}report.html"
     assert message.read_text() == outcome["reason"]
 
@@ -370,6 +376,20 @@ def _bad_config(inputs: Path, text: str) -> None:
             ),
             "base channel|input/base",
         ),
+        (
+            lambda i: _bad_config(
+                i,
+                json.dumps(
+                    {
+                        "job_name": JOB,
+                        "test_set_uri": TEST_SET_URI,
+                        "output_uri": OUTPUT_URI,
+                        "batch_size": 0,
+                    }
+                ),
+            ),
+            "batch_size: expected an integer >= 1, got 0",
+        ),
         (lambda i: shutil.rmtree(i / "config"), "config channel is missing"),
         (lambda i: shutil.rmtree(i / "model"), "model channel is missing"),
         (lambda i: (i / "model" / "model.tar.gz").write_bytes(b"not gzip"), "cannot extract"),
@@ -395,6 +415,7 @@ def _bad_config(inputs: Path, text: str) -> None:
         "no-output-uri",
         "gate-needs-base",
         "base-id-without-channel",
+        "batch-size-zero",
         "no-config",
         "no-model",
         "model-not-an-archive",

@@ -243,3 +243,69 @@ def test_corrupt_journal_line_in_the_middle_is_an_error(tmp_path):
     journal.path.write_text("\n".join([lines[0], "{oops", lines[2]]) + "\n")
     with pytest.raises(JournalMismatch, match="line 2: not valid JSON"):
         run_target(ScriptedTarget(), data, PARAMS, journal, no_progress())
+
+
+class BatchTarget(ScriptedTarget):
+    """Answers batches; a batch holding a 'bad' sample fails, as a whole, with its error."""
+
+    def __init__(self, bad: set[str] = frozenset(), loads: list[str] | None = None):
+        super().__init__()
+        self.bad = bad
+        self.batches: list[list[str]] = []
+        self.loads = loads if loads is not None else []
+
+    def load(self):
+        self.loads.append("load")
+
+    def generate(self, sample, params):
+        if sample.sample_id in self.bad:
+            raise ValueError(f"{sample.sample_id}: cannot tokenize")
+        return super().generate(sample, params)
+
+    def generate_batch(self, batch, params):
+        self.batches.append([s.sample_id for s in batch])
+        if any(s.sample_id in self.bad for s in batch):
+            raise ValueError("a prompt in the batch cannot be tokenized")
+        return [super(BatchTarget, self).generate(s, params) for s in batch]
+
+
+def test_batch_targets_get_batches_and_a_failed_batch_is_answered_per_sample():
+    from finetuning.evaluation.runner import RunStats
+
+    data = samples(7)
+    target = BatchTarget(bad={"t:4"})
+    stats = RunStats()
+    results = run_target(
+        target, data, PARAMS, None, no_progress(concurrency=1, batch_size=3), stats=stats
+    )
+    assert target.loads == ["load"]  # once, before the clock starts
+    # the last batch holds one sample: a plain call
+    assert target.batches == [["t:0", "t:1", "t:2"], ["t:3", "t:4", "t:5"]]
+    # the failed batch was answered one sample at a time: only the bad sample is an error
+    assert [r["status"] for r in results] == ["success"] * 4 + ["error"] + ["success"] * 2
+    assert "t:4: cannot tokenize" in results[4]["error"]
+    answered = [r["response_text"] for r in results if r["status"] == "success"]
+    assert answered == ["a0", "a1", "a2", "a3", "a5", "a6"]
+    assert stats.generated == 6 and stats.batch_size == 3 and stats.samples_per_second > 0
+
+
+def test_batch_size_one_and_targets_without_batches_are_called_per_sample():
+    target = BatchTarget()
+    run_target(target, samples(3), PARAMS, None, no_progress(batch_size=1))
+    assert target.batches == [] and sorted(target.calls) == ["t:0", "t:1", "t:2"]
+    plain = ScriptedTarget()
+    run_target(plain, samples(3), PARAMS, None, no_progress(batch_size=16))
+    assert sorted(plain.calls) == ["t:0", "t:1", "t:2"]
+    with pytest.raises(ValueError, match="batch size: expected an integer >= 1, got 0"):
+        run_target(plain, samples(1), PARAMS, None, no_progress(batch_size=0))
+
+
+def test_a_model_that_cannot_load_stops_the_run_once():
+    class Broken(BatchTarget):
+        def load(self):
+            raise OSError("model.safetensors: truncated file")
+
+    target = Broken()
+    with pytest.raises(EvaluationAborted, match=r"m: cannot load the model: .*truncated file"):
+        run_target(target, samples(3), PARAMS, None, no_progress())
+    assert target.calls == [] and target.batches == []
