@@ -107,6 +107,8 @@ def plan_evaluation(
         if not model_uri:
             raise ManifestError(f"job {job_id}: the training job reported no model artifact")
         request["model_id"] = model_uri
+        if spec.batch_size is not None:
+            request["batch_size"] = spec.batch_size
         if spec.compare_with_base:
             # The container compares with the base weights it gets as its base channel.
             request["base_model_id"] = manifest.base_model

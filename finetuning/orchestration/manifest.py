@@ -74,7 +74,7 @@ MAX_PROCESSING_SECONDS = 777_600
 # Model Registry names (model package group members, endpoint names): the pattern that
 # finetuning.registry.RegistrationRequest enforces.
 REGISTRY_MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_.]{0,62}$")
-EVALUATION_SAGEMAKER_ONLY = ("instance_type", "volume_size_gb", "max_runtime_seconds")
+EVALUATION_SAGEMAKER_ONLY = ("instance_type", "volume_size_gb", "max_runtime_seconds", "batch_size")
 EVALUATION_BEDROCK_ONLY = ("base_model_id",)
 
 HyperparameterValue = str | bool | int | float
@@ -254,6 +254,9 @@ class EvaluationSpec(_Strict):
     instance_type: str = "ml.g5.2xlarge"
     volume_size_gb: Annotated[int, Field(ge=1, le=16_384)] = 50
     max_runtime_seconds: Annotated[int, Field(ge=60, le=MAX_PROCESSING_SECONDS)] = 2 * 3600
+    # Prompts the Processing job's model answers together (None: the evaluation default,
+    # finetuning.evaluation.generation.DEFAULT_BATCH_SIZE). Unset stays out of the job id.
+    batch_size: Annotated[int, Field(ge=1, le=1024)] | None = None
 
     @field_validator("test_set_uri")
     @classmethod

@@ -341,6 +341,25 @@ def test_prepare_evaluation_plans_a_processing_job_for_open_models(
     }
 
 
+def test_prepare_evaluation_passes_the_batch_size_to_the_processing_job(
+    platform: Platform, invoke: Any
+) -> None:
+    from finetuning.evaluation.request import EvaluationStepRequest
+
+    test_set = f"s3://{DATA_BUCKET}/training-data/processed/chat/test.jsonl"
+    spec = sagemaker_manifest(
+        evaluation={"test_set_uri": test_set, "register_model": False, "batch_size": 48}
+    )
+    event = started(platform, invoke, spec)
+    job_id = event["input"]["job_id"]
+    model_uri = f"s3://{ARTIFACTS_BUCKET}/models/final/{job_id}/output/model.tar.gz"
+    event["input"]["results"] = {"artifacts": {"model_uri": model_uri}, "metrics": {}}
+    plan = invoke("prepare_evaluation", event)
+    assert plan["request"]["batch_size"] == 48
+    # The Processing job's own parser takes the request as planned.
+    assert EvaluationStepRequest.from_event(plan["request"]).batch_size == 48
+
+
 def test_prepare_evaluation_evaluates_bedrock_models_through_their_throughput(
     platform: Platform, invoke: Any
 ) -> None:

@@ -147,6 +147,8 @@ GATE = {"min": {"accuracy": 0.85}}
         ("sagemaker", {"quality_gate": {"min": {}}}, "expected at least one check"),
         ("sagemaker", {"base_model_id": "x"}, "evaluation.base_model_id apply only to the bedrock"),
         ("bedrock", {"instance_type": "ml.g5.xlarge"}, "apply only to the sagemaker backend"),
+        ("bedrock", {"batch_size": 8}, "apply only to the sagemaker backend"),
+        ("sagemaker", {"batch_size": 0}, "greater than or equal to 1"),
         # A Bedrock evaluation without serving: tests/orchestration/test_on_demand_serving.py.
         ("sagemaker", {"max_runtime_seconds": 777_601}, "less than or equal to 777600"),
         ("sagemaker", {"model_name": "-bad"}, "starting with one"),
@@ -169,6 +171,9 @@ def test_evaluation_section_defaults_and_spec_per_backend() -> None:
     assert not bedrock.evaluation.runs
     # Processing-job settings do not reach a Bedrock spec (or its job id), and vice versa.
     assert "instance_type" not in bedrock.to_spec()["evaluation"]
+    # Unset, the batch size stays out of the spec (and so of existing job ids).
+    assert open_model.evaluation.batch_size is None
+    assert "batch_size" not in open_model.to_spec()["evaluation"]
     assert "base_model_id" not in open_model.to_spec()["evaluation"]
 
 
