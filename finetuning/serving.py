@@ -14,8 +14,11 @@ SageMaker path, for a package registered with a container (``finetuning.registry
 4. once the endpoint is in service (an EndpointStateChange event), target-tracking
    autoscaling between the settings' minimum and maximum.
 
-Endpoints carry an ``expires-at`` tag when settings give a lifetime; the platform's cleanup
-(orchestration) deletes them after it unless they are tagged ``keep``.
+Everything deployed here carries the platform's tag vocabulary
+(``finetuning.orchestration.aws_jobs.tags``): ``finetuning:platform`` with the environment's
+prefix and, when settings give a lifetime, ``finetuning:expires-at``; the platform's expiry
+cleanup (orchestration) deletes such an endpoint or throughput after it, unless it is tagged
+``finetuning:keep=true``.
 
 Bedrock path, for a package registered from a Bedrock custom model: provisioned throughput
 (no commitment) or an on-demand custom model deployment, tagged the same way.
@@ -28,13 +31,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
 from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list, platform_resource_tags
 
 # CustomerMetadataProperties keys the registry writes and the deploy function reads.
 META_MODEL_NAME = "model-name"
@@ -42,8 +46,6 @@ META_BACKEND = "backend"
 META_BEDROCK_MODEL_ARN = "bedrock-custom-model-arn"
 META_REGISTRATION_KEY = "registration-key"
 
-EXPIRES_AT_TAG = "expires-at"
-KEEP_TAG = "keep"
 MODEL_PACKAGE_TAG = "model-package-arn"
 VARIANT_NAME = "AllTraffic"
 
@@ -140,6 +142,16 @@ class ServingSettings(_Strict):
     approval_status: Literal["PendingManualApproval", "Approved"] = "PendingManualApproval"
     endpoint: EndpointSettings = EndpointSettings()
     bedrock: BedrockServingSettings = BedrockServingSettings()
+    # Deployment only (the serving stack, never sent to the functions): None leaves the
+    # evaluate, register and deploy functions on the account's unreserved pool; a number
+    # reserves that many concurrent executions for each. Lambda keeps 100 of the account's
+    # concurrency unreserved, so accounts at a low default quota (10) cannot reserve any, see
+    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+
+    def function_settings_json(self) -> str:
+        """What the functions read (SERVING_SETTINGS): everything but deployment switches."""
+        return self.model_dump_json(exclude={"reserved_concurrency"})
 
 
 @dataclass(frozen=True)
@@ -210,11 +222,16 @@ def scalable_resource_id(endpoint: str) -> str:
     return f"endpoint/{endpoint}/variant/{VARIANT_NAME}"
 
 
-def expiry_tag(hours: int | None, now: datetime) -> list[dict[str, str]]:
-    if hours is None:
-        return []
-    expires = (now + timedelta(hours=hours)).astimezone(UTC).replace(microsecond=0)
-    return [{"Key": EXPIRES_AT_TAG, "Value": expires.isoformat().replace("+00:00", "Z")}]
+def expiry(hours: int | None, now: datetime) -> datetime | None:
+    return None if hours is None else now + timedelta(hours=hours)
+
+
+def serving_tags(
+    resource_prefix: str, package_arn: str, *, expires_at: datetime | None = None
+) -> dict[str, str]:
+    """The platform's tags (the expiry cleanup finds the resource by them), and the package."""
+    tags = platform_resource_tags(resource_prefix, expires_at=expires_at)
+    return {MODEL_PACKAGE_TAG: package_arn, **tags}
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,10 +303,14 @@ def endpoint_config_request(
     request: dict[str, Any] = {
         "EndpointConfigName": name,
         "ProductionVariants": [variant],
-        "Tags": [
-            {"Key": MODEL_PACKAGE_TAG, "Value": package_arn},
-            {"Key": "endpoint", "Value": endpoint},
-        ],
+        "Tags": as_key_value_list(
+            {
+                **serving_tags(context.resource_prefix, package_arn),
+                "endpoint": endpoint,
+            },
+            "Key",
+            "Value",
+        ),
     }
     if settings.instance_family not in INSTANCE_STORE_FAMILIES:
         request["KmsKeyId"] = context.kms_key_arn
@@ -405,7 +426,7 @@ def deploy_sagemaker_package(
         "Containers": [{"ModelPackageName": arn}],
         "ExecutionRoleArn": context.execution_role_arn,
         "EnableNetworkIsolation": settings.network_isolation,
-        "Tags": [{"Key": MODEL_PACKAGE_TAG, "Value": arn}],
+        "Tags": as_key_value_list(serving_tags(context.resource_prefix, arn), "Key", "Value"),
     }
     if context.subnet_ids:
         model_request["VpcConfig"] = {
@@ -417,7 +438,13 @@ def deploy_sagemaker_package(
         **endpoint_config_request(context, endpoint=endpoint, name=name, package_arn=arn)
     )
     put_rollback_alarms(cloudwatch, context, endpoint)
-    tags = [{"Key": MODEL_PACKAGE_TAG, "Value": arn}, *expiry_tag(settings.expire_after_hours, now)]
+    tags = as_key_value_list(
+        serving_tags(
+            context.resource_prefix, arn, expires_at=expiry(settings.expire_after_hours, now)
+        ),
+        "Key",
+        "Value",
+    )
     if status is None:
         sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=name, Tags=tags)
         return Deployment("created", endpoint, arn, {"endpoint_config": name})
@@ -539,13 +566,11 @@ def deploy_bedrock_model(
         f"{context.resource_prefix}-{_slug(metadata.get(META_MODEL_NAME, 'model'))}"
         f"-v{package.get('ModelPackageVersion', 0)}"
     )
-    tags = [
-        {"key": t["Key"], "value": t["Value"]}
-        for t in [
-            {"Key": MODEL_PACKAGE_TAG, "Value": arn},
-            *expiry_tag(settings.expire_after_hours, now),
-        ]
-    ]
+    tags = as_key_value_list(
+        serving_tags(
+            context.resource_prefix, arn, expires_at=expiry(settings.expire_after_hours, now)
+        )
+    )
     # The package ARN makes a retried or duplicated event idempotent on Bedrock's side.
     token = hashlib.sha256(f"{arn}:{settings.mode}".encode()).hexdigest()[:64]
     if settings.mode == "provisioned":

@@ -203,6 +203,11 @@ class MonitoringSettings(_Strict):
     # How often the gauge function samples what CloudWatch does not measure by itself
     # (running executions, provisioned throughput and endpoints in service).
     gauge_interval_minutes: int = Field(default=5, ge=1, le=60)
+    # None leaves the gauge function on the account's unreserved pool (its schedule runs it
+    # once per interval, well inside its timeout); a number reserves that many concurrent
+    # executions (Lambda keeps 100 unreserved, so low-quota accounts cannot reserve any, see
+    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
 
 
 # -- delivery: the pipeline (per project) --------------------------------------------------

@@ -509,8 +509,8 @@ class MonitoringStack(Stack):
             code=lambda_.Code.from_inline(gauge_source()),
             memory_size=256,
             timeout=Duration.minutes(2),
-            # One sample at a time: overlapping runs would publish the same gauges twice.
-            reserved_concurrent_executions=1,
+            # Opt-in: a reservation fails deployment in accounts at the default quota.
+            reserved_concurrent_executions=self._monitoring.reserved_concurrency,
             role=role.without_policy_updates(),
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
@@ -530,6 +530,14 @@ class MonitoringStack(Stack):
         function_resource = function.node.default_child
         function_resource.add_override("DependsOn", [policy.node.default_child.logical_id])
         for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+            if self._monitoring.reserved_concurrency is None:
+                suppress(
+                    function,
+                    f"{pack}-LambdaConcurrency",
+                    "The gauge function runs once per gauge interval; reserving concurrency "
+                    "fails deployment in accounts with a low concurrency quota (Lambda keeps 100 "
+                    "unreserved). Set monitoring.reserved_concurrency to reserve it.",
+                )
             suppress(
                 function,
                 f"{pack}-LambdaInsideVPC",

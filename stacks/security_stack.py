@@ -279,13 +279,32 @@ class SecurityStack(Stack):
                 iam.PolicyStatement(
                     sid="ReadTrainingData", actions=list(S3_READ_ACTIONS), resources=data_objects
                 ),
+                # The service role reads and lists the output location as well as writing it:
+                # s3:GetObject, s3:PutObject and s3:ListBucket on the output bucket, see
+                # https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-iam-role.html
                 iam.PolicyStatement(
-                    sid="WriteJobOutputs", actions=list(S3_WRITE_ACTIONS), resources=output_objects
+                    sid="WriteJobOutputs",
+                    actions=[*S3_WRITE_ACTIONS, "s3:GetObject"],
+                    resources=output_objects,
                 ),
                 self._list_statement(
                     "data", [TRAINING_DATA_RAW_PREFIX, TRAINING_DATA_PROCESSED_PREFIX]
                 ),
+                self._list_statement("artifacts", [MODELS_PREFIX, JOB_MANIFESTS_PREFIX]),
                 self._key_statement(),
+                # A customization job encrypts the custom model with the platform key: Bedrock
+                # describes the key and creates grants on it in the role's name, through
+                # Bedrock only (PermissionsModelCustomization statement of
+                # https://docs.aws.amazon.com/nova/latest/userguide/customize-fine-tune-encrypt.html
+                # and https://docs.aws.amazon.com/bedrock/latest/userguide/encryption-custom-job.html)
+                iam.PolicyStatement(
+                    sid="LetBedrockUsePlatformKey",
+                    actions=["kms:DescribeKey", "kms:CreateGrant"],
+                    resources=[self._key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"bedrock.{self.region}.amazonaws.com"}
+                    },
+                ),
                 iam.PolicyStatement(
                     sid="DescribeVpc", actions=list(VPC_DESCRIBE_ACTIONS), resources=["*"]
                 ),

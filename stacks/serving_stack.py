@@ -100,7 +100,7 @@ class ServingStack(Stack):
         )
         subnet_ids = vpc.select_subnets(subnet_group_name=endpoint_subnets.subnet_group_name)
 
-        serving_json = self._serving.model_dump_json()
+        serving_json = self._serving.function_settings_json()
         evaluation_bucket = bucket_name(settings, "evaluation")
         self.evaluate_function = self._function(
             "EvaluateModel",
@@ -206,7 +206,7 @@ class ServingStack(Stack):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             dead_letter_queue=dead_letters,
-            reserved_concurrent_executions=5,
+            reserved_concurrent_executions=self._serving.reserved_concurrency,
             environment={
                 "POWERTOOLS_SERVICE_NAME": name,
                 "POWERTOOLS_METRICS_NAMESPACE": prefix,
@@ -215,7 +215,27 @@ class ServingStack(Stack):
             },
         )
         log_group.grant_write(role)
+        # Lambda's dead-letter grant is sqs:SendMessage alone; the queue is SSE-KMS, and SQS
+        # uses the key with the sender's credentials, see
+        # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptDeadLetters",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[self._key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sqs.{self.region}.amazonaws.com"}},
+            )
+        )
         for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+            if self._serving.reserved_concurrency is None:
+                suppress(
+                    function,
+                    f"{pack}-LambdaConcurrency",
+                    f"The {short} function runs a few times per approved model; reserving "
+                    "concurrency fails deployment in accounts with a low concurrency quota "
+                    "(Lambda keeps 100 unreserved). Set serving.reserved_concurrency to "
+                    "reserve it.",
+                )
             suppress(
                 function,
                 f"{pack}-LambdaInsideVPC",
@@ -269,6 +289,8 @@ class ServingStack(Stack):
             self._bedrock_arn("inference-profile"),
             self._bedrock_arn("foundation-model", account=False),
         ]
+        profile_models = f"arn:{self.partition}:bedrock:*::foundation-model/*"
+        profiles = self._bedrock_arn("inference-profile")
         described = [
             self._bedrock_arn("provisioned-model"),
             self._bedrock_arn("custom-model-deployment"),
@@ -282,6 +304,17 @@ class ServingStack(Stack):
                     sid="InvokeModelsUnderEvaluation",
                     actions=["bedrock:InvokeModel"],
                     resources=invocable,
+                ),
+                # A cross-Region inference profile (us.amazon.nova-...) routes each call to
+                # the model in any Region of the profile, and IAM authorizes the model in the
+                # Region that serves it: the model in every Region, and only through this
+                # account's inference profiles, see
+                # https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-prereq.html
+                iam.PolicyStatement(
+                    sid="InvokeBaseModelsThroughInferenceProfiles",
+                    actions=["bedrock:InvokeModel"],
+                    resources=[profile_models],
+                    conditions={"StringLike": {"bedrock:InferenceProfileArn": profiles}},
                 ),
                 iam.PolicyStatement(
                     sid="LookUpModelFamily",
@@ -312,9 +345,11 @@ class ServingStack(Stack):
         suppress_wildcards(
             function.role,
             "Evaluation calls whichever provisioned model, deployment or base model the job "
-            "names (unknown at deploy time) in this account and region; S3 wildcards stop at "
-            "the test-set, job-output and report prefixes of the platform's buckets.",
-            resources=[*invocable, *described, *test_sets, job_outputs, reports],
+            "names (unknown at deploy time) in this account and region, and base models in "
+            "the other Regions of a cross-Region inference profile only through this "
+            "account's profiles; S3 wildcards stop at the test-set, job-output and report "
+            "prefixes of the platform's buckets.",
+            resources=[*invocable, profile_models, *described, *test_sets, job_outputs, reports],
         )
         self._suppress_xray(function)
 
@@ -373,6 +408,12 @@ class ServingStack(Stack):
             self._bedrock_arn("custom-model-deployment"),
             self._bedrock_arn("custom-model"),
         ]
+        endpoints = f"{sm}:endpoint/{prefix}-*"
+        # Application Auto Scaling's target-tracking alarms (named TargetTracking-...).
+        scaling_alarms = (
+            f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:TargetTracking*"
+        )
+        foundation = f"arn:{self.partition}:bedrock:{self.region}::foundation-model/*"
         scaling_role = (
             f"arn:{self.partition}:iam::{self.account}:role/aws-service-role/"
             "sagemaker.application-autoscaling.amazonaws.com/"
@@ -429,6 +470,23 @@ class ServingStack(Stack):
                     ],
                     resources=["*"],
                 ),
+                # What registering an endpoint variant and a target-tracking policy checks
+                # for the caller, the prerequisites of
+                # https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-prerequisites.html
+                iam.PolicyStatement(
+                    sid="EndpointAutoscalingPrerequisites",
+                    actions=["sagemaker:UpdateEndpointWeightsAndCapacities"],
+                    resources=[endpoints],
+                ),
+                iam.PolicyStatement(
+                    sid="EndpointAutoscalingAlarms",
+                    actions=[
+                        "cloudwatch:PutMetricAlarm",
+                        "cloudwatch:DescribeAlarms",
+                        "cloudwatch:DeleteAlarms",
+                    ],
+                    resources=[scaling_alarms],
+                ),
                 iam.PolicyStatement(
                     sid="AutoscalingServiceLinkedRole",
                     actions=["iam:CreateServiceLinkedRole"],
@@ -439,6 +497,9 @@ class ServingStack(Stack):
                         }
                     },
                 ),
+                # Creating throughput or a deployment is authorized on the custom model and
+                # on its base model, see
+                # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
                 iam.PolicyStatement(
                     sid="ServeBedrockCustomModels",
                     actions=[
@@ -447,7 +508,24 @@ class ServingStack(Stack):
                         "bedrock:TagResource",
                         "bedrock:GetCustomModel",
                     ],
-                    resources=bedrock_owned,
+                    resources=[*bedrock_owned, foundation],
+                ),
+                # Custom models are encrypted with the platform key; serving one needs the
+                # key through Bedrock (PermissionsModelCustomization and
+                # PermissionsModelInvocation of
+                # https://docs.aws.amazon.com/nova/latest/userguide/customize-fine-tune-encrypt.html).
+                iam.PolicyStatement(
+                    sid="ServeModelsEncryptedWithPlatformKey",
+                    actions=[
+                        "kms:Decrypt",
+                        "kms:GenerateDataKey",
+                        "kms:DescribeKey",
+                        "kms:CreateGrant",
+                    ],
+                    resources=[self._key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"bedrock.{self.region}.amazonaws.com"}
+                    },
                 ),
             ],
         )
@@ -456,8 +534,10 @@ class ServingStack(Stack):
             function.role,
             "Endpoints, configs and models are created per approval with names under this "
             "environment's prefix; model versions are numbered at registration; alarms carry "
-            "the prefix; Bedrock serving resources get IDs only when created.",
-            resources=[*owned, packages, alarms, *bedrock_owned],
+            "the prefix; Bedrock serving resources get IDs only when created and their base "
+            "model is the one the custom model was tuned from; target-tracking alarms are "
+            "named by Application Auto Scaling (TargetTracking-...).",
+            resources=[*owned, packages, alarms, *bedrock_owned, foundation, scaling_alarms],
         )
         self._suppress_xray(
             function,

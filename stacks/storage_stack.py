@@ -56,6 +56,23 @@ class StorageStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self._allow_log_services()
+        # Provisioned throughput for a custom Amazon Nova model: Bedrock itself (not the
+        # caller's role) decrypts and re-encrypts the model with the key it was made with,
+        # the PermissionsNovaProvisionedThroughput statement of
+        # https://docs.aws.amazon.com/nova/latest/userguide/customize-fine-tune-encrypt.html
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="PermissionsNovaProvisionedThroughput",
+                principals=[iam.ServicePrincipal("bedrock.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={
+                    "ForAnyValue:StringEquals": {
+                        "kms:EncryptionContextKeys": "aws:bedrock:custom-model"
+                    }
+                },
+            )
+        )
 
         self.access_logs_bucket = self._bucket(
             "AccessLogsBucket",

@@ -12,22 +12,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-# The key/value list forms of the services, re-exported for the steps that tag and read tags.
+# The vocabulary and the key/value list forms live in aws_jobs.tags (one vocabulary for the
+# library, the functions and the serving code); re-exported for the steps that tag and read.
+from finetuning.orchestration.aws_jobs.tags import EXPIRES_AT as EXPIRES_AT
+from finetuning.orchestration.aws_jobs.tags import JOB_ID as JOB_ID
+from finetuning.orchestration.aws_jobs.tags import KEEP as KEEP
+from finetuning.orchestration.aws_jobs.tags import KEEP_VALUE as KEEP_VALUE
+from finetuning.orchestration.aws_jobs.tags import PLATFORM as PLATFORM
 from finetuning.orchestration.aws_jobs.tags import as_key_value_list as as_key_value_list
 from finetuning.orchestration.aws_jobs.tags import from_key_value_list as from_key_value_list
-from finetuning.orchestration.records import parse_timestamp, timestamp
-
-PLATFORM = "finetuning:platform"
-JOB_ID = "finetuning:job-id"
-EXPIRES_AT = "finetuning:expires-at"
-KEEP = "finetuning:keep"
-KEEP_VALUE = "true"
+from finetuning.orchestration.aws_jobs.tags import platform_resource_tags
+from finetuning.orchestration.records import parse_timestamp
 
 
 def platform_tags(
     resource_prefix: str, job_id: str, user_tags: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    return {**(user_tags or {}), PLATFORM: resource_prefix, JOB_ID: job_id}
+    return platform_resource_tags(resource_prefix, job_id=job_id, user_tags=user_tags)
 
 
 def serving_tags(
@@ -38,12 +39,9 @@ def serving_tags(
     keep: bool,
     user_tags: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    tags = platform_tags(resource_prefix, job_id, user_tags)
-    if expires_at is not None:
-        tags[EXPIRES_AT] = timestamp(expires_at)
-    if keep:
-        tags[KEEP] = KEEP_VALUE
-    return tags
+    return platform_resource_tags(
+        resource_prefix, job_id=job_id, expires_at=expires_at, keep=keep, user_tags=user_tags
+    )
 
 
 def expiry_of(tags: Mapping[str, str]) -> datetime | None:

@@ -4,7 +4,7 @@ Bedrock provisioned throughput / custom model deployments."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -161,6 +161,33 @@ def test_settings_validation():
         EndpointSettings(instance_type="g5.2xlarge")
 
 
+def test_the_expiry_cleanup_finds_and_deletes_an_endpoint_deployed_on_approval(aws):
+    """One tag vocabulary: what the deploy function tags, the cleanup reads (issue 12, #9)."""
+    from finetuning.orchestration.cleanup import ENDPOINT as ENDPOINT_KIND
+    from finetuning.orchestration.cleanup import WARNED_AT, Action, ServingResource, decide
+
+    sagemaker = aws["sagemaker"]
+    deploy_approved_package(
+        aws, context(), PackageStateChange.from_event(approval_event(register(sagemaker))), now=NOW
+    )
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    tags = {
+        t["Key"]: t["Value"]
+        for t in sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]
+    }
+    resource = ServingResource(ENDPOINT_KIND, ENDPOINT, endpoint["EndpointArn"], tags)
+    warning = timedelta(hours=6)
+    before = decide(resource, resource_prefix=PREFIX, now=NOW + timedelta(hours=1), warning=warning)
+    assert before.action == Action.NONE
+    due = decide(resource, resource_prefix=PREFIX, now=NOW + timedelta(hours=19), warning=warning)
+    assert due.action == Action.WARN
+    warned = ServingResource(
+        ENDPOINT_KIND, ENDPOINT, endpoint["EndpointArn"], {**tags, WARNED_AT: "x"}
+    )
+    expired = decide(warned, resource_prefix=PREFIX, now=NOW + timedelta(hours=25), warning=warning)
+    assert expired.action == Action.DELETE
+
+
 def test_first_approval_creates_the_endpoint(aws):
     sagemaker = aws["sagemaker"]
     arn = register(sagemaker)
@@ -183,7 +210,9 @@ def test_first_approval_creates_the_endpoint(aws):
         t["Key"]: t["Value"]
         for t in sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]
     }
-    assert tags["expires-at"] == "2026-11-22T12:30:00Z"
+    # The platform's one tag vocabulary: the expiry cleanup finds the endpoint by it.
+    assert tags["finetuning:expires-at"] == "2026-11-22T12:30:00Z"
+    assert tags["finetuning:platform"] == PREFIX
     assert tags["model-package-arn"] == arn
     alarms = aws["cloudwatch"].describe_alarms(AlarmNames=list(alarm_names(ENDPOINT)))
     by_name = {a["AlarmName"]: a for a in alarms["MetricAlarms"]}
@@ -305,7 +334,10 @@ def test_second_approval_updates_blue_green_with_rollback(fake_aws_credentials):
                 "Containers": [{"ModelPackageName": new_package}],
                 "ExecutionRoleArn": ROLE,
                 "EnableNetworkIsolation": True,
-                "Tags": [{"Key": "model-package-arn", "Value": new_package}],
+                "Tags": [
+                    {"Key": "finetuning:platform", "Value": PREFIX},
+                    {"Key": "model-package-arn", "Value": new_package},
+                ],
                 "VpcConfig": {
                     "Subnets": ["subnet-0a", "subnet-0b"],
                     "SecurityGroupIds": ["sg-0endpoint"],
@@ -434,8 +466,9 @@ def test_second_approval_updates_blue_green_with_rollback(fake_aws_credentials):
             {
                 "ResourceArn": endpoint_arn,
                 "Tags": [
+                    {"Key": "finetuning:expires-at", "Value": "2026-11-22T12:30:00Z"},
+                    {"Key": "finetuning:platform", "Value": PREFIX},
                     {"Key": "model-package-arn", "Value": new_package},
-                    {"Key": "expires-at", "Value": "2026-11-22T12:30:00Z"},
                 ],
             },
         )
@@ -489,8 +522,9 @@ def test_bedrock_package_gets_provisioned_throughput(fake_aws_credentials):
                 "provisionedModelName": f"{PREFIX}-deeds-v3",
                 "modelId": CUSTOM_MODEL,
                 "tags": [
+                    {"key": "finetuning:expires-at", "value": "2026-11-23T12:30:00Z"},
+                    {"key": "finetuning:platform", "value": PREFIX},
                     {"key": "model-package-arn", "value": package},
-                    {"key": "expires-at", "value": "2026-11-23T12:30:00Z"},
                 ],
             },
         )
