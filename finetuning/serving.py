@@ -53,11 +53,18 @@ VARIANT_NAME = "AllTraffic"
 # SageMaker execution role (security stack) may already write.
 DATA_CAPTURE_PREFIX = "models/data-capture/"
 
-# Default serving images, AWS Deep Learning Containers (account 763104351884), see
+# Serving images, AWS Deep Learning Containers (account 763104351884), see
 # https://github.com/aws/deep-learning-containers/blob/master/available_images.md
+# The Hugging Face inference DLC ships transformers 4.51.3; models are trained and
+# inference.py is tested with training_scripts/requirements.txt's 5.23.0, and an isolated
+# endpoint cannot install anything. So the platform serves from its own image built on this
+# DLC (containers/inference/Dockerfile, docs/training.md "Images"), and the DLC itself is
+# never a default: EndpointSettings.huggingface_image names the image to serve from.
+HF_INFERENCE_REPOSITORY = "huggingface-pytorch-inference"
+DEFAULT_INFERENCE_IMAGE_TAG = "2.6.0-transformers4.51.3-gpu-py312-cu124-ubuntu22.04"
 HUGGINGFACE_INFERENCE_IMAGE = (
-    "763104351884.dkr.ecr.{region}.amazonaws.com/"
-    "huggingface-pytorch-inference:2.6.0-transformers4.51.3-gpu-py312-cu124-ubuntu22.04"
+    f"763104351884.dkr.ecr.{{region}}.amazonaws.com/{HF_INFERENCE_REPOSITORY}:"
+    f"{DEFAULT_INFERENCE_IMAGE_TAG}"
 )
 VLLM_INFERENCE_IMAGE = (
     "763104351884.dkr.ecr.{region}.amazonaws.com/djl-inference:0.35.0-lmi17.0.0-cu128"
@@ -87,7 +94,9 @@ class EndpointSettings(_Strict):
     # DataCaptureConfig.InitialSamplingPercentage is 0 to 100 (service model); 0 turns it off.
     data_capture_sampling_percentage: int = Field(default=20, ge=0, le=100)
     container: Literal["huggingface", "vllm"] = "huggingface"
-    huggingface_image: str = HUGGINGFACE_INFERENCE_IMAGE
+    # The platform inference image (the serving stack fills in its asset's URI); None refuses
+    # to register a model for the huggingface container rather than fall back to the DLC.
+    huggingface_image: str | None = None
     vllm_image: str = VLLM_INFERENCE_IMAGE
     # Blue/green: shift all traffic after a baking period, watch the alarms, then retire blue.
     # https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green.html
@@ -123,8 +132,16 @@ class EndpointSettings(_Strict):
         return self.instance_type.split(".")[1]
 
     def image(self, region: str) -> str:
-        template = self.vllm_image if self.container == "vllm" else self.huggingface_image
-        return template.format(region=region)
+        if self.container == "vllm":
+            return self.vllm_image.format(region=region)
+        if self.huggingface_image is None:
+            raise ServingError(
+                "serving.endpoint.huggingface_image: expected the platform inference image "
+                "(containers/inference/Dockerfile; the serving stack sets it), found none; the "
+                f"bare {HF_INFERENCE_REPOSITORY} DLC ships transformers 4.51.3, not the "
+                "versions training_scripts/requirements.txt trains and serves with"
+            )
+        return self.huggingface_image.format(region=region)
 
 
 class BedrockServingSettings(_Strict):
@@ -148,6 +165,13 @@ class ServingSettings(_Strict):
     # concurrency unreserved, so accounts at a low default quota (10) cannot reserve any, see
     # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
     reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+
+    def with_huggingface_image(self, image_uri: str) -> ServingSettings:
+        """These settings serving from ``image_uri`` unless they name an image already."""
+        if self.endpoint.huggingface_image is not None:
+            return self
+        endpoint = self.endpoint.model_copy(update={"huggingface_image": image_uri})
+        return self.model_copy(update={"endpoint": endpoint})
 
     def function_settings_json(self) -> str:
         """What the functions read (SERVING_SETTINGS): everything but deployment switches."""

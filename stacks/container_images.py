@@ -27,6 +27,10 @@ TRAINING_DOCKERFILE = "containers/training/Dockerfile"
 # What the training image's Dockerfile copies: two requirement files, no code (the code
 # arrives with each job as sourcedir.tar.gz).
 TRAINING_CONTEXT = ("containers/training", "training_scripts/requirements.txt")
+INFERENCE_DOCKERFILE = "containers/inference/Dockerfile"
+# What the inference image's Dockerfile copies: two requirement files and the toolkit shim
+# (the code arrives with each model as code/inference.py in model.tar.gz).
+INFERENCE_CONTEXT = ("containers/inference",)
 
 
 def stage_context(paths: tuple[str, ...], root: Path = REPO_ROOT) -> Path:
@@ -74,5 +78,22 @@ def training_image(
         directory=str(stage_context(TRAINING_CONTEXT)),
         file=TRAINING_DOCKERFILE,
         build_args={"DLC_TAG": dlc_tag},
+        platform=ecr_assets.Platform.LINUX_AMD64,
+    )
+
+
+def inference_image(
+    scope: Construct, construct_id: str, *, dlc_tag: str
+) -> ecr_assets.DockerImageAsset:
+    """The platform's SageMaker inference image (``containers/inference/Dockerfile``): the
+    Hugging Face PyTorch inference DLC ``dlc_tag`` with inference.py's pinned packages, so
+    that network-isolated endpoints serve on the versions the tests run."""
+    return ecr_assets.DockerImageAsset(
+        scope,
+        construct_id,
+        directory=str(stage_context(INFERENCE_CONTEXT)),
+        file=INFERENCE_DOCKERFILE,
+        build_args={"DLC_TAG": dlc_tag},
+        # SageMaker GPU instances are x86_64.
         platform=ecr_assets.Platform.LINUX_AMD64,
     )

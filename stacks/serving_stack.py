@@ -35,8 +35,9 @@ from finetuning.platform import (
     TRAINING_DATA_RAW_PREFIX,
     parameter_prefix,
 )
-from finetuning.serving import ServingSettings
+from finetuning.serving import DEFAULT_INFERENCE_IMAGE_TAG, ServingSettings
 from stacks.compliance import suppress, suppress_wildcards
+from stacks.container_images import inference_image
 from stacks.lambda_bundling import function_code
 from stacks.log_groups import encrypted_log_group
 from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
@@ -100,6 +101,16 @@ class ServingStack(Stack):
         )
         subnet_ids = vpc.select_subnets(subnet_group_name=endpoint_subnets.subnet_group_name)
 
+        self.inference_image = None
+        endpoint = self._serving.endpoint
+        if endpoint.container == "huggingface" and endpoint.huggingface_image is None:
+            # Isolated endpoints cannot install anything: approved models are registered with
+            # the platform inference image (transformers 5.23, docs/training.md "Images").
+            self.inference_image = inference_image(
+                self, "InferenceImage", dlc_tag=DEFAULT_INFERENCE_IMAGE_TAG
+            )
+            self._serving = self._serving.with_huggingface_image(self.inference_image.image_uri)
+            self._allow_inference_image_pull(security)
         serving_json = self._serving.function_settings_json()
         evaluation_bucket = bucket_name(settings, "evaluation")
         self.evaluate_function = self._function(
@@ -148,6 +159,29 @@ class ServingStack(Stack):
         self._publish(group)
         for function in (self.evaluate_function, self.register_function, self.deploy_function):
             self._depend_on_policy_only(function)
+
+    def _allow_inference_image_pull(self, security: SecurityStack) -> None:
+        """CreateModel names the SageMaker execution role, which pulls the model's image
+        (ecr:GetAuthorizationToken is the security stack's), see "CreateModel API: Execution
+        Role Permissions" in https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html
+        """
+        iam.ManagedPolicy(
+            self,
+            "InferenceImagePull",
+            description="The SageMaker execution role pulls the platform's inference image",
+            roles=[security.sagemaker_execution_role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="PullInferenceImage",
+                    actions=[
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                    ],
+                    resources=[self.inference_image.repository.repository_arn],
+                )
+            ],
+        )
 
     # -- functions -----------------------------------------------------------------------
 

@@ -336,7 +336,13 @@ def serving_handler(run: Run, construct_id: str, monkeypatch: pytest.MonkeyPatch
         "SERVING_SETTINGS": json.dumps(
             {
                 "approval_status": "Approved",
-                "endpoint": {"instance_type": "ml.g4dn.xlarge", "expire_after_hours": 24},
+                "endpoint": {
+                    "instance_type": "ml.g4dn.xlarge",
+                    "expire_after_hours": 24,
+                    # The serving stack's inference image asset (containers/inference).
+                    "huggingface_image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/"
+                    "cdk-hnb659fds-container-assets:inference",
+                },
                 "bedrock": {"mode": "provisioned", "expire_after_hours": 24},
             }
         ),

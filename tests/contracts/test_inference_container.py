@@ -16,14 +16,18 @@ What the container does, and what stands in for it here:
   ``invoke_endpoint`` to ``handle``.
 
 One compatibility shim: toolkit 2.6.0 imports ``transformers.file_utils.is_tf_available``,
-which transformers 5 removed; the serving DLC pairs the toolkit with its own transformers 4.x.
-The test sets that one name (TensorFlow absent) before importing the toolkit.
+which transformers 5 removed; the bare serving DLC pairs the toolkit with transformers 4.51.3.
+The platform inference image (containers/inference/Dockerfile) installs the tested versions
+and runs ``containers/inference/transformers5_compat.py`` at interpreter start; the test runs
+that same file before importing the toolkit (test_inference_container_image.py checks that
+the image installs it and that its .pth line lets the toolkit import).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import runpy
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,9 @@ from finetuning.evaluation.targets import (
 )
 
 USER_MODULE = "inference"
+TRANSFORMERS5_SHIM = (
+    Path(__file__).resolve().parents[2] / "containers" / "inference" / "transformers5_compat.py"
+)
 # The bodies the platform's inference.py is meant to answer; "openai" is the schema of the
 # vLLM (LMI) serving container (finetuning/serving.py, container: vllm), not of inference.py.
 HUGGINGFACE_PAYLOADS = ("chat", "inputs")
@@ -75,10 +82,8 @@ class ModelServer:
     """The toolkit's handler service with the model server's own request objects."""
 
     def __init__(self, model_dir: Path) -> None:
-        import transformers.file_utils
-
-        if not hasattr(transformers.file_utils, "is_tf_available"):
-            transformers.file_utils.is_tf_available = lambda: False  # see the module docstring
+        # The platform inference image's shim, run as the image runs it (module docstring).
+        runpy.run_path(str(TRANSFORMERS5_SHIM))
         from mms.context import Context
         from sagemaker_huggingface_inference_toolkit.handler_service import (
             HuggingFaceHandlerService,

@@ -42,6 +42,7 @@ TRAINING_IMAGE = (
 NOVA = "amazon.nova-lite-v1:0:300k"
 MODEL_PACKAGE_GROUP = f"{PREFIX}-models"
 EVALUATION_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cdk-assets:evaluation"
+INFERENCE_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cdk-assets:inference"
 
 
 def nova_records(count: int = 10) -> str:
@@ -132,7 +133,13 @@ def function_environment() -> dict[str, str]:
         Var.EVALUATION_IMAGE_URI: EVALUATION_IMAGE,
         # The serving stack's evaluate-candidate and register-model functions.
         "MODEL_PACKAGE_GROUP": MODEL_PACKAGE_GROUP,
-        "SERVING_SETTINGS": json.dumps({"approval_status": "PendingManualApproval"}),
+        "SERVING_SETTINGS": json.dumps(
+            {
+                "approval_status": "PendingManualApproval",
+                # The serving stack's inference image asset (containers/inference).
+                "endpoint": {"huggingface_image": INFERENCE_IMAGE},
+            }
+        ),
         Var.DEFAULT_SERVING_HOURS: "24",
         Var.EXPIRY_WARNING_HOURS: "6",
         Var.THROUGHPUT_MAX_WAIT_MINUTES: "60",

@@ -30,6 +30,8 @@ PREFIX = "llm-finetuning-dev"
 GROUP = f"{PREFIX}-models"
 EVAL_BUCKET = f"{PREFIX}-evaluation-{ACCOUNT}-{REGION}"
 DATA_BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
+# The serving stack's inference image asset (SERVING_SETTINGS endpoint.huggingface_image).
+INFERENCE_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cdk-hnb659fds-container-assets:abc"
 
 
 @pytest.fixture
@@ -49,7 +51,9 @@ def test_register_handler_registers_and_refuses_failed_gates(aws, monkeypatch):
         monkeypatch,
         MODEL_PACKAGE_GROUP=GROUP,
         EVALUATION_BUCKET=EVAL_BUCKET,
-        SERVING_SETTINGS=json.dumps({"approval_status": "Approved"}),
+        SERVING_SETTINGS=json.dumps(
+            {"approval_status": "Approved", "endpoint": {"huggingface_image": INFERENCE_IMAGE}}
+        ),
     )
     module = load_handler("register_model")
     for job, tuned in (("good-1", GOOD), ("weak-1", WEAK)):
@@ -70,6 +74,8 @@ def test_register_handler_registers_and_refuses_failed_gates(aws, monkeypatch):
     assert output["created"] is True
     package = sagemaker.describe_model_package(ModelPackageName=output["model_package_arn"])
     assert package["ModelApprovalStatus"] == "Approved"
+    (container,) = package["InferenceSpecification"]["Containers"]
+    assert container["Image"] == INFERENCE_IMAGE
 
     weak = event | {
         "job_name": "weak-1",

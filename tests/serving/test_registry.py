@@ -16,10 +16,13 @@ from finetuning.registry import (
     model_quality_statistics,
     register_evaluated_model,
 )
-from finetuning.serving import EndpointSettings, ServingSettings
+from finetuning.serving import EndpointSettings, ServingError, ServingSettings
 from tests.serving.support import ACCOUNT, GATE, GOOD, REGION, WEAK, results_document
 
 GROUP = "llm-finetuning-dev-models"
+# What the serving stack puts in the settings: its inference image asset's URI.
+PLATFORM_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cdk-hnb659fds-container-assets:abc123"
+SETTINGS = ServingSettings().with_huggingface_image(PLATFORM_IMAGE)
 EVAL_BUCKET = "llm-finetuning-dev-evaluation"
 RESULTS_KEY = "evaluation/reports/deeds-1/results.json"
 CUSTOM_MODEL = (
@@ -62,7 +65,7 @@ def register(sagemaker, s3, req, settings=None):
         group=GROUP,
         evaluation_bucket=EVAL_BUCKET,
         region=REGION,
-        settings=settings or ServingSettings(),
+        settings=settings or SETTINGS,
     )
 
 
@@ -81,7 +84,7 @@ def test_passing_model_is_registered_pending_with_its_metrics(aws):
         "S3Uri": f"s3://{EVAL_BUCKET}/evaluation/reports/deeds-1/model-quality.json",
     }
     container = package["InferenceSpecification"]["Containers"][0]
-    assert container["Image"].startswith(f"763104351884.dkr.ecr.{REGION}.amazonaws.com/huggingface")
+    assert container["Image"] == PLATFORM_IMAGE
     assert container["ModelDataUrl"].endswith("/models/final/deeds-1/model.tar.gz")
     metadata = package["CustomerMetadataProperties"]
     assert metadata["model-name"] == "deeds"
@@ -122,6 +125,24 @@ def test_auto_approval_and_vllm_container_from_settings(aws):
     container = package["InferenceSpecification"]["Containers"][0]
     assert "djl-inference" in container["Image"]
     assert container["Environment"]["OPTION_ROLLING_BATCH"] == "vllm"
+
+
+def test_no_platform_image_no_registration_on_the_bare_dlc(aws):
+    # The bare Hugging Face inference DLC ships transformers 4.51.3; models are trained with
+    # 5.23.0 and an isolated endpoint cannot install it (docs/training.md, "Images").
+    sagemaker, s3 = aws
+    uri = put_results(s3, results_document(GOOD, WEAK, GATE))
+    assert ServingSettings().endpoint.huggingface_image is None
+    with pytest.raises(ServingError, match=r"serving\.endpoint\.huggingface_image.*4\.51\.3"):
+        register(sagemaker, s3, request(uri), ServingSettings())
+    packages = sagemaker.list_model_packages(ModelPackageGroupName=GROUP)
+    assert packages["ModelPackageSummaryList"] == []
+
+
+def test_an_image_named_in_settings_is_kept():
+    own = ServingSettings(endpoint=EndpointSettings(huggingface_image="my/image:1"))
+    assert own.with_huggingface_image(PLATFORM_IMAGE).endpoint.image(REGION) == "my/image:1"
+    assert SETTINGS.endpoint.image(REGION) == PLATFORM_IMAGE
 
 
 def test_failed_gate_is_not_registered(aws):

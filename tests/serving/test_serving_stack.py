@@ -15,8 +15,14 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
 
-from finetuning.serving import BedrockServingSettings, EndpointSettings, ServingSettings
+from finetuning.serving import (
+    DEFAULT_INFERENCE_IMAGE_TAG,
+    BedrockServingSettings,
+    EndpointSettings,
+    ServingSettings,
+)
 from stacks.compliance import add_compliance_gate, suppressions
+from stacks.container_images import INFERENCE_DOCKERFILE
 from stacks.settings import load_settings
 from stacks.stage import PlatformStacks, platform_environment
 
@@ -101,10 +107,53 @@ def test_functions_are_arm64_traced_with_dead_letters_and_encrypted_logs(synthes
     assert function_named(template, "evaluate-candidate")["Timeout"] == 900
 
 
+def settings_of(variables: dict) -> dict:
+    """SERVING_SETTINGS as a function reads it; the inference image's URI (an Fn::Sub of the
+    account and Region that CDK joins into the JSON) reads as IMAGE."""
+    value = variables["SERVING_SETTINGS"]
+    if isinstance(value, dict):
+        value = "".join(p if isinstance(p, str) else "IMAGE" for p in value["Fn::Join"][1])
+    return json.loads(value)
+
+
+def test_approved_models_are_served_from_the_platform_inference_image(synthesized):
+    serving, _, template, assembly = synthesized
+    # The asset: containers/inference/Dockerfile on the DLC tag finetuning.serving names.
+    artifact = assembly.get_stack_by_name(serving.stack_name)
+    manifest = json.loads((Path(assembly.directory) / f"{artifact.id}.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    assert image["source"]["dockerFile"] == INFERENCE_DOCKERFILE
+    assert image["source"]["dockerBuildArgs"] == {"DLC_TAG": DEFAULT_INFERENCE_IMAGE_TAG}
+    uri = serving.resolve(serving.inference_image.image_uri)
+    for name in ("register-model", "deploy-endpoint"):
+        variables = function_named(template, name)["Environment"]["Variables"]
+        parts = variables["SERVING_SETTINGS"]["Fn::Join"][1]
+        # The URI is the endpoint's huggingface_image, not the bare DLC (transformers 4.51.3).
+        assert uri in parts, name
+        before = "".join(p for p in parts[: parts.index(uri)] if isinstance(p, str))
+        assert before.endswith('"huggingface_image":"'), name
+        assert "huggingface-pytorch-inference" not in json.dumps(variables)
+    # CreateModel names the SageMaker execution role, which pulls the image.
+    (policy,) = template.find_resources(
+        "AWS::IAM::ManagedPolicy",
+        {"Properties": {"Description": Match.string_like_regexp("inference image")}},
+    ).values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ]
+    assert statement["Resource"] == serving.resolve(
+        serving.inference_image.repository.repository_arn
+    )
+    assert "SageMakerExecutionRole" in json.dumps(policy["Properties"]["Roles"])
+
+
 def test_data_capture_autoscaling_and_approval_settings_reach_the_functions(synthesized):
     _, _, template, _ = synthesized
     deploy = function_named(template, "deploy-endpoint")["Environment"]["Variables"]
-    endpoint = json.loads(deploy["SERVING_SETTINGS"])["endpoint"]
+    endpoint = settings_of(deploy)["endpoint"]
     assert endpoint["data_capture_sampling_percentage"] == 35
     assert (endpoint["min_capacity"], endpoint["max_capacity"]) == (2, 6)
     assert endpoint["instance_type"] == "ml.g5.4xlarge"
@@ -113,7 +162,7 @@ def test_data_capture_autoscaling_and_approval_settings_reach_the_functions(synt
     assert deploy["KMS_KEY_ARN"]  # the platform key, imported from the storage stack
     assert deploy["SUBNET_IDS"] and deploy["SECURITY_GROUP_IDS"]
     register = function_named(template, "register-model")["Environment"]["Variables"]
-    assert json.loads(register["SERVING_SETTINGS"])["approval_status"] == "PendingManualApproval"
+    assert settings_of(register)["approval_status"] == "PendingManualApproval"
     assert register["MODEL_PACKAGE_GROUP"] == "llm-finetuning-dev-models"
 
 
