@@ -24,7 +24,7 @@ from stacks.delivery_settings import (
     BudgetThreshold,
     MonitoringSettings,
 )
-from stacks.monitoring_stack import GAUGE_NAMESPACE, MonitoringStack, gauge_source
+from stacks.monitoring_stack import GAUGE_NAMESPACE, MonitoringStack
 from stacks.settings import load_settings
 from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
@@ -294,7 +294,9 @@ def test_gauge_function_is_small_traced_arm_and_single_flight(template) -> None:
     assert function["Architectures"] == ["arm64"]
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert function["ReservedConcurrentExecutions"] == 1
-    assert function["Code"]["ZipFile"] == gauge_source()
+    # The code is lambda/operations_gauges, bundled like every other function.
+    assert function["Handler"] == "index.handler"
+    assert set(function["Code"]) == {"S3Bucket", "S3Key"}
     assert "TargetArn" in function["DeadLetterConfig"]
     variables = function["Environment"]["Variables"]
     assert variables["EXPECTED_JOB_MINUTES"] == "360.0"
