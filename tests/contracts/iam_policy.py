@@ -185,6 +185,10 @@ class Templates:
         }.get(kind, name)
 
     def _physical_name(self, stack: str, logical_id: str, kind: str, props: dict) -> str:
+        bound = self._bindings.get((stack, logical_id, "Ref"))
+        if bound is not None:
+            # Topics and state machines are referenced by ARN: their name ends it.
+            return bound.rsplit(":", 1)[-1] if bound.startswith("arn:") else bound
         name_property = {
             "AWS::IAM::Role": "RoleName",
             "AWS::SQS::Queue": "QueueName",
@@ -290,6 +294,47 @@ class Templates:
                 statements += _statements(self.resolve(stack, rprops["PolicyDocument"]))
         return statements
 
+    def bind_environment(self, stack: str, function_id: str, values: Mapping[str, str]) -> None:
+        """Bind the resources a function's environment names to the values a simulation ran
+        the function with (same variable names), so that the ARNs its calls carry and the
+        ARNs its policies name are the same resources."""
+        for name, expression in self.function_environment(stack, function_id).items():
+            if name in values:
+                self._unify(stack, expression, str(values[name]))
+
+    def _unify(self, stack: str, expression: Any, value: str) -> None:
+        if not isinstance(expression, dict) or len(expression) != 1:
+            return
+        ((name, argument),) = expression.items()
+        if name == "Ref" and argument not in PSEUDO and argument != "AWS::StackName":
+            if argument in self.templates[stack].get("Resources", {}):
+                self.bind(stack, argument, "Ref", value)
+        elif name == "Fn::GetAtt":
+            logical_id, attribute = (
+                argument if isinstance(argument, list) else argument.split(".", 1)
+            )
+            self.bind(stack, logical_id, attribute, value)
+        elif name == "Fn::ImportValue":
+            export = self.resolve(stack, argument)
+            if export in self._exports:
+                self._unify(*self._exports[export], value)
+        elif name == "Fn::Join":
+            separator, parts = argument
+            if separator and len(value.split(separator)) == len(parts):
+                for part, piece in zip(parts, value.split(separator), strict=True):
+                    self._unify(stack, part, piece)
+            elif not separator:
+                # "a,b" from [Import(a), ",", Import(b)]: literals anchor the references.
+                references = [p for p in parts if _refers_to_resource(p)]
+                pattern = "".join(
+                    "(.+?)" if _refers_to_resource(p) else re.escape(str(self.resolve(stack, p)))
+                    for p in parts
+                )
+                match = re.fullmatch(pattern, value)
+                if match:
+                    for part, piece in zip(references, match.groups(), strict=True):
+                        self._unify(stack, part, piece)
+
     def key_policy(self, key_arn: str) -> list[dict[str, Any]] | None:
         for stack, logical_id, resource in self.resources("AWS::KMS::Key"):
             if self._get_att(stack, logical_id, "Arn") == key_arn:
@@ -330,6 +375,15 @@ class Templates:
         """A function's environment variables as the template writes them (unresolved)."""
         props = self.resource(stack, function_logical_id)["Properties"]
         return dict(props.get("Environment", {}).get("Variables", {}))
+
+
+def _refers_to_resource(expression: Any) -> bool:
+    if not isinstance(expression, dict) or len(expression) != 1:
+        return False
+    ((name, argument),) = expression.items()
+    if name == "Ref":
+        return argument not in PSEUDO and argument != "AWS::StackName"
+    return name in ("Fn::GetAtt", "Fn::ImportValue")
 
 
 def _statements(document: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -463,6 +517,9 @@ def _condition_holds(operator: str, key: str, expected: Any, request: Request) -
 
 
 def _statement_applies(statement: Mapping[str, Any], request: Request) -> tuple[bool, list[str]]:
+    """Whether the statement applies, and the conditions it was assumed to meet. An Allow
+    with undecided conditions is assumed to apply, a Deny is assumed not to: the evaluator
+    reports the request as the platform means to send it, and lists what it assumed."""
     if "Action" in statement and not action_matches(_as_list(statement["Action"]), request.action):
         return False, []
     if "NotAction" in statement and action_matches(
@@ -482,6 +539,8 @@ def _statement_applies(statement: Mapping[str, Any], request: Request) -> tuple[
         for key, expected in keys.items():
             holds = _condition_holds(operator, key, expected, request)
             if holds is None:
+                if statement.get("Effect") == "Deny":
+                    return False, []
                 assumed.append(f"{operator} {key} {expected}")
             elif not holds:
                 return False, []

@@ -61,6 +61,7 @@ IAM_PREFIX = {
 # https://docs.aws.amazon.com/bedrock/latest/userguide/security_iam_id-based-policy-examples.html
 # (Converse is authorized as InvokeModel).
 ACTION_OF = {
+    ("s3", "ListBuckets"): "s3:ListAllMyBuckets",
     ("s3", "ListObjectsV2"): "s3:ListBucket",
     ("s3", "ListObjects"): "s3:ListBucket",
     ("s3", "HeadBucket"): "s3:ListBucket",
@@ -125,7 +126,7 @@ def _bedrock_model(model_id: str) -> str:
 def resource_of(call: AwsCall) -> str:
     """The resource ARN IAM authorizes a call against ("*" for actions without one)."""
     p, op = call.params, call.operation
-    if call.service == "s3":
+    if call.service == "s3" and "Bucket" in p:
         bucket = f"arn:{PARTITION}:s3:::{p['Bucket']}"
         return f"{bucket}/{p['Key']}" if "Key" in p else bucket
     if call.service == "dynamodb":
@@ -213,12 +214,19 @@ def context_of(call: AwsCall) -> tuple[dict[str, Any], tuple[str, ...]]:
     p = call.params
     context: dict[str, Any] = {"aws:SecureTransport": "true", "aws:RequestedRegion": REGION}
     decided: tuple[str, ...] = ()
-    tag_param = next((k for k in ("Tags", "tags") if k in p), None)
+    # Bedrock's CreateModelCustomizationJob tags the job with jobTags.
+    tag_param = next((k for k in ("Tags", "tags", "jobTags") if k in p), None)
     if tag_param or call.operation.startswith("Create") or call.operation in ("AddTags",):
         tags = _tags(p.get(tag_param)) if tag_param else {}
         context["aws:TagKeys"] = sorted(tags) or None
         context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
         decided = ("aws:RequestTag/",)
+    if call.service == "s3":
+        # botocore negotiates TLS 1.2 or later (the buckets refuse older versions).
+        context["s3:TlsVersion"] = "1.3"
+    if call.service == "s3":
+        # botocore negotiates TLS 1.2 or later (the buckets refuse older versions).
+        context["s3:TlsVersion"] = "1.3"
     if call.service == "kms":
         context["kms:ViaService"] = None  # the function calls KMS itself
     if call.service == "s3" and call.action == "s3:ListBucket":

@@ -34,9 +34,14 @@ def cdk_context() -> dict[str, Any]:
     return {**context, "aws:cdk:bundling-stacks": []}
 
 
-def settings_dict(environment: str = "dev", **overrides: Any) -> dict[str, Any]:
-    """config/<environment>.yaml with dotted-key overrides, e.g. {"network.nat_gateways": 2}."""
+def settings_dict(
+    environment: str = "dev", *, as_environment: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """config/<environment>.yaml with dotted-key overrides, e.g. {"network.nat_gateways": 2};
+    ``as_environment`` renames the environment (its resource prefix follows)."""
     data = yaml.safe_load((ROOT / "config" / f"{environment}.yaml").read_text())
+    if as_environment is not None:
+        data["environment"] = as_environment
     for dotted, value in overrides.items():
         target = data
         *parents, leaf = dotted.split(".")
@@ -86,7 +91,8 @@ def synth_platform(data: dict[str, Any], outdir: Path) -> SynthResult:
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory):
-    """synth(environment="dev", **overrides) -> SynthResult, synthesized once per variant.
+    """synth(environment="dev", as_environment=None, **overrides) -> SynthResult, synthesized
+    once per variant.
 
     The templates are cached on disk, under a lock, in the run's temporary folder that every
     xdist worker shares, so two workers never synthesize the same variant."""
@@ -96,15 +102,20 @@ def synth(tmp_path_factory: pytest.TempPathFactory):
     cache.mkdir(exist_ok=True)
     memo: dict[str, SynthResult] = {}
 
-    def build(environment: str = "dev", **overrides: Any) -> SynthResult:
-        key = hashlib.sha256(json.dumps([environment, overrides], sort_keys=True).encode())
+    def build(
+        environment: str = "dev", *, as_environment: str | None = None, **overrides: Any
+    ) -> SynthResult:
+        key = hashlib.sha256(
+            json.dumps([environment, as_environment, overrides], sort_keys=True).encode()
+        )
         name = key.hexdigest()[:16]
         if name not in memo:
             path = cache / f"{name}.json"
             with FileLock(f"{path}.lock"):
                 if not path.exists():
                     outdir = tmp_path_factory.mktemp(f"cdk-{environment}")
-                    result = synth_platform(settings_dict(environment, **overrides), outdir)
+                    data = settings_dict(environment, as_environment=as_environment, **overrides)
+                    result = synth_platform(data, outdir)
                     path.write_text(json.dumps(result.templates))
             memo[name] = SynthResult(templates=json.loads(path.read_text()))
         return memo[name]
