@@ -28,11 +28,9 @@ https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/monitor_estimated
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 
-from aws_cdk import Aws, CfnElement, Duration, Stack
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -57,11 +55,6 @@ from stacks.settings import PlatformSettings
 from stacks.settings.monitoring import MonitoringSettings
 
 __all__ = ["GAUGE_NAMESPACE", "MonitoringStack"]
-
-# The composing constructs' ids. They are left out of their resources' logical ids, so the
-# resources keep the ids they had when the stack built them itself: a new logical id would
-# replace the named alarms, dashboard, budget and function, which CloudFormation refuses.
-COMPOSED = ("Gauges", "Alarms", "OperationsDashboard", "CostBudget")
 
 
 class MonitoringStack(Stack):
@@ -105,6 +98,8 @@ class MonitoringStack(Stack):
                 state_machines=self.state_machines,
                 endpoint_name_prefix=self.endpoint_name_prefix,
                 reserved_concurrency=monitoring.reserved_concurrency,
+                # Resources keep the logical ids they had before the split.
+                keep_stack_logical_ids=True,
             ),
         )
         self.gauge_function = self.gauges.function
@@ -122,6 +117,8 @@ class MonitoringStack(Stack):
                 functions=self.functions,
                 gauge=self.gauge,
                 endpoint_name_prefix=self.endpoint_name_prefix,
+                # Resources keep the logical ids they had before the split.
+                keep_stack_logical_ids=True,
             ),
         ).alarms
         self.dashboard = OperationsDashboard(
@@ -136,6 +133,8 @@ class MonitoringStack(Stack):
                 gauge=self.gauge,
                 endpoint_name_prefix=self.endpoint_name_prefix,
                 alarms=self.alarms,
+                # Resources keep the logical ids they had before the split.
+                keep_stack_logical_ids=True,
             ),
         ).dashboard
         self.budget: budgets.CfnBudget | None = None
@@ -149,20 +148,14 @@ class MonitoringStack(Stack):
                     environment=settings.environment,
                     budget=monitoring.budget,
                     topic=topic,
+                    # Resources keep the logical ids they had before the split.
+                    keep_stack_logical_ids=True,
                 ),
             ).budget
 
     def gauge(self, name: str, statistic: str = "Maximum") -> cloudwatch.Metric:
         """One of the gauge function's metrics for this environment."""
         return self.gauges.metric(name, statistic)
-
-    def allocate_logical_id(self, cfn_element: CfnElement) -> str:
-        """CDK's logical id, computed as if the composing constructs were not there."""
-        scopes = cfn_element.node.scopes
-        path = [scope.node.id for scope in scopes[scopes.index(self) + 1 :]]
-        if len(path) > 1 and path[0] in COMPOSED:
-            return _unique_id(path[1:])
-        return super().allocate_logical_id(cfn_element)
 
     # -- notifications --------------------------------------------------------------
 
@@ -205,19 +198,3 @@ class MonitoringStack(Stack):
                         conditions=conditions,
                     )
                 )
-
-
-def _unique_id(components: list[str]) -> str:
-    """CDK's ``makeUniqueId`` (aws-cdk-lib core/lib/private/uniqueid.ts), which it does not
-    export: the path without ``Default``; readable part without ``Resource`` and repeated
-    components, plus the first 8 hex digits of the MD5 of the path."""
-    components = [c for c in components if c != "Default"]
-    if len(components) == 1:
-        return re.sub(r"[^A-Za-z0-9]", "", components[0])
-    digest = hashlib.md5("/".join(components).encode()).hexdigest()[:8].upper()
-    human: list[str] = []
-    for component in components:
-        if not human or not human[-1].endswith(component):
-            human.append(component)
-    readable = "".join(re.sub(r"[^A-Za-z0-9]", "", c) for c in human if c != "Resource")
-    return readable[:240] + digest

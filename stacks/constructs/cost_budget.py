@@ -13,6 +13,7 @@ from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.constructs.logical_ids import keep_stack_logical_ids
 from stacks.settings.monitoring import BudgetSettings
 
 
@@ -24,6 +25,8 @@ class CostBudgetProps:
     - ``project``, ``environment``: the cost allocation tag values a ``tags`` scope filters on.
     - ``budget``: ``monitoring.budget`` of the environment's settings.
     - ``topic``: subscribed to every threshold (the topic must let Budgets publish).
+    - ``keep_stack_logical_ids``: give the resources the logical ids they would have as
+      direct children of the stack (for stacks that built them so before).
     """
 
     prefix: str
@@ -31,6 +34,7 @@ class CostBudgetProps:
     environment: str
     budget: BudgetSettings
     topic: sns.ITopic
+    keep_stack_logical_ids: bool = False
 
 
 class CostBudget(Construct):
@@ -40,6 +44,8 @@ class CostBudget(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         self.budget = self._budget(props.budget)
+        if props.keep_stack_logical_ids:
+            keep_stack_logical_ids(self)
 
     def _budget(self, budget: BudgetSettings) -> budgets.CfnBudget:
         settings = self._props

@@ -20,6 +20,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from stacks.constructs.logical_ids import keep_stack_logical_ids
 from stacks.settings.monitoring import AlarmSettings
 
 
@@ -35,6 +36,8 @@ class OperationsAlarmsProps:
     - ``functions``: one errors alarm each.
     - ``gauge``: reads a gauge function metric by name (``OperationsGauges.metric``).
     - ``endpoint_name_prefix``: named in the endpoint alarms' descriptions.
+    - ``keep_stack_logical_ids``: give the resources the logical ids they would have as
+      direct children of the stack (for stacks that built them so before).
     """
 
     prefix: str
@@ -45,6 +48,7 @@ class OperationsAlarmsProps:
     functions: Sequence[lambda_.IFunction]
     gauge: Callable[[str], cloudwatch.IMetric]
     endpoint_name_prefix: str
+    keep_stack_logical_ids: bool = False
 
 
 class OperationsAlarms(Construct):
@@ -58,6 +62,8 @@ class OperationsAlarms(Construct):
         self._function_alarms()
         self._endpoint_alarms()
         self._overdue_alarm()
+        if props.keep_stack_logical_ids:
+            keep_stack_logical_ids(self)
 
     def _alarm(
         self,

@@ -17,6 +17,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from stacks.constructs.logical_ids import keep_stack_logical_ids
+
 # Billing metrics exist only in us-east-1 and only once billing alerts are enabled.
 BILLING_REGION = "us-east-1"
 BILLED_SERVICES = ("AmazonSageMaker", "AmazonBedrock", "AWSLambda", "AmazonS3")
@@ -34,6 +36,8 @@ class OperationsDashboardProps:
     - ``gauge``: reads a gauge function metric by name (``OperationsGauges.metric``).
     - ``endpoint_name_prefix``: the SEARCH for this environment's endpoints.
     - ``alarms``: shown in the alarm status widget.
+    - ``keep_stack_logical_ids``: give the resources the logical ids they would have as
+      direct children of the stack (for stacks that built them so before).
     """
 
     prefix: str
@@ -44,6 +48,7 @@ class OperationsDashboardProps:
     gauge: Callable[[str], cloudwatch.IMetric]
     endpoint_name_prefix: str
     alarms: Sequence[cloudwatch.IAlarm]
+    keep_stack_logical_ids: bool = False
 
 
 class OperationsDashboard(Construct):
@@ -53,6 +58,8 @@ class OperationsDashboard(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         self.dashboard = self._dashboard()
+        if props.keep_stack_logical_ids:
+            keep_stack_logical_ids(self)
 
     def _endpoint_search(self, metric: str, statistic: str, label: str) -> cloudwatch.IMetric:
         """Every endpoint of this environment, live.

@@ -22,6 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.compliance import suppress, suppress_wildcards
+from stacks.constructs.logical_ids import keep_stack_logical_ids
 from stacks.lambda_bundling import function_code
 from stacks.log_groups import encrypted_log_group
 
@@ -44,6 +45,8 @@ class OperationsGaugesProps:
     - ``state_machines``: whose running executions are counted (may be empty).
     - ``endpoint_name_prefix``: endpoints whose names start with it are this environment's.
     - ``reserved_concurrency``: None leaves the function on the unreserved pool.
+    - ``keep_stack_logical_ids``: give the resources the logical ids they would have as
+      direct children of the stack (for stacks that built them so before).
     """
 
     prefix: str
@@ -56,6 +59,7 @@ class OperationsGaugesProps:
     state_machines: Sequence[sfn.IStateMachine]
     endpoint_name_prefix: str
     reserved_concurrency: int | None = None
+    keep_stack_logical_ids: bool = False
 
 
 class OperationsGauges(Construct):
@@ -65,6 +69,8 @@ class OperationsGauges(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         self.function = self._function()
+        if props.keep_stack_logical_ids:
+            keep_stack_logical_ids(self)
 
     def metric(self, name: str, statistic: str = "Maximum") -> cloudwatch.Metric:
         """One of the gauge function's metrics for this environment."""
@@ -158,6 +164,9 @@ class OperationsGauges(Construct):
             roles=[role],
             statements=statements,
         )
+        if props.keep_stack_logical_ids:
+            # Before the suppression below resolves the log group's ARN to its logical id.
+            keep_stack_logical_ids(self)
         suppress_wildcards(
             policy,
             "PutMetricData, GetMetricData, the Bedrock and SageMaker List calls and the X-Ray "
