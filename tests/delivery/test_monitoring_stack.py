@@ -17,15 +17,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.compliance import add_compliance_gate, suppress
-from stacks.delivery_settings import (
+from stacks.monitoring_stack import GAUGE_NAMESPACE, MonitoringStack
+from stacks.settings import load_settings
+from stacks.settings.monitoring import (
     AlarmSettings,
     BudgetNotificationType,
     BudgetSettings,
     BudgetThreshold,
     MonitoringSettings,
 )
-from stacks.monitoring_stack import GAUGE_NAMESPACE, MonitoringStack
-from stacks.settings import load_settings
 from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
 from tests.delivery.support import cdk_app, one, resources, statements
