@@ -416,6 +416,82 @@ def implied_requests(call: AwsCall, templates: Templates) -> list[Implied]:
     return found
 
 
+def _s3_read(uri: str) -> list[Request]:
+    """What a job reading an S3 URI (an object, or every object under a prefix) asks for."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    objects = f"arn:{PARTITION}:s3:::{bucket}/{key}" + ("object" if key.endswith("/") else "")
+    prefix = key if key.endswith("/") else key.rsplit("/", 1)[0] + "/"
+    return [
+        Request("s3:GetObject", objects),
+        Request("s3:ListBucket", f"arn:{PARTITION}:s3:::{bucket}", {"s3:prefix": prefix}),
+    ]
+
+
+def _s3_write(uri: str) -> Request:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return Request("s3:PutObject", f"arn:{PARTITION}:s3:::{bucket}/{key.rstrip('/')}/output")
+
+
+def service_role_requests(call: AwsCall) -> tuple[str, list[Implied]] | None:
+    """The role a job runs as and what it does with the request's locations and key, see
+    https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html and
+    https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-iam-role.html"""
+    p = call.params
+    found: list[Request] = []
+    if call.service == "sagemaker" and call.operation == "CreateTrainingJob":
+        why = (
+            "a training job reads its channels and writes its output and checkpoints "
+            "(https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html)"
+        )
+        for channel in p.get("InputDataConfig", []):
+            uri = _dig(channel, "DataSource", "S3DataSource", "S3Uri")
+            found += _s3_read(uri) if uri else []
+        found.append(_s3_write(p["OutputDataConfig"]["S3OutputPath"]))
+        checkpoints = _dig(p, "CheckpointConfig", "S3Uri")
+        if checkpoints:
+            found += [_s3_write(checkpoints), *_s3_read(checkpoints)]
+        key = _dig(p, "OutputDataConfig", "KmsKeyId")
+    elif call.service == "sagemaker" and call.operation == "CreateProcessingJob":
+        why = (
+            "a processing job reads its inputs and writes its outputs "
+            "(https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html)"
+        )
+        for item in p.get("ProcessingInputs", []):
+            uri = _dig(item, "S3Input", "S3Uri")
+            found += _s3_read(uri) if uri else []
+        for item in _dig(p, "ProcessingOutputConfig", "Outputs") or []:
+            found.append(_s3_write(item["S3Output"]["S3Uri"]))
+        key = _dig(p, "ProcessingOutputConfig", "KmsKeyId")
+    elif call.service == "bedrock" and call.operation == "CreateModelCustomizationJob":
+        why = (
+            "a customization job reads its data and reads, lists and writes its output "
+            "(https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-iam-role.html)"
+        )
+        found += _s3_read(p["trainingDataConfig"]["s3Uri"])
+        for validator in _dig(p, "validationDataConfig", "validators") or []:
+            found += _s3_read(validator["s3Uri"])
+        output = p["outputDataConfig"]["s3Uri"]
+        found += [_s3_write(output), *_s3_read(output.rstrip("/") + "/")]
+        key = p.get("customModelKmsKeyId")
+        if key:
+            via = {"kms:ViaService": f"bedrock.{REGION}.amazonaws.com"}
+            found += [
+                Request(f"kms:{a}", key, via)
+                for a in ("Decrypt", "GenerateDataKey", "DescribeKey", "CreateGrant")
+            ]
+            key = None  # the S3 side uses the buckets' own key, checked below
+    else:
+        return None
+    role = p.get("RoleArn") or p.get("roleArn")
+    implied = [Implied(r, why) for r in found]
+    if key:
+        via_s3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+        implied += [
+            Implied(Request(f"kms:{a}", key, via_s3), why) for a in ("GenerateDataKey", "Decrypt")
+        ]
+    return role, implied
+
+
 def _platform_key(templates: Templates) -> str | None:
     for stack, logical_id, _ in templates.resources("AWS::KMS::Key"):
         if logical_id.startswith("PlatformKey"):
@@ -493,6 +569,42 @@ class AwsCallRecorder:
                 reason = _denial(templates, statements, role_arn, implied.request)
                 if reason:
                     denied.append(Denied(call, implied.request, implied.because, reason))
+            denied += self._check_service_role(templates, call)
+        return denied
+
+    def _check_service_role(self, templates: Templates, call: AwsCall) -> list[Denied]:
+        """What the job a call starts does as the service role the call passes."""
+        found = service_role_requests(call)
+        if found is None:
+            return []
+        role_arn, implied = found
+        roles = [
+            (stack, logical_id)
+            for stack, logical_id, _ in templates.resources("AWS::IAM::Role")
+            if templates.role_arn(stack, logical_id) == role_arn
+        ]
+        if len(roles) != 1:
+            return [Denied(call, Request("iam:PassRole", role_arn), "service role", "no such role")]
+        statements = templates.role_statements(*roles[0])
+        denied = []
+        for item in implied:
+            # S3 objects written by the job are encrypted with the bucket's key too.
+            requests = [item.request]
+            if item.request.action in ("s3:PutObject", "s3:GetObject"):
+                bucket = item.request.resource.split(":::", 1)[1].split("/", 1)[0]
+                key = templates.bucket_key(bucket)
+                if key:
+                    action = (
+                        "GenerateDataKey" if item.request.action == "s3:PutObject" else "Decrypt"
+                    )
+                    via = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+                    requests.append(Request(f"kms:{action}", key, via))
+            for request in requests:
+                reason = _denial(templates, statements, role_arn, request)
+                if reason:
+                    denied.append(
+                        Denied(call, request, f"service role {role_arn}: {item.because}", reason)
+                    )
         return denied
 
     def assert_allowed(self, templates: Templates, functions: dict[str, tuple[str, str]]) -> None:
@@ -524,7 +636,26 @@ def _denial(
 
 @pytest.fixture
 def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCallRecorder:
-    """Records the calls of every botocore client created while the test runs."""
+    """Records the AWS calls of every botocore client created while the test runs.
+
+    Usage (any test folder; the workflow simulation can use it the same way)::
+
+        from tests.contracts.iam_policy import Templates
+        from tests.contracts.iam_recorder import aws_calls  # noqa: F401  (this fixture)
+
+        def test_flow(aws_calls, synth):
+            app = Templates(synth("dev", as_environment="test").templates)
+            stack, function_id = app.function("RegisterJob")       # construct id
+            app.bind_environment(stack, function_id, os.environ)   # names the run used
+            with aws_calls.acting_as("RegisterJob"):
+                handler(event, context)                            # calls are recorded
+            aws_calls.assert_allowed(app, {"RegisterJob": (stack, function_id)})
+
+    Clients must be created after the fixture starts (handlers loaded inside the test, as
+    ``tests.orchestration.fakes.load_handler`` does); calls outside ``acting_as`` are
+    recorded with no actor and not checked. ``assert_allowed`` fails listing each denied
+    request with the AWS page behind it.
+    """
     recorder = AwsCallRecorder()
     create_client = botocore.session.Session.create_client
 

@@ -572,3 +572,23 @@ def test_bedrock_on_demand_deployment(fake_aws_credentials):
         )
         result = deploy_bedrock_model(bedrock, ctx, package, now=NOW)
     assert (result.action, result.target) == ("deployed", deployment)
+
+
+def test_reserved_concurrency_is_opt_in_and_never_sent_to_the_functions():
+    """Lambda keeps 100 of an account's concurrency unreserved, so reserving by default
+    fails deployment in low-quota accounts (docs.aws.amazon.com/lambda/latest/dg/
+    configuration-concurrency.html); the switch is the stack's, not the functions'."""
+    import json
+
+    from pydantic import ValidationError
+
+    from stacks.delivery_settings import MonitoringSettings
+
+    assert ServingSettings().reserved_concurrency is None
+    assert MonitoringSettings().reserved_concurrency is None
+    reserving = ServingSettings(reserved_concurrency=3)
+    sent = json.loads(reserving.function_settings_json())
+    assert "reserved_concurrency" not in sent
+    assert ServingSettings.model_validate(sent) == ServingSettings()
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        ServingSettings(reserved_concurrency=0)
