@@ -333,3 +333,17 @@ def test_every_settings_module_imports_first_without_a_cycle(module: str) -> Non
     assert name == "PlatformSettings"
     if module in ("stacks.settings", "stacks.settings.base", "stacks.settings.patterns"):
         assert loaded_platform == "False", f"{module} loads the platform settings on import"
+
+
+def test_unknown_fields_inside_lists_and_source_types_name_the_allowed_fields() -> None:
+    message = error_of(
+        pipeline(
+            source={"type": "s3", "bucket": "my-source", "key": "src.zip", "bogus": 1},
+            stages=[{"environment": "dev", "smoke_job": {"jobspec": "x.json"}}],
+        )
+    )
+    assert "source.s3.bogus: unknown field: expected one of type, bucket, key, trigger" in message
+    assert (
+        "stages.0.smoke_job.jobspec: unknown field: expected one of job_spec, "
+        "state_machine_name, require_quality_gate (got 'x.json')"
+    ) in message
