@@ -1,7 +1,7 @@
-"""The operations gauge function (``lambda/operations_gauges/index.py``) against moto (Step
-Functions, SageMaker, CloudWatch) and a
-``Stubber`` for Bedrock provisioned throughput, which moto does not implement; the stub
-validates every request against the real Bedrock service model.
+"""The operations gauge function (``lambda/operations_gauges/index.py``, imported directly)
+against moto (Step Functions, SageMaker, CloudWatch) and a ``Stubber`` for Bedrock
+provisioned throughput, which moto does not implement; the stub validates every request
+against the real Bedrock service model.
 """
 
 from __future__ import annotations
