@@ -17,13 +17,13 @@ from pathlib import Path
 from aws_cdk import App, Environment
 
 from stacks.compliance import add_compliance_gate
-from stacks.delivery_settings import (
+from stacks.pipeline_stack import PipelineStack, StageFactory, platform_stage
+from stacks.settings import CONFIG_DIR, SettingsError, load_settings
+from stacks.settings.pipeline import (
     PIPELINE_SETTINGS_FILE,
     check_topology,
     load_pipeline_settings,
 )
-from stacks.pipeline_stack import PipelineStack, StageFactory, platform_stage
-from stacks.settings import CONFIG_DIR, SettingsError, load_settings
 
 
 def build(

@@ -20,8 +20,6 @@ Use :class:`FineTuningStage` to add a stage to any ``codepipeline.Pipeline`` and
 
 from __future__ import annotations
 
-import inspect
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,107 +39,20 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.compliance import suppress, suppress_wildcards
-from stacks.delivery_settings import check_job_spec_path
+from stacks.settings.pipeline import check_job_spec_path
 
 # The execution name is "<prefix>-<36-character action execution id>" and may be 80
 # characters long, see
 # https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html
 MAX_EXECUTION_NAME_PREFIX = 80 - 37
 EXECUTION_NAME_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-# Keys under which the state machine output may carry the evaluation's verdict
-# ({"passed": bool, "checks": [...]}, as finetuning.evaluation writes it).
-GATE_KEYS = ("quality_gate", "qualityGate")
 GATE_CHECK_TIMEOUT = Duration.minutes(10)
-
-
-# -- the quality-gate check that runs in CodeBuild ------------------------------------------
-# These functions are shipped as the CodeBuild action's script (``gate_check_script``), so
-# they use the standard library only and nothing else from this module.
-
-
-def find_gate_verdicts(document: Any, where: str = "$") -> list[tuple[str, dict]]:
-    """Every ``quality_gate``/``qualityGate`` object with a boolean ``passed`` in ``document``."""
-    found = []
-    if isinstance(document, dict):
-        for key, value in document.items():
-            path = f"{where}.{key}"
-            is_gate = key in ("quality_gate", "qualityGate") and isinstance(value, dict)
-            if is_gate and isinstance(value.get("passed"), bool):
-                found.append((path, value))
-                continue
-            found.extend(find_gate_verdicts(value, path))
-    elif isinstance(document, list):
-        for index, value in enumerate(document):
-            found.extend(find_gate_verdicts(value, f"{where}[{index}]"))
-    return found
-
-
-def judge_execution_output(documents: dict, require_verdict: bool) -> tuple[bool, list[str]]:
-    """Decide on the parsed JSON files of the invoke action's output artifact.
-
-    Returns (passed, lines to print). A verdict with ``passed: false`` fails; no verdict at
-    all fails only when ``require_verdict``; no JSON document at all always fails.
-    """
-    if not documents:
-        return False, ["no JSON execution output in the artifact: nothing to judge"]
-    lines, passed = [], True
-    verdicts = [
-        (f"{name}:{path}", verdict)
-        for name, document in sorted(documents.items())
-        for path, verdict in find_gate_verdicts(document)
-    ]
-    for where, verdict in verdicts:
-        if verdict["passed"]:
-            lines.append(f"quality gate passed at {where}")
-            continue
-        passed = False
-        lines.append(f"quality gate REJECTED the model at {where}")
-        for check in verdict.get("checks") or []:
-            if isinstance(check, dict) and check.get("passed") is False:
-                lines.append(f"  failed check: {check.get('message') or check}")
-    if not verdicts:
-        if require_verdict:
-            passed = False
-            lines.append(
-                "no quality_gate verdict in the execution output, and this stage requires "
-                "one: add a quality_gate to the job spec"
-            )
-        else:
-            lines.append("no quality_gate verdict in the execution output: the job succeeded")
-    return passed, lines
-
-
-def read_json_documents(root: Path) -> dict:
-    """Parse every visible file under ``root`` that holds JSON, by relative path."""
-    documents = {}
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
-            continue
-        try:
-            documents[str(relative)] = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            continue
-    return documents
-
-
-def gate_check_main(argv: list) -> int:
-    """``python3 -c "$SCRIPT" <artifact dir> <true|false>``: exit 0 passes, 1 fails."""
-    root, require_verdict = Path(argv[1]), argv[2] == "true"
-    passed, lines = judge_execution_output(read_json_documents(root), require_verdict)
-    for line in lines:
-        print(line)
-    return 0 if passed else 1
+GATE_CHECK_SCRIPT = Path(__file__).resolve().parent / "codebuild" / "quality_gate_check.py"
 
 
 def gate_check_script() -> str:
-    """The standalone script the QualityGate action runs (standard library only)."""
-    functions = (find_gate_verdicts, judge_execution_output, read_json_documents, gate_check_main)
-    body = "\n\n".join(inspect.getsource(function) for function in functions)
-    return (
-        "import json\nimport sys\nfrom pathlib import Path\nfrom typing import Any\n\n"
-        f"{body}\n\nsys.exit(gate_check_main(sys.argv))\n"
-    )
+    """The standalone script the QualityGate action runs (``stacks/codebuild/``)."""
+    return GATE_CHECK_SCRIPT.read_text(encoding="utf-8")
 
 
 # -- the actions ----------------------------------------------------------------------------

@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from stacks.settings.base import StrictModel
+from stacks.settings.patterns import EMAIL_PATTERN
 
 # EventBridge Scheduler rate expressions, see
 # https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html#rate-based
 RATE_PATTERN = re.compile(r"^rate\((?P<value>[1-9]\d*) (?P<unit>minutes?|hours?|days?)\)$")
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
 
 # Lambda memory 128 MB - 10,240 MB and timeout up to 900 s, see
 # https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
@@ -23,11 +25,7 @@ TimeoutSeconds = Annotated[int, Field(ge=3, le=900)]
 Hours = Annotated[int, Field(ge=1, le=24 * 90)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PriceSettings(_Strict):
+class PriceSettings(StrictModel):
     """USD prices for job cost estimates; empty means "usage only, no estimate".
 
     Take them from https://aws.amazon.com/sagemaker/pricing/ (training, per instance-hour)
@@ -41,7 +39,7 @@ class PriceSettings(_Strict):
     source: str | None = None
 
 
-class OrchestrationSettings(_Strict):
+class OrchestrationSettings(StrictModel):
     """How jobs are started, watched, notified and cleaned up."""
 
     # How long a wait for a job's state-change event lasts before the workflow polls the

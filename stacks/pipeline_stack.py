@@ -34,15 +34,6 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
 from stacks.compliance import suppress, suppress_wildcards
-from stacks.delivery_settings import (
-    CodeConnectionsSource,
-    DeploymentTarget,
-    PipelineSettings,
-    S3Source,
-    cross_account,
-    default_state_machine_name,
-    orchestration_key_alias,
-)
 from stacks.finetuning_pipeline_stage import (
     INLINE_POLICY_RULES,
     FineTuningActionProps,
@@ -51,6 +42,14 @@ from stacks.finetuning_pipeline_stage import (
 )
 from stacks.log_groups import encrypted_log_group
 from stacks.settings import PlatformSettings
+from stacks.settings.naming import default_state_machine_name, orchestration_key_alias
+from stacks.settings.pipeline import (
+    CodeConnectionsSource,
+    DeploymentTarget,
+    PipelineSettings,
+    S3Source,
+    cross_account,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where the Build step writes the pipeline's cloud assembly (pipeline_app.py); `make synth`

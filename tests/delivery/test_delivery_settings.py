@@ -10,23 +10,25 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from stacks.delivery_settings import (
+from stacks.settings import SettingsError, load_settings
+from stacks.settings.monitoring import (
     AlarmSettings,
     BudgetNotificationType,
     BudgetSettings,
     BudgetThreshold,
-    CodeConnectionsSource,
     MonitoringSettings,
+)
+from stacks.settings.naming import default_state_machine_name
+from stacks.settings.pipeline import (
+    CodeConnectionsSource,
     PipelineSettings,
     S3Source,
     SmokeJobSettings,
     check_topology,
     cross_account,
-    default_state_machine_name,
     load_pipeline_settings,
     pipeline_settings_from_mapping,
 )
-from stacks.settings import SettingsError, load_settings
 from tests.delivery.support import REPO
 
 CONNECTION = (
@@ -301,15 +303,47 @@ def test_a_pipeline_name_too_long_for_its_bucket_is_refused() -> None:
     assert "shorten pipeline_name or project by 15" in message
 
 
-def test_settings_py_can_import_the_monitoring_model_without_a_cycle() -> None:
-    # PlatformSettings.monitoring: stacks/settings.py imports MonitoringSettings from
-    # stacks.delivery_settings, which therefore must not import stacks.settings on load.
+SETTINGS_MODULES = (
+    "stacks.settings",
+    "stacks.settings.base",
+    "stacks.settings.patterns",
+    "stacks.settings.monitoring",
+    "stacks.settings.platform",
+    "stacks.settings.pipeline",
+    "stacks.settings.naming",
+    "stacks.orchestration_settings",
+    "stacks.delivery_settings",
+)
+
+
+@pytest.mark.parametrize("module", SETTINGS_MODULES)
+def test_every_settings_module_imports_first_without_a_cycle(module: str) -> None:
+    # Each one may be the first the interpreter loads (a test, a script, the app); the
+    # base and the patterns are leaves that load no settings model.
     code = (
-        "import sys; import stacks.delivery_settings as d; "
-        "assert 'stacks.settings' not in sys.modules, 'imports stacks.settings on load'; "
-        "d.MonitoringSettings(); print('ok')"
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        "print('stacks.settings.platform' in sys.modules); "
+        "from stacks.settings import PlatformSettings; print(PlatformSettings.__name__)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
     )
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert result.returncode == 0, result.stderr
+    loaded_platform, name = result.stdout.split()
+    assert name == "PlatformSettings"
+    if module in ("stacks.settings", "stacks.settings.base", "stacks.settings.patterns"):
+        assert loaded_platform == "False", f"{module} loads the platform settings on import"
+
+
+def test_unknown_fields_inside_lists_and_source_types_name_the_allowed_fields() -> None:
+    message = error_of(
+        pipeline(
+            source={"type": "s3", "bucket": "my-source", "key": "src.zip", "bogus": 1},
+            stages=[{"environment": "dev", "smoke_job": {"jobspec": "x.json"}}],
+        )
+    )
+    assert "source.s3.bogus: unknown field: expected one of type, bucket, key, trigger" in message
+    assert (
+        "stages.0.smoke_job.jobspec: unknown field: expected one of job_spec, "
+        "state_machine_name, require_quality_gate (got 'x.json')"
+    ) in message

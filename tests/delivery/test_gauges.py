@@ -1,13 +1,16 @@
-"""The operations gauge function against moto (Step Functions, SageMaker, CloudWatch) and a
-``Stubber`` for Bedrock provisioned throughput, which moto does not implement; the stub
-validates every request against the real Bedrock service model.
+"""The operations gauge function (``lambda/operations_gauges/index.py``, imported directly)
+against moto (Step Functions, SageMaker, CloudWatch) and a ``Stubber`` for Bedrock
+provisioned throughput, which moto does not implement; the stub validates every request
+against the real Bedrock service model.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -15,15 +18,27 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from stacks.monitoring_stack import (
-    GAUGE_NAMESPACE,
-    collect_gauges,
-    endpoint_traffic,
-    endpoints_in_service,
-    gauge_source,
-    provisioned_throughput_in_service,
-    running_execution_minutes,
-)
+from stacks.constructs.operations_gauges import GAUGE_FOLDER, GAUGE_NAMESPACE
+from stacks.lambda_bundling import LAMBDA_ROOT
+
+HANDLER = LAMBDA_ROOT / GAUGE_FOLDER / "index.py"
+
+
+def load_gauges() -> ModuleType:
+    """The function's ``index.py``, imported the way Lambda imports it (as ``index``)."""
+    spec = importlib.util.spec_from_file_location("operations_gauges_index", HANDLER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gauges_module = load_gauges()
+collect_gauges = gauges_module.collect_gauges
+endpoint_traffic = gauges_module.endpoint_traffic
+endpoints_in_service = gauges_module.endpoints_in_service
+provisioned_throughput_in_service = gauges_module.provisioned_throughput_in_service
+running_execution_minutes = gauges_module.running_execution_minutes
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/test"
@@ -215,8 +230,7 @@ def test_one_unreadable_gauge_does_not_hide_the_others(aws) -> None:
 
 def test_the_shipped_handler_publishes_every_gauge(aws, monkeypatch: pytest.MonkeyPatch) -> None:
     arn = state_machine_with_running_executions(1)
-    namespace: dict[str, Any] = {}
-    exec(compile(gauge_source(), "index.py", "exec"), namespace)  # the Lambda's index.py
+    index = load_gauges()  # the Lambda's index.py
     bedrock = stubbed_bedrock([throughput("a", 1)])
     real_client = boto3.client
     monkeypatch.setattr(
@@ -234,7 +248,7 @@ def test_the_shipped_handler_publishes_every_gauge(aws, monkeypatch: pytest.Monk
     }.items():
         monkeypatch.setenv(name, value)
 
-    values = namespace["gauge_handler"]({}, None)
+    values = index.handler({}, None)
 
     assert values["RunningExecutions"] == 1 and values["OverdueExecutions"] == 0
     published = boto3.client("cloudwatch", region_name=REGION).list_metrics(
@@ -247,8 +261,7 @@ def test_the_shipped_handler_publishes_every_gauge(aws, monkeypatch: pytest.Monk
 def test_the_shipped_handler_fails_loudly_after_publishing_what_it_could(
     aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    namespace: dict[str, Any] = {}
-    exec(compile(gauge_source(), "index.py", "exec"), namespace)
+    index = load_gauges()
     bedrock = stubbed_bedrock(error="ThrottlingException")
     real_client = boto3.client
     monkeypatch.setattr(
@@ -267,7 +280,7 @@ def test_the_shipped_handler_fails_loudly_after_publishing_what_it_could(
         monkeypatch.setenv(name, value)
 
     with pytest.raises(RuntimeError, match=r"provisioned throughput: .*ThrottlingException"):
-        namespace["gauge_handler"]({}, None)
+        index.handler({}, None)
     published = boto3.client("cloudwatch", region_name=REGION).list_metrics(
         Namespace=GAUGE_NAMESPACE
     )["Metrics"]
@@ -275,7 +288,7 @@ def test_the_shipped_handler_fails_loudly_after_publishing_what_it_could(
 
 
 def test_the_shipped_source_imports_only_what_the_lambda_runtime_has() -> None:
-    source = gauge_source()
+    source = HANDLER.read_text(encoding="utf-8")
     imports = {
         line.strip()
         for line in source.splitlines()

@@ -17,15 +17,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.compliance import add_compliance_gate, suppress
-from stacks.delivery_settings import (
+from stacks.monitoring_stack import GAUGE_NAMESPACE, MonitoringStack
+from stacks.settings import load_settings
+from stacks.settings.monitoring import (
     AlarmSettings,
     BudgetNotificationType,
     BudgetSettings,
     BudgetThreshold,
     MonitoringSettings,
 )
-from stacks.monitoring_stack import GAUGE_NAMESPACE, MonitoringStack, gauge_source
-from stacks.settings import load_settings
 from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
 from tests.delivery.support import cdk_app, one, resources, statements
@@ -295,7 +295,9 @@ def test_gauge_function_is_small_traced_and_arm(template) -> None:
     assert function["TracingConfig"] == {"Mode": "Active"}
     # Opt-in (monitoring.reserved_concurrency): a reservation fails low-quota accounts.
     assert "ReservedConcurrentExecutions" not in function
-    assert function["Code"]["ZipFile"] == gauge_source()
+    # The code is lambda/operations_gauges, bundled like every other function.
+    assert function["Handler"] == "index.handler"
+    assert set(function["Code"]) == {"S3Bucket", "S3Key"}
     assert "TargetArn" in function["DeadLetterConfig"]
     variables = function["Environment"]["Variables"]
     assert variables["EXPECTED_JOB_MINUTES"] == "360.0"

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from stacks.compliance import add_compliance_gate
-from stacks.delivery_settings import BudgetSettings, MonitoringSettings
 from stacks.settings import load_settings
+from stacks.settings.monitoring import BudgetSettings, MonitoringSettings
 from stacks.stage import PlatformStacks, platform_environment
 from tests.delivery.support import cdk_app, one, resources
 

@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.finetuning_pipeline_stage import (
-    find_gate_verdicts,
-    gate_check_script,
-    judge_execution_output,
-)
+from stacks.codebuild.quality_gate_check import find_gate_verdicts, judge_execution_output
+from stacks.finetuning_pipeline_stage import GATE_CHECK_SCRIPT, gate_check_script
 
 PASSED = {"passed": True, "checks": [{"metric": "accuracy", "passed": True, "message": "ok"}]}
 REJECTED = {
@@ -122,3 +119,20 @@ def test_the_script_needs_nothing_but_the_standard_library() -> None:
         "from pathlib import Path",
         "from typing import Any",
     }
+
+
+def test_the_stage_ships_the_script_file_unchanged() -> None:
+    assert GATE_CHECK_SCRIPT.name == "quality_gate_check.py"
+    assert gate_check_script() == GATE_CHECK_SCRIPT.read_text(encoding="utf-8")
+
+
+def test_the_script_file_runs_as_a_program_too(tmp_path: Path) -> None:
+    artifact = write_output(tmp_path, {"quality_gate": REJECTED})
+    result = subprocess.run(
+        [sys.executable, str(GATE_CHECK_SCRIPT), str(artifact), "false"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "failed check: accuracy 0.71 < min 0.85" in result.stdout

@@ -1,4 +1,4 @@
-"""Typed, validated settings for one environment of the platform.
+"""Typed, validated settings for one environment of the platform (``config/<env>.yaml``).
 
 Settings live in ``config/<env>.yaml`` and are validated once, before any construct is
 built. A bad value fails synth with a message naming the file, the field, the value and
@@ -8,18 +8,27 @@ what is allowed.
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from finetuning.serving import ServingSettings
-from stacks.delivery_settings import MonitoringSettings
 from stacks.orchestration_settings import OrchestrationSettings
+from stacks.settings.base import SettingsError, StrictModel, read_yaml, validate_mapping
+from stacks.settings.monitoring import MonitoringSettings
+from stacks.settings.patterns import (
+    ACCOUNT_PATTERN,
+    ACCOUNT_RULE,
+    INSTANCE_TYPE_PATTERN,
+    NAME_PATTERN,
+    NAME_RULE,
+    POLICY_ARN_PATTERN,
+    REGION_PATTERN,
+    REGION_RULE,
+)
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 # CloudWatch Logs accepts only these retention periods (days), see
 # https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html
@@ -36,20 +45,10 @@ KNOWN_ACCELERATED_FAMILIES = (
     "inf2",
 )  # fmt: skip
 
-INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
-REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
-ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
-POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+$")
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
-
 Days = Annotated[int, Field(ge=1, le=3650)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NetworkSettings(_Strict):
+class NetworkSettings(StrictModel):
     vpc_cidr: str = "10.20.0.0/16"
     max_azs: int = 2
     nat_gateways: int = Field(default=0, ge=0)
@@ -92,14 +91,14 @@ class NetworkSettings(_Strict):
         return self
 
 
-class StorageSettings(_Strict):
+class StorageSettings(StrictModel):
     abort_incomplete_multipart_upload_days: Days = 7
     noncurrent_version_expiration_days: Days = 30
     checkpoint_expiration_days: Days = 14
     access_log_expiration_days: Days = 365
 
 
-class LogSettings(_Strict):
+class LogSettings(StrictModel):
     retention_days: int = 90
 
     @field_validator("retention_days")
@@ -108,7 +107,7 @@ class LogSettings(_Strict):
         return _check_log_retention(value)
 
 
-class TrainingSettings(_Strict):
+class TrainingSettings(StrictModel):
     default_instance_type: str = "ml.g5.2xlarge"
     allowed_instance_families: tuple[str, ...] = ("g5", "g6", "g6e", "p4d", "p5")
 
@@ -143,7 +142,7 @@ class TrainingSettings(_Strict):
         return self
 
 
-class SecuritySettings(_Strict):
+class SecuritySettings(StrictModel):
     permissions_boundary_arn: str | None = None
 
     @field_validator("permissions_boundary_arn")
@@ -157,7 +156,7 @@ class SecuritySettings(_Strict):
         return value
 
 
-class PlatformSettings(_Strict):
+class PlatformSettings(StrictModel):
     project: str = "llm-finetuning"
     environment: str
     cost_centre: str
@@ -176,9 +175,7 @@ class PlatformSettings(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
-            raise ValueError(
-                "expected 3-32 lowercase letters, digits and hyphens, starting with a letter"
-            )
+            raise ValueError(NAME_RULE)
         return value
 
     @field_validator("cost_centre")
@@ -192,14 +189,14 @@ class PlatformSettings(_Strict):
     @classmethod
     def _account(cls, value: str | None) -> str | None:
         if value is not None and not ACCOUNT_PATTERN.match(str(value)):
-            raise ValueError("expected a 12-digit AWS account id, or null for any account")
+            raise ValueError(ACCOUNT_RULE)
         return value
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
         if not REGION_PATTERN.match(value):
-            raise ValueError("expected an AWS region code such as us-east-1 or eu-west-2")
+            raise ValueError(REGION_RULE)
         return value
 
     @model_validator(mode="after")
@@ -226,10 +223,6 @@ class PlatformSettings(_Strict):
         return f"{self.project}-{self.environment}"
 
 
-class SettingsError(ValueError):
-    """Settings that failed validation; the message lists every problem."""
-
-
 def _check_log_retention(value: int) -> int:
     if value not in LOG_RETENTION_DAYS:
         raise ValueError(
@@ -239,31 +232,9 @@ def _check_log_retention(value: int) -> int:
     return value
 
 
-def _describe(error: dict[str, Any], path: Path) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown field"
-        parent: Any = PlatformSettings
-        for part in error["loc"][:-1]:
-            parent = parent.model_fields[str(part)].annotation
-            # `X | None` fields: walk into X.
-            parent = next((a for a in get_args(parent) if hasattr(a, "model_fields")), parent)
-        message += f": expected one of {', '.join(parent.model_fields)}"
-    value = error.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{path}: {field}: {message}{shown}"
-
-
 def settings_from_mapping(data: Any, source: Path) -> PlatformSettings:
     """Validate an already-parsed mapping; ``source`` names it in error messages."""
-    if not isinstance(data, dict):
-        raise SettingsError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
-    try:
-        return PlatformSettings.model_validate(data)
-    except ValidationError as exc:
-        problems = "\n".join(f"  {_describe(err, source)}" for err in exc.errors())
-        raise SettingsError(f"invalid settings in {source}:\n{problems}") from None
+    return validate_mapping(PlatformSettings, data, source)
 
 
 def load_settings(environment: str, config_dir: Path = CONFIG_DIR) -> PlatformSettings:
@@ -275,11 +246,7 @@ def load_settings(environment: str, config_dir: Path = CONFIG_DIR) -> PlatformSe
             f"{path}: no settings file for environment {environment!r}; "
             f"expected one of {', '.join(available) or '(none found)'}"
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML: {exc}") from None
-    settings = settings_from_mapping(data, path)
+    settings = settings_from_mapping(read_yaml(path), path)
     if settings.environment != environment:
         raise SettingsError(
             f"{path}: environment: expected {environment!r} to match the file name "

@@ -1,0 +1,1 @@
+"""Scripts that run inside CodeBuild actions; each is a file the stack reads and ships."""
