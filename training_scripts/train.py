@@ -202,6 +202,8 @@ def build_training_arguments(
         data_seed=run.seed,
         report_to="none",
         disable_tqdm=True,
+        # Evaluation reports eval_loss only; gathering every batch's logits would cost memory.
+        prediction_loss_only=True,
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=run.dataloader_num_workers,

@@ -53,6 +53,10 @@ def selected_token_loss(
     if select_logits:
         outputs = model(**inputs, logits_to_keep=keep)
         logits = outputs.logits
+        if logits.dim() != 2 or logits.shape[0] != targets.numel():
+            # A forward that takes logits_to_keep but slices it its own way (older models).
+            outputs = model(**inputs)
+            logits = outputs.logits[keep]
     else:
         outputs = model(**inputs)
         logits = outputs.logits[keep]
