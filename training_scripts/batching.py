@@ -28,8 +28,13 @@ from typing import Any
 import torch
 
 from training_scripts.attention import VARLEN_KERNELS
-from training_scripts.packing import PAD_TO_MULTIPLE_OF, best_fit_decreasing
-from training_scripts.tokenization import IGNORE_INDEX, TokenizedExample
+from training_scripts.packing import (
+    PAD_TO_MULTIPLE_OF,
+    PackedCollator,
+    best_fit_decreasing,
+    pack_examples,
+)
+from training_scripts.tokenization import TokenizedExample
 
 AUTO = "auto"
 PADDING_FREE = "padding_free"
@@ -256,31 +261,11 @@ class PackedBatchCollator:
     """
 
     def __init__(self, pad_token_id: int, capacity: int) -> None:
-        self.pad_token_id = pad_token_id
+        self.rows = PackedCollator(pad_token_id)
         self.capacity = capacity
 
     def __call__(self, examples: Sequence[TokenizedExample]) -> dict[str, Any]:
-        bins = best_fit_decreasing([len(e) for e in examples], self.capacity)
-        rows = [[examples[i] for i in sorted(b)] for b in bins]
-        width = _round_up(max(sum(len(e) for e in row) for row in rows))
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            offset = 0
-            for example in row:
-                n = len(example)
-                input_ids[r, offset : offset + n] = torch.tensor(example.input_ids)
-                labels[r, offset : offset + n] = torch.tensor(example.labels)
-                position_ids[r, offset : offset + n] = torch.arange(n)
-                offset += n
-            position_ids[r, offset:] = torch.arange(width - offset)
-        return {
-            "input_ids": input_ids,
-            "labels": labels,
-            "position_ids": position_ids,
-            "num_tokens": sum(len(e) for e in examples),
-        }
+        return self.rows(pack_examples(examples, self.capacity))
 
 
 def make_collator(plan: BatchingPlan, pad_token_id: int, max_seq_length: int) -> Any:
