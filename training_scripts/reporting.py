@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,9 @@ class CsvLog:
 class ReportingCallback(TrainerCallback):
     """Prints the progress / metrics / eval lines and writes the CSV files (rank 0)."""
 
-    def __init__(self, output_data_dir: Path) -> None:
+    def __init__(self, output_data_dir: Path, write: Callable[[str], None] | None = None) -> None:
+        # ``write`` prints a line; the progress bar passes its own so that lines do not break it.
+        self.write = write or (lambda line: print(line, flush=True))
         self.training_csv = CsvLog(output_data_dir / TRAINING_METRICS_FILE, TRAINING_COLUMNS)
         self.eval_csv = CsvLog(output_data_dir / EVAL_METRICS_FILE, EVAL_COLUMNS)
         self.last_train_log: dict[str, Any] = {}
@@ -118,7 +120,7 @@ class ReportingCallback(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         if state.is_world_process_zero:
-            print(f"progress: step={state.global_step}/{state.max_steps}", flush=True)
+            self.write(f"progress: step={state.global_step}/{state.max_steps}")
 
     def on_step_end(
         self,
@@ -153,8 +155,8 @@ class ReportingCallback(TrainerCallback):
                 "tokens_per_second": logs.get("tokens_per_second"),
             }
             self.last_train_log = values
-            print(f"progress: step={step}/{state.max_steps}", flush=True)
-            print(metric_line("metrics", values), flush=True)
+            self.write(f"progress: step={step}/{state.max_steps}")
+            self.write(metric_line("metrics", values))
             self.training_csv.append(
                 {
                     "step": step,
@@ -172,5 +174,5 @@ class ReportingCallback(TrainerCallback):
                 "eval_perplexity": logs.get("eval_perplexity"),
             }
             self.last_eval_log = values
-            print(metric_line("eval", values), flush=True)
+            self.write(metric_line("eval", values))
             self.eval_csv.append(values)

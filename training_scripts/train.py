@@ -139,7 +139,9 @@ def describe(name: str, report: TokenizationReport, max_seq_length: int) -> str:
     return line
 
 
-def run_identity(args: ScriptArguments, prepared: PreparedData) -> dict[str, str]:
+def run_identity(
+    args: ScriptArguments, prepared: PreparedData, length_grouped: bool
+) -> dict[str, str]:
     """What a checkpoint must match to be resumed by this command line."""
     model, data = args.model, args.data
     return {
@@ -147,7 +149,9 @@ def run_identity(args: ScriptArguments, prepared: PreparedData) -> dict[str, str
         "method": model.method,
         "lora": f"r={model.lora_r},alpha={model.lora_alpha},modules={model.lora_target_modules}",
         "max_seq_length": str(data.max_seq_length),
-        "packing": str(data.packing),
+        # Batching layouts train on the same examples per step; only the length-grouped
+        # sampler orders them differently, and the order is part of a resumable state.
+        "length_grouped": str(length_grouped),
         "train_data_sha256": prepared.train_sha256,
     }
 
@@ -199,6 +203,8 @@ def build_training_arguments(
         data_seed=run.seed,
         report_to="none",
         disable_tqdm=True,
+        # Evaluation reports eval_loss only; gathering every batch's logits would cost memory.
+        prediction_loss_only=True,
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=run.dataloader_num_workers,
@@ -216,6 +222,16 @@ def library_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def peak_rss_gib() -> float | None:
+    """This process's peak resident memory (Linux reports KiB, macOS bytes)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -272,13 +288,15 @@ def _train(args: ScriptArguments) -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from training_scripts import checkpoints, modeling
-    from training_scripts.packing import (
-        ListDataset,
-        PackedCollator,
-        PaddedCollator,
-        pack_examples,
-        packing_keeps_examples_apart,
+    from training_scripts.attention import set_attention
+    from training_scripts.batching import (
+        attention_pair_weight,
+        attention_support,
+        choose_batching,
+        make_collator,
     )
+    from training_scripts.packing import ListDataset
+    from training_scripts.progress import StepProgress
     from training_scripts.reporting import ReportingCallback, metric_line, perplexity
     from training_scripts.tokenization import ConversationTokenizer, ensure_chat_template
     from training_scripts.trainer import FinetuneTrainer
@@ -322,30 +340,33 @@ def _train(args: ScriptArguments) -> int:
         # Where the Trainer would put it anyway; the packing check below then runs on the GPU.
         model.to(f"cuda:{modeling.local_rank()}")
     vocabulary = min(len(tokenizer), model.config.get_text_config().vocab_size)
-    packing_used = data_args.packing and packing_keeps_examples_apart(model, vocabulary)
-    if data_args.packing and not packing_used:
-        say(
-            f"warning: packing: {type(model).__name__} with attn_implementation="
-            f"{attn_implementation} lets packed examples attend to each other; padding instead"
-        )
+    plan = choose_batching(
+        data_args.batching,
+        lengths=[len(e) for e in train_examples],
+        batch_size=run_args.per_device_train_batch_size,
+        max_seq_length=data_args.max_seq_length,
+        support=attention_support(model, vocabulary, attn_implementation),
+        pair_weight=attention_pair_weight(model.config),
+    )
+    if data_args.batching in ("padding_free", "packed") and plan.mode == "padded":
+        say(f"warning: {plan.describe(run_args.per_device_train_batch_size)}")
+    else:
+        say(plan.describe(run_args.per_device_train_batch_size))
+    training_attention = plan.kernel if plan.varlen else attn_implementation
+    if training_attention != attn_implementation:
+        set_attention(model, training_attention)
     if model_args.method in ("lora", "qlora"):
         model = modeling.attach_lora(model, model_args, run_args.gradient_checkpointing)
     trainable_parameters, total_parameters = modeling.count_parameters(model)
     say(
         f"model: {model_args.model_name_or_path} method={model_args.method} "
-        f"dtype={str(dtype).removeprefix('torch.')} attention={attn_implementation} "
-        f"packing={packing_used} trainable_parameters={trainable_parameters} "
+        f"dtype={str(dtype).removeprefix('torch.')} attention={training_attention} "
+        f"batching={plan.mode} trainable_parameters={trainable_parameters} "
         f"total_parameters={total_parameters}"
     )
 
-    train_items: Sequence[Any] = train_examples
-    eval_items: Sequence[Any] = validation_examples
-    collator: Any = PaddedCollator(tokenizer.pad_token_id)
-    if packing_used:
-        train_items = pack_examples(train_examples, data_args.max_seq_length)
-        eval_items = pack_examples(validation_examples, data_args.max_seq_length)
-        collator = PackedCollator(tokenizer.pad_token_id)
-    eval_dataset = ListDataset(eval_items) if eval_items else None
+    collator = make_collator(plan, tokenizer.pad_token_id, data_args.max_seq_length)
+    eval_dataset = ListDataset(validation_examples) if validation_examples else None
 
     # -- trainer -----------------------------------------------------------------------------
     try:
@@ -357,20 +378,23 @@ def _train(args: ScriptArguments) -> int:
         )
     except ValueError as exc:  # e.g. an unknown --lr_scheduler_type, bf16 on an old GPU
         raise UsageError(f"invalid training configuration: {exc}") from None
-    reporting = ReportingCallback(Path(run_args.output_data_dir or output_dir))
-    callbacks: list[Any] = [reporting]
+    progress = StepProgress(lambda: trainer.tokens_seen)
+    reporting = ReportingCallback(Path(run_args.output_data_dir or output_dir), progress.write)
+    callbacks: list[Any] = [reporting, progress]
     if run_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(run_args.early_stopping_patience))
     trainer = FinetuneTrainer(
         model=model,
         args=training_arguments,
-        train_dataset=ListDataset(train_items),
+        train_dataset=ListDataset(train_examples),
         eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    # train.py prints its own lines; the Trainer's dict printouts and tqdm bars would repeat them.
+    if plan.length_grouped:
+        trainer.train_lengths = [len(e) for e in train_examples]
+    # train.py prints its own lines and bar; the Trainer's printouts and bar would repeat them.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     checkpoint_on_sigterm_at_once(trainer)
@@ -378,7 +402,7 @@ def _train(args: ScriptArguments) -> int:
     # -- checkpoints -------------------------------------------------------------------------
     with training_arguments.main_process_first(local=True):
         if training_arguments.local_process_index == 0:
-            checkpoints.claim(checkpoint_dir, run_identity(args, prepared))
+            checkpoints.claim(checkpoint_dir, run_identity(args, prepared, plan.length_grouped))
             for removed in checkpoints.remove_incomplete(checkpoint_dir):
                 say(f"checkpoint: removed incomplete {removed}")
     resume = checkpoints.latest_complete(checkpoint_dir)
@@ -424,6 +448,8 @@ def _train(args: ScriptArguments) -> int:
     saved_config = getattr(trainer.accelerator.unwrap_model(trainer.model), "config", None)
     if saved_config is not None:
         saved_config.use_cache = True  # the saved config is for inference
+    if training_attention != attn_implementation:
+        set_attention(trainer.accelerator.unwrap_model(trainer.model), attn_implementation)
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
@@ -464,6 +490,7 @@ def _train(args: ScriptArguments) -> int:
             state.best_model_checkpoint if training_arguments.load_best_model_at_end else None
         ),
         "stopped_early": state.global_step < state.max_steps,
+        "peak_rss_gib": peak_rss_gib(),
         "peak_gpu_memory_gib": (
             torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
         ),
@@ -478,8 +505,16 @@ def _train(args: ScriptArguments) -> int:
                     "bf16": bf16,
                     "dtype": str(dtype).removeprefix("torch."),
                     "attn_implementation": attn_implementation,
-                    "packing_requested": data_args.packing,
-                    "packing_used": packing_used,
+                    "training_attn_implementation": training_attention,
+                    "batching": {
+                        "requested": data_args.batching,
+                        "mode": plan.mode,
+                        "length_grouped": plan.length_grouped,
+                        "variable_length_attention": plan.varlen,
+                        "reason": plan.reason,
+                        "estimated_relative_compute": plan.relative_cost,
+                        "examples_per_micro_batch": run_args.per_device_train_batch_size,
+                    },
                     "chat_template": "fallback" if fallback_template else "tokenizer",
                     "save_steps": training_arguments.save_steps,
                     "world_size": training_arguments.world_size,
@@ -504,6 +539,7 @@ def _train(args: ScriptArguments) -> int:
                 "final_eval_loss": eval_loss,
                 "train_runtime": train_runtime,
                 "train_tokens_per_second": tokens_per_second,
+                "peak_rss_gib": metrics["peak_rss_gib"],
             },
         )
     )

@@ -31,7 +31,7 @@ def test_sagemaker_booleans_and_numbers_parse() -> None:
         ],
         environ={},
     )
-    assert args.data.packing is False
+    assert args.data.packing is False and args.data.batching == "padded"
     assert args.model.merge_adapter is True
     assert args.run.bf16 is False
     assert args.run.gradient_checkpointing is True
@@ -68,7 +68,8 @@ def test_local_defaults_depend_on_the_method() -> None:
     assert full.run.learning_rate == pytest.approx(2e-5)
     assert lora.run.checkpoint_dir == str(Path("out") / "checkpoints")
     assert lora.run.output_data_dir == "out"
-    assert lora.data.packing is True and lora.data.completion_only_loss is True
+    assert lora.data.batching == "auto" and lora.data.packing is None
+    assert lora.data.completion_only_loss is True
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def test_torchrun_two_processes(tiny_model: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", str(TRAIN_SCRIPT)]
     command += ["--model_name_or_path", str(tiny_model), "--train_file", str(train_file)]
-    command += ["--output_dir", str(out), "--method", "lora", "--max_steps", "6"]
+    command += ["--output_dir", str(out), "--method", "lora", "--max_steps", "10"]
     command += ["--logging_steps", "2", "--max_seq_length", "64", "--validation_split", "0.1"]
     command += ["--per_device_train_batch_size", "2", "--merge_adapter", "true"]
     result = subprocess.run(
@@ -37,13 +37,13 @@ def test_torchrun_two_processes(tiny_model: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     # Only rank 0 reports.
     assert result.stdout.count("done: outputs in") == 1
-    assert result.stdout.count("progress: step=2/6") == 1
+    assert result.stdout.count("progress: step=2/10") == 1
     config = json.loads((out / "training_config.json").read_text())
     assert config["resolved"]["world_size"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["global_step"] == 6
-    # Tokens are summed over both processes: 6 steps of 2 x 2 packed rows go through more
-    # than one epoch of the data, which one process alone would not see.
+    assert metrics["global_step"] == 10
+    # Tokens are summed over both processes: 10 steps of 2 x 2 examples go through more than
+    # one epoch of the 36 training examples, which one process alone (20) would not see.
     assert metrics["train_tokens"] > config["data"]["train_tokenization"]["tokens"]
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM

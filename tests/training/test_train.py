@@ -66,7 +66,22 @@ def test_lora_run_learns_reports_and_writes_loadable_outputs(
     digest = hashlib.sha256(train_file.read_bytes()).hexdigest()
     assert config["data"]["train"]["sha256"] == {str(train_file): digest}
     assert config["data"]["train"]["formats"] == {str(train_file): "messages"}
-    assert config["resolved"]["packing_used"] is True
+    # On CPU with SDPA: padding-free micro-batches of 2 examples, each attending to itself only.
+    batching = config["resolved"]["batching"]
+    assert batching["mode"] == "padding_free" and batching["variable_length_attention"] is True
+    assert batching["requested"] == "auto" and batching["examples_per_micro_batch"] == 2
+    assert config["resolved"]["training_attn_implementation"] == "sdpa_varlen"
+    assert config["resolved"]["attn_implementation"] == "sdpa"
+    assert "batching: padding_free, 2 examples per micro-batch in every mode; sdpa_varlen" in stdout
+    assert "batching=padding_free" in stdout
+    # Per-step progress lines (never more than one per step) with throughput and ETA.
+    steps = re.findall(
+        r"^step: (\d+)/30 \d+% .*tokens/s=\d+ elapsed=\S+(?: eta=\S+)?$", stdout, re.M
+    )
+    assert steps[0] == "1" and steps[-1] == "30" and len(steps) == len(set(steps))
+    assert metrics["peak_rss_gib"] > 0
+    # The saved model loads with the attention it was loaded with, not train.py's stand-in.
+    assert "sdpa_varlen" not in (out / "adapter_config.json").read_text()
     for library in ("torch", "transformers", "peft", "accelerate"):
         assert config["versions"][library]
     # The adapter loads with peft, the merged model with plain transformers, and agree.
@@ -102,14 +117,14 @@ def test_full_fine_tuning_with_padding_learns_and_saves_a_plain_model(
     assert code == 0, stderr
     train_losses = losses(stdout)
     assert train_losses[-1] < train_losses[0] / 2
-    assert "packing=False" in stdout
+    assert "batching=padded" in stdout
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.use_cache is True
     assert not (out / "adapter_config.json").exists()
     config = json.loads((out / "training_config.json").read_text())
-    assert config["resolved"]["packing_used"] is False
+    assert config["resolved"]["batching"]["mode"] == "padded"
 
 
 def test_every_data_format_trains_from_one_directory(
