@@ -1164,4 +1164,5 @@ class OrchestrationStack(Stack):
 
     @property
     def lambda_functions(self) -> list[lambda_.Function]:
-        return [f.function for f in self.functions.values()]
+        """Every function of this stack, the RFT grader included (monitoring alarms on each)."""
+        return [*(f.function for f in self.functions.values()), self.rft_grader.function.function]
