@@ -210,6 +210,13 @@ def estimate_cost(
         if value is not None and value <= 0:
             raise EstimateError(f"{name} must be positive, found {value}")
     family = resolve_model(model_id)
+    # Arguments first: a wrong flag is named before the data is read.
+    if family.is_bedrock and instance_type:
+        raise EstimateError("--instance-type applies to SageMaker (open) models only")
+    if not family.is_bedrock and not instance_type:
+        raise EstimateError(
+            "open models train on SageMaker: pass --instance-type (for example ml.g5.2xlarge)"
+        )
     special = customization in ("REINFORCEMENT_FINE_TUNING", "DISTILLATION")
     if special and not family.is_bedrock:
         raise EstimateError(f"{customization} is a Bedrock customization type")
@@ -221,6 +228,14 @@ def estimate_cost(
         s3_client=s3_client,
         customization=customization if special else None,
     )
+    if report.tokens == 0:
+        # An empty, binary or wholly invalid file has nothing to price: a $0 estimate with a
+        # warning would read as "free" (issue #13).
+        found = f"{report.records} records counted, {report.errors} validation errors"
+        raise EstimateError(
+            f"{path}: no valid record to count ({found}); "
+            f"run `finetune data validate {path} --model {model_id}` to see why"
+        )
     trained = report.tokens * epochs
     common = dict(
         path=str(path),
@@ -258,8 +273,6 @@ def estimate_cost(
             trained_tokens=(report.tokens + (teacher_output or 0)) * epochs,
         )
     if family.is_bedrock:
-        if instance_type:
-            raise EstimateError("--instance-type applies to SageMaker (open) models only")
         price = price_per_1k_tokens
         if price is None:
             price = next(
@@ -282,10 +295,6 @@ def estimate_cost(
             price_source=BEDROCK_PRICE_SOURCE,
             prices_as_of=BEDROCK_PRICES_AS_OF,
             note=note,
-        )
-    if not instance_type:
-        raise EstimateError(
-            "open models train on SageMaker: pass --instance-type (for example ml.g5.2xlarge)"
         )
     hourly = price_per_hour or SAGEMAKER_TRAINING_PRICE_PER_HOUR.get(instance_type)
     if hourly is None:

@@ -239,6 +239,18 @@ def test_stop_and_cancel_agree_on_exit_codes(folder, capsys):
         assert code == 1 and "already completed" in out
 
 
+@pytest.mark.parametrize("content", [b"", UTF16, BINARY], ids=["empty", "utf-16", "binary"])
+def test_data_estimate_refuses_a_file_with_nothing_to_count(folder, capsys, content):
+    (folder / "data.jsonl").write_bytes(content)
+    code, out, err = run(
+        capsys, "data", "estimate", "data.jsonl", "--model", "amazon.nova-lite-v1:0:300k",
+        "--epochs", "1",
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "data.jsonl: no valid record to count" in line and "finetune data validate" in line
+
+
 # -- evaluate (items 3, 4) ----------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from finetuning.data.estimate import (
     estimate_cost,
 )
 
-from ._records import NOVA, OPEN, prompt_completion
+from ._records import NOVA, OPEN, converse, prompt_completion
 
 
 @pytest.fixture
@@ -115,10 +115,35 @@ def test_bedrock_family_without_a_price_asks_for_one(titan_file: Path) -> None:
     assert priced.training_cost == pytest.approx(6000 / 1000 * 0.01)
 
 
-def test_validation_errors_are_surfaced(titan_file: Path) -> None:
-    estimate = estimate_cost(titan_file, NOVA, epochs=1, price_per_1k_tokens=0.001)
-    assert estimate.validation_errors == 30  # every record is in the wrong format for Nova
+def test_validation_errors_are_surfaced(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    # Nine Nova records and one in another format: priced, with the error counted.
+    path.write_text(
+        "".join(json.dumps(converse()) + "\n" for _ in range(9))
+        + json.dumps(prompt_completion())
+        + "\n"
+    )
+    estimate = estimate_cost(path, NOVA, epochs=1, price_per_1k_tokens=0.001)
+    assert estimate.validation_errors == 1 and estimate.tokens > 0
     assert any("validation errors" in line for line in estimate.lines())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x80\xd2\x9e binary \x00\xff\n" * 3, "\ufeff{}".encode("utf-16")],
+    ids=["empty", "binary", "utf-16"],
+)
+def test_nothing_countable_is_refused_not_priced_at_zero(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(EstimateError, match="no valid record to count"):
+        estimate_cost(path, NOVA, epochs=1, price_per_1k_tokens=0.001)
+
+
+def test_records_all_in_the_wrong_format_are_refused(titan_file: Path) -> None:
+    # Every record is prompt/completion, which Nova does not take: nothing to price.
+    with pytest.raises(EstimateError, match=r"30 records counted, 30 validation errors"):
+        estimate_cost(titan_file, NOVA, epochs=1, price_per_1k_tokens=0.001)
 
 
 def test_sagemaker_hours_and_cost(titan_file: Path) -> None:
