@@ -65,6 +65,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("orchestration-cdk"))
 
 
+# Whether a test's own call passed: the permission check reports only on passing scenarios.
+_CALL_PASSED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
@@ -73,11 +77,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     return report
 
 
-_CALL_PASSED = pytest.StashKey[bool]()
-
-
 @pytest.fixture(scope="session")
-def test_app(synth: Callable[..., Any]) -> dict[str, Any]:  # noqa: F811
+def app_as_tested(synth: Callable[..., Any]) -> dict[str, Any]:  # noqa: F811
     """The app as the fakes' environment would deploy it (prefix llm-finetuning-test): the
     same synthesis, cached on disk, as tests/contracts/test_iam_calls.py."""
     return synth("dev", as_environment="test").templates
@@ -95,7 +96,7 @@ def simulated_calls_allowed(
         yield
         return
     recorder: AwsCallRecorder = request.getfixturevalue("aws_calls")
-    templates = request.getfixturevalue("test_app")
+    templates = request.getfixturevalue("app_as_tested")
     platform: Platform | None = (
         request.getfixturevalue("platform") if "platform" in request.fixturenames else None
     )
