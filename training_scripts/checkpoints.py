@@ -7,7 +7,8 @@ next to weights and optimizer state, and no sentinel is left. Incomplete ones ar
 training starts, so checkpoint rotation never counts them.
 
 A marker file records which model and method the checkpoints belong to, so a checkpoint
-directory reused for a different run is reported instead of silently mixed in.
+directory reused for a different run is reported instead of silently mixed in;
+``run_identity`` is what it records, ``prepare_resume`` the start-of-run step.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from training_scripts.arguments import UsageError
+from training_scripts.console import say
+
+if TYPE_CHECKING:
+    from training_scripts.arguments import ScriptArguments
+    from training_scripts.data import PreparedData
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
@@ -128,3 +135,33 @@ def claim(checkpoint_dir: Path, identity: dict[str, str]) -> None:
                 f"({json.dumps(identity, sort_keys=True)}); use an empty directory"
             )
     marker.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def run_identity(
+    args: ScriptArguments, prepared: PreparedData, length_grouped: bool
+) -> dict[str, str]:
+    """What a checkpoint must match to be resumed by this command line."""
+    model, data = args.model, args.data
+    return {
+        "model_name_or_path": str(model.model_name_or_path),
+        "method": model.method,
+        "lora": f"r={model.lora_r},alpha={model.lora_alpha},modules={model.lora_target_modules}",
+        "max_seq_length": str(data.max_seq_length),
+        # Batching layouts train on the same examples per step; only the length-grouped
+        # sampler orders them differently, and the order is part of a resumable state.
+        "length_grouped": str(length_grouped),
+        "train_data_sha256": prepared.train_sha256,
+    }
+
+
+def prepare_resume(
+    checkpoint_dir: Path, identity: dict[str, str], training_arguments: Any
+) -> Checkpoint | None:
+    """Claim ``checkpoint_dir`` for this run and drop incomplete checkpoints (once per node),
+    then return the checkpoint to resume from, if any."""
+    with training_arguments.main_process_first(local=True):
+        if training_arguments.local_process_index == 0:
+            claim(checkpoint_dir, identity)
+            for removed in remove_incomplete(checkpoint_dir):
+                say(f"checkpoint: removed incomplete {removed}")
+    return latest_complete(checkpoint_dir)

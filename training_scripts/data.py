@@ -3,7 +3,8 @@
 Format detection and conversion belong to ``finetuning.data.formats`` (standard library only,
 shipped next to this package in the SageMaker source dir); this module adds what training needs
 on top: file discovery, line numbers in every error, one format per file, a check that each
-record has something to learn from, and the train/validation split.
+record has something to learn from, the train/validation split, and ``prepare_data``, which
+does all of that for one command line.
 
 Nothing here imports torch, so bad data is reported before any model loads.
 """
@@ -15,10 +16,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finetuning.data.formats import DataFormat, FormatError, detect_format, to_messages
 from finetuning.data.split import SplitError, validation_indices
+from training_scripts.arguments import UsageError
+from training_scripts.console import say
+
+if TYPE_CHECKING:
+    from training_scripts.arguments import ScriptArguments
 
 DATA_SUFFIXES = (".jsonl", ".json")
 AUTO = "auto"
@@ -199,3 +205,52 @@ def split_validation(
     train = [c for i, c in enumerate(conversations) if i not in held_out]
     validation = [c for i, c in enumerate(conversations) if i in held_out]
     return train, validation
+
+
+@dataclass
+class PreparedData:
+    """Training and validation conversations, and where they came from."""
+
+    train: list[Conversation]
+    validation: list[Conversation]
+    sources: dict[str, Any]
+    train_sha256: str  # over all training files, identifies the data a checkpoint belongs to
+
+
+def prepare_data(args: ScriptArguments) -> PreparedData:
+    """Read, check and split the data: everything that can fail before a model loads."""
+    data = args.data
+    train = load_data(data.train_file or "", "--train_file", data.data_format)
+    validation = None
+    if data.validation_file:
+        validation = load_data(data.validation_file, "--validation_file", data.data_format)
+        if data.validation_split > 0:
+            say("warning: --validation_split is ignored because validation data was given")
+        train_conversations, validation_conversations = (
+            train.conversations,
+            validation.conversations,
+        )
+    else:
+        train_conversations, validation_conversations = split_validation(
+            train.conversations, data.validation_split
+        )
+    if args.run.early_stopping_patience is not None and not validation_conversations:
+        raise UsageError(
+            "--early_stopping_patience needs validation data: --validation_file or "
+            "--validation_split"
+        )
+    validation_source: dict[str, Any] | None = None
+    if validation is not None:
+        validation_source = {"formats": validation.files, "sha256": validation.sha256}
+    elif validation_conversations:
+        validation_source = {"split_from_train": data.validation_split, "seed": 42}
+    combined = hashlib.sha256("".join(sorted(train.sha256.values())).encode()).hexdigest()
+    return PreparedData(
+        train=train_conversations,
+        validation=validation_conversations,
+        sources={
+            "train": {"formats": train.files, "sha256": train.sha256},
+            "validation": validation_source,
+        },
+        train_sha256=combined,
+    )

@@ -1,17 +1,31 @@
-"""Loading the base model and tokenizer, attaching LoRA / QLoRA, and writing the merged model."""
+"""Loading the base model and tokenizer, attaching LoRA / QLoRA, and writing the merged model.
+
+``prepare_model`` is the model step of a run: load, choose the batching layout (it depends on
+the model's attention), switch attention for it, attach LoRA, and print the ``model:`` line.
+"""
 
 from __future__ import annotations
 
 import gc
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, set_seed
 
-from training_scripts.arguments import ModelArguments, UsageError
+from training_scripts.arguments import ModelArguments, ScriptArguments, UsageError
+from training_scripts.attention import set_attention
+from training_scripts.batching import (
+    BatchingPlan,
+    attention_pair_weight,
+    attention_support,
+    choose_batching,
+)
+from training_scripts.console import say
+from training_scripts.tokenization import TokenizedExample
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -168,3 +182,64 @@ def save_merged_model(
     tokenizer.save_pretrained(str(merged_dir))
     del merged, base
     gc.collect()
+
+
+@dataclass
+class PreparedModel:
+    """The model ready for the Trainer, and what was resolved on the way."""
+
+    model: Any
+    dtype: torch.dtype
+    attn_implementation: str  # for inference, and for training unless the batching needs varlen
+    training_attention: str
+    plan: BatchingPlan
+    trainable_parameters: int
+    total_parameters: int
+
+
+def prepare_model(
+    args: ScriptArguments, tokenizer: Any, train_examples: list[TokenizedExample], *, bf16: bool
+) -> PreparedModel:
+    """Load the model, choose the batching layout for it and the data, attach LoRA."""
+    model_args, data_args, run_args = args.model, args.data, args.run
+    set_seed(run_args.seed)
+    dtype = resolve_dtype(model_args, bf16)
+    attn_implementation = resolve_attn_implementation(model_args.attn_implementation, dtype)
+    model = load_model(model_args, dtype=dtype, attn_implementation=attn_implementation)
+    if torch.cuda.is_available() and model_args.method != "qlora" and not run_args.fsdp:
+        # Where the Trainer would put it anyway; the packing check below then runs on the GPU.
+        model.to(f"cuda:{local_rank()}")
+    vocabulary = min(len(tokenizer), model.config.get_text_config().vocab_size)
+    plan = choose_batching(
+        data_args.batching,
+        lengths=[len(e) for e in train_examples],
+        batch_size=run_args.per_device_train_batch_size,
+        max_seq_length=data_args.max_seq_length,
+        support=attention_support(model, vocabulary, attn_implementation),
+        pair_weight=attention_pair_weight(model.config),
+    )
+    if data_args.batching in ("padding_free", "packed") and plan.mode == "padded":
+        say(f"warning: {plan.describe(run_args.per_device_train_batch_size)}")
+    else:
+        say(plan.describe(run_args.per_device_train_batch_size))
+    training_attention = plan.kernel if plan.varlen else attn_implementation
+    if training_attention != attn_implementation:
+        set_attention(model, training_attention)
+    if model_args.method in ("lora", "qlora"):
+        model = attach_lora(model, model_args, run_args.gradient_checkpointing)
+    trainable_parameters, total_parameters = count_parameters(model)
+    say(
+        f"model: {model_args.model_name_or_path} method={model_args.method} "
+        f"dtype={str(dtype).removeprefix('torch.')} attention={training_attention} "
+        f"batching={plan.mode} trainable_parameters={trainable_parameters} "
+        f"total_parameters={total_parameters}"
+    )
+    return PreparedModel(
+        model=model,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        training_attention=training_attention,
+        plan=plan,
+        trainable_parameters=trainable_parameters,
+        total_parameters=total_parameters,
+    )

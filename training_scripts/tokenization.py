@@ -10,15 +10,21 @@ the pad id.
 
 Prompt-completion records with string fields train as plain text: ``prompt`` (context), then
 ``completion`` and the EOS token (learned).
+
+``tokenize_data`` turns a run's prepared conversations into examples and logs what happened.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training_scripts.data import Conversation, DataError
+from training_scripts.console import say
+from training_scripts.data import Conversation, DataError, PreparedData
+
+if TYPE_CHECKING:
+    from training_scripts.arguments import DataArguments
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
 
@@ -225,3 +231,57 @@ class ConversationTokenizer:
         report.tokens += len(input_ids)
         report.trainable_tokens += trainable
         return TokenizedExample(input_ids=input_ids, labels=labels)
+
+
+@dataclass
+class TokenizedData:
+    """A run's training and validation examples, and how the records became examples."""
+
+    train: list[TokenizedExample]
+    validation: list[TokenizedExample]
+    train_report: TokenizationReport
+    validation_report: TokenizationReport
+    fallback_template: bool  # the tokenizer had no chat template; train.py's was used
+
+
+def describe(name: str, report: TokenizationReport, max_seq_length: int) -> str:
+    line = (
+        f"data: {name}: {report.records} records -> {report.examples} examples, "
+        f"{report.tokens} tokens ({report.trainable_tokens} trained), {report.truncated} "
+        f"truncated to {max_seq_length} tokens, {report.dropped_no_trainable_tokens} dropped "
+        "with no trainable token"
+    )
+    if report.dropped_examples:
+        line += f" (first: {', '.join(report.dropped_examples)})"
+    return line
+
+
+def tokenize_data(tokenizer: Any, prepared: PreparedData, data: DataArguments) -> TokenizedData:
+    """Tokenize the run's conversations and print a ``data:`` line per split; raises
+    ``DataError`` when no training example is left."""
+    fallback_template = ensure_chat_template(tokenizer)
+    if fallback_template:
+        say("warning: the tokenizer has no chat template; using train.py's fallback template")
+    to_examples = ConversationTokenizer(
+        tokenizer,
+        max_seq_length=data.max_seq_length,
+        completion_only_loss=data.completion_only_loss,
+        prompt_completion_chat_template=data.prompt_completion_chat_template,
+    )
+    train_examples, train_report = to_examples(prepared.train)
+    validation_examples, validation_report = to_examples(prepared.validation)
+    say(describe("train", train_report, data.max_seq_length))
+    if validation_report.records:
+        say(describe("validation", validation_report, data.max_seq_length))
+    if not train_examples:
+        raise DataError(
+            f"--train_file {data.train_file}: none of the {train_report.records} records "
+            f"has a trainable token within --max_seq_length {data.max_seq_length}"
+        )
+    return TokenizedData(
+        train=train_examples,
+        validation=validation_examples,
+        train_report=train_report,
+        validation_report=validation_report,
+        fallback_template=fallback_template,
+    )

@@ -9,7 +9,8 @@ Modules:
 - ``formats``: the record formats, ``detect_format`` and ``to_messages``.
 - ``split``: deterministic train/validation splits.
 - ``models``: model families and their documented dataset limits.
-- ``validate``: streaming validation (``validate_path``) and its report.
+- ``validate``: streaming validation (``validate_path``) and its report; the checks are
+  in ``validation``, one module each.
 - ``convert``: format conversion from JSONL, CSV and Parquet.
 - ``images``: image-classification datasets to ``bedrock-conversation-2024``.
 - ``estimate``: token counts and training cost.

@@ -159,7 +159,8 @@ def feed_customization_records(
     validator: Any, lines: Iterable[bytes], customization: str, family: ModelFamily
 ) -> None:
     """Check each line with the rules of ``customization``, reporting through the
-    validator of ``finetuning.data.validate`` (its problem/error/report interface)."""
+    ``ProblemLog`` of ``finetuning.data.validation.report`` (its error/warning/report
+    interface)."""
     check = (
         check_rft_record
         if customization == REINFORCEMENT_FINE_TUNING

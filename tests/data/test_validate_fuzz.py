@@ -126,7 +126,7 @@ def test_record_like_json_never_crashes(values: list, model: str) -> None:
     ),
 )
 def test_keyword_scanner_agrees_with_substring_search(text: str, keywords: list[str]) -> None:
-    from finetuning.data.validate import _KeywordScanner
+    from finetuning.data.validation.messages import KeywordScanner as _KeywordScanner
 
     found = _KeywordScanner(keywords).search(text)
     assert (found is not None) == any(keyword in text for keyword in keywords)
