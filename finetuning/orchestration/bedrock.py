@@ -30,8 +30,9 @@ from finetuning.orchestration.aws_jobs.bedrock_customization import (
     customization_job_status,
 )
 from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
+from finetuning.orchestration.aws_jobs.provisioned_throughput import CommitmentDuration
 from finetuning.orchestration.environment import Environment
-from finetuning.orchestration.manifest import Commitment, JobManifest
+from finetuning.orchestration.manifest import NO_COMMITMENT, JobManifest
 from finetuning.orchestration.state import JobState, finite_metrics
 from finetuning.platform import FINAL_MODELS_PREFIX
 
@@ -164,7 +165,7 @@ def throughput_request(
     job_id: str,
     model_arn: str,
     model_units: int,
-    commitment: Commitment,
+    commitment: CommitmentDuration | str,
     serving_tags: Mapping[str, str],
 ) -> dict[str, Any]:
     """CreateProvisionedModelThroughput arguments; no commitment unless asked (the field is
@@ -176,8 +177,8 @@ def throughput_request(
         "modelId": model_arn,
         "tags": tags.as_key_value_list(serving_tags),
     }
-    if commitment != Commitment.NONE:
-        request["commitmentDuration"] = commitment.value
+    if commitment != NO_COMMITMENT:
+        request["commitmentDuration"] = CommitmentDuration(commitment).value
     return request
 
 
