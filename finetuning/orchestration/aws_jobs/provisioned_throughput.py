@@ -7,7 +7,11 @@ https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateProvisionedMod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
+
+from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 
 
 class CommitmentDuration(StrEnum):
@@ -18,3 +22,32 @@ class CommitmentDuration(StrEnum):
 
     ONE_MONTH = "OneMonth"
     SIX_MONTHS = "SixMonths"
+
+
+def provisioned_throughput_request(
+    *,
+    model_id: str,
+    provisioned_model_name: str,
+    model_units: int,
+    commitment_duration: CommitmentDuration | str | None = None,
+    tags: Mapping[str, str] | None = None,
+    client_request_token: str | None = None,
+) -> dict[str, Any]:
+    """CreateProvisionedModelThroughput arguments (modelUnits, provisionedModelName and modelId
+    required; commitmentDuration, tags and clientRequestToken optional). No commitment unless
+    asked: the field is left out for hourly, cancel-any-time throughput. ``tags`` of None are
+    left out, an empty mapping is sent as an empty list.
+    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateProvisionedModelThroughput.html
+    """
+    request: dict[str, Any] = {
+        "modelUnits": model_units,
+        "provisionedModelName": provisioned_model_name,
+        "modelId": model_id,
+    }
+    if commitment_duration is not None:
+        request["commitmentDuration"] = CommitmentDuration(commitment_duration).value
+    if tags is not None:
+        request["tags"] = as_key_value_list(tags)
+    if client_request_token:
+        request["clientRequestToken"] = client_request_token
+    return request
