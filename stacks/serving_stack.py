@@ -26,18 +26,18 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from finetuning.platform import (
     EVALUATION_REPORTS_PREFIX,
     TRAINING_DATA_PROCESSED_PREFIX,
     TRAINING_DATA_RAW_PREFIX,
-    parameter_prefix,
+    ServingParameter,
 )
 from finetuning.serving import DEFAULT_INFERENCE_IMAGE_TAG, ServingSettings
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.container_images import inference_image
+from stacks.discovery import publish_parameter
 from stacks.lambda_bundling import function_code
 from stacks.log_groups import encrypted_log_group
 from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
@@ -46,14 +46,6 @@ from stacks.storage_stack import bucket_name
 
 # The newest Lambda Python runtime (the nag packs require the latest).
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-# SSM parameters this stack publishes, beside the foundation's (finetuning/platform.py).
-SERVING_PARAMETERS = {
-    "model_package_group": "serving/model-package-group",
-    "evaluate_function": "serving/evaluate-function-arn",
-    "register_function": "serving/register-function-arn",
-    "deploy_function": "serving/deploy-function-arn",
-    "endpoint_security_group": "serving/endpoint-security-group-id",
-}
 
 
 class ServingStack(Stack):
@@ -640,19 +632,14 @@ class ServingStack(Stack):
         )
 
     def _publish(self, group: str) -> None:
-        values = {
-            "model_package_group": group,
-            "evaluate_function": self.evaluate_function.function_arn,
-            "register_function": self.register_function.function_arn,
-            "deploy_function": self.deploy_function.function_arn,
-            "endpoint_security_group": self.endpoint_security_group.security_group_id,
-        }
-        root = parameter_prefix(self._settings.project, self._settings.environment)
-        for name, leaf in SERVING_PARAMETERS.items():
-            ssm.StringParameter(
-                self,
-                "Param" + "".join(part.capitalize() for part in name.split("_")),
-                parameter_name=f"{root}/{leaf}",
-                string_value=values[name],
-                description=f"{self._settings.resource_prefix}: {name.replace('_', ' ')}",
-            )
+        security_group = self.endpoint_security_group.security_group_id
+        for parameter, value in {
+            ServingParameter.MODEL_PACKAGE_GROUP: group,
+            ServingParameter.EVALUATE_FUNCTION: self.evaluate_function.function_arn,
+            ServingParameter.REGISTER_FUNCTION: self.register_function.function_arn,
+            ServingParameter.DEPLOY_FUNCTION: self.deploy_function.function_arn,
+            ServingParameter.ENDPOINT_SECURITY_GROUP: security_group,
+        }.items():
+            # The ids these parameters had before the shared helper (``ParamEvaluateFunction``).
+            legacy_id = "Param" + "".join(part.capitalize() for part in parameter.name.split("_"))
+            publish_parameter(self, self._settings, parameter, value, construct_id=legacy_id)
