@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,15 +351,18 @@ def implied_requests(call: AwsCall, templates: Templates) -> list[Implied]:
                 "serving a custom model encrypted with a customer managed key needs the key "
                 "(https://docs.aws.amazon.com/bedrock/latest/userguide/encryption-custom-job.html)",
             )
-            # Creation is authorized on the custom model and on its base model, see
+            # Creation is authorized on the custom model, and provisioned throughput also on
+            # its base model (CreateCustomModelDeployment lists only custom-model as its
+            # resource type), see
             # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
-            base = model.split(":custom-model/", 1)[1].rsplit("/", 1)[0]
             found.append(
                 Implied(
                     Request(call.action, model, context_of(call)[0], context_of(call)[1]),
                     "creation is authorized on the custom model (Service Authorization Reference)",
                 )
             )
+        if key and ":custom-model/" in model and op == "CreateProvisionedModelThroughput":
+            base = model.split(":custom-model/", 1)[1].rsplit("/", 1)[0]
             found.append(
                 Implied(
                     Request(
@@ -528,6 +531,9 @@ class Denied:
 class AwsCallRecorder:
     calls: list[AwsCall] = field(default_factory=list)
     actor: str | None = None
+    # Who makes a call made outside ``acting_as``: the workflow simulation answers with the
+    # function its router runs now (on the engine's thread), None for test plumbing.
+    actor_of: Callable[[], str | None] = lambda: None
 
     @contextlib.contextmanager
     def acting_as(self, construct_id: str) -> Iterator[None]:
@@ -540,7 +546,7 @@ class AwsCallRecorder:
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         self.calls.append(
             AwsCall(
-                actor=self.actor,
+                actor=self.actor if self.actor is not None else self.actor_of(),
                 service=model.service_model.service_name,
                 operation=model.name,
                 params=dict(params),

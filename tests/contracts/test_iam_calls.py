@@ -62,6 +62,7 @@ MODEL_ARN = (
     f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.nova-lite-v1:0:300k/abcdefghijkl"
 )
 THROUGHPUT_ARN = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:provisioned-model/abcdefghijkl"
+DEPLOYMENT_ARN = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model-deployment/abcdef123456"
 # Functions deployed from another function's folder (lambda/start_job twice).
 FOLDERS = {
     "StartBedrockJob": "start_bedrock_job",
@@ -142,8 +143,11 @@ def started(run: Run, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def throughput_client() -> tuple[Any, Stubber]:
+    """Bedrock with provisioned throughput and custom model deployments stubbed (moto has
+    neither in full)."""
     stubbed_client, stubber = stubbed("bedrock")
-    return Routed(client("bedrock"), stubbed_client, THROUGHPUT_OPERATIONS), stubber
+    operations = THROUGHPUT_OPERATIONS | {"delete_custom_model_deployment"}
+    return Routed(client("bedrock"), stubbed_client, operations), stubber
 
 
 def throughput(status: str) -> dict[str, Any]:
@@ -266,10 +270,18 @@ def test_manifest_submission_calls_are_allowed(run: Run) -> None:
     spec = bedrock_manifest()
     bucket = spec["training_data_uri"].split("/")[2]
     run.platform.put(f"s3://{bucket}/jobs/support.yaml", yaml.safe_dump(spec))
+    # The event names the version written (the bucket is versioned); the handler reads it.
+    version = client("s3").head_object(Bucket=bucket, Key="jobs/support.yaml")["VersionId"]
     detail = {
         "version": "0",
         "bucket": {"name": bucket},
-        "object": {"key": "jobs/support.yaml", "size": 10, "etag": "abc", "sequencer": "1"},
+        "object": {
+            "key": "jobs/support.yaml",
+            "size": 10,
+            "etag": "abc",
+            "sequencer": "1",
+            "version-id": version,
+        },
         "request-id": "r",
         "requester": ACCOUNT,
         "reason": "PutObject",
@@ -311,10 +323,30 @@ def test_expiry_cleanup_calls_are_allowed(run: Run) -> None:
         "list_tags_for_resource",
         {"tags": tags.as_key_value_list({tags.PLATFORM: PREFIX, tags.EXPIRES_AT: timestamp(now)})},
     )
+    # An expired, already warned on-demand deployment: deleted.
+    deployment = {
+        "customModelDeploymentArn": DEPLOYMENT_ARN,
+        "customModelDeploymentName": f"{PREFIX}-job-1",
+        "modelArn": MODEL_ARN,
+        "createdAt": now,
+        "status": "Active",
+    }
+    stubber.add_response(
+        "list_custom_model_deployments", {"modelDeploymentSummaries": [deployment]}
+    )
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"tags": tags.as_key_value_list(expired)},
+        {"resourceARN": DEPLOYMENT_ARN},
+    )
     stubber.add_response("tag_resource", {}, {"resourceARN": THROUGHPUT_ARN, "tags": ANY})
+    stubber.add_response(
+        "delete_custom_model_deployment", {}, {"customModelDeploymentIdentifier": DEPLOYMENT_ARN}
+    )
     with stubber:
         report = run.invoke("CleanupExpired", {}, bedrock=bedrock)
-    assert report["delete"] and report["warn"]
+    stubber.assert_no_pending_responses()
+    assert {entry["arn"] for entry in report["delete"]} >= {DEPLOYMENT_ARN} and report["warn"]
     run.check("CleanupExpired")
 
 

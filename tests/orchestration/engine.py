@@ -86,6 +86,7 @@ from tests.orchestration.fakes import ACCOUNT, REGION, client
 
 __all__ = [
     "FUNCTION_CONSTRUCTS",
+    "ROUTER_OBSERVERS",
     "TASK_FUNCTIONS",
     "FunctionRouter",
     "Interpreter",
@@ -115,6 +116,10 @@ FUNCTION_CONSTRUCTS = {
 current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_function", default=None
 )
+
+# Observers of every router's invocations (the orchestration conftest's permission check
+# adds one per simulation test).
+ROUTER_OBSERVERS: list[Callable[[Invocation], None]] = []
 
 # How long a callback task waits for its token after its function returned. Answers are
 # delivered synchronously (by on_wait or by the function itself), so none can come later.
@@ -177,7 +182,7 @@ class FunctionRouter:
             raise
         finally:
             current_function.reset(token)
-            for observer in self.observers:
+            for observer in [*self.observers, *ROUTER_OBSERVERS]:
                 observer(invocation)
 
     def lambda_backend_invoke(
@@ -327,7 +332,7 @@ def running_engine(router: FunctionRouter, clock: _Clock) -> Iterator[None]:
 
 
 class Interpreter:
-    """Runs one execution on moto's engine (the constructor of ``asl.Interpreter``).
+    """Runs one execution on moto's engine (the constructor of the former ``asl.Interpreter``).
     ``handlers`` maps a function name to ``fn(event) -> result`` (the real handler, usually);
     ``on_wait(token)`` is called after a callback task's function returned, and may deliver
     events that answer it; ``answers`` is kept for the old signature (the engine itself now
@@ -355,7 +360,13 @@ class Interpreter:
             result = handler(event)
             token = event.get("task_token") if isinstance(event, dict) else None
             if token:
-                self._on_wait(token)
+                # The answer comes from outside the function (a job's event, a test), so
+                # its AWS calls are not the function's.
+                outside = current_function.set(None)
+                try:
+                    self._on_wait(token)
+                finally:
+                    current_function.reset(outside)
             return result
 
         return run

@@ -1,6 +1,6 @@
 """Simulated runs of the new Bedrock customization types through the synthesized workflow:
 reinforcement fine-tuning (success with the platform's grader, and a job whose grader fails)
-and distillation. The state machine is interpreted and the real handlers run against moto;
+and distillation. The state machine runs on moto's engine and the real handlers run against moto;
 the CreateModelCustomizationJob request is recorded on its way to moto, which does not keep
 customizationConfig, and checked against botocore's service model."""
 
@@ -16,7 +16,7 @@ from botocore.validate import ParamValidator
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import JobStatus
 from finetuning.orchestration.workflow import States
-from tests.orchestration.asl import workflow_definition
+from tests.orchestration.engine import workflow_definition
 from tests.orchestration.fakes import DATA_BUCKET, Platform, bedrock_manifest, client
 from tests.orchestration.test_simulation import SETTINGS, Run
 

@@ -1,7 +1,8 @@
-"""Simulated runs through the on-demand serving branch: the synthesized state machine,
-interpreted (tests/orchestration/asl.py), calling the real handlers against moto, with the
-custom model deployment calls answered by a Stubber that checks each request against
-botocore's Bedrock service model (moto has no custom model deployments)."""
+"""Simulated runs through the on-demand serving branch: the synthesized state machine, run
+by moto's Amazon States Language engine (tests.orchestration.engine), calling the real
+handlers against moto, with the custom model deployment calls answered by a Stubber that
+checks each request against botocore's Bedrock service model (moto has no custom model
+deployments)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from finetuning.orchestration.manifest import parse_manifest
 from finetuning.orchestration.records import JobStatus, JobTable, utc_now
 from finetuning.orchestration.workflow import States, execution_input
 from stacks.orchestration_settings import OrchestrationSettings
-from tests.orchestration.asl import TASK_FUNCTIONS, Interpreter, workflow_definition
+from tests.orchestration.engine import TASK_FUNCTIONS, Interpreter, workflow_definition
 from tests.orchestration.fakes import (
     ACCOUNT,
     DATA_BUCKET,
