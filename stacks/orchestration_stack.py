@@ -50,10 +50,10 @@ from stacks.constructs.orchestration_functions import (
 from stacks.container_images import evaluation_image, training_image
 from stacks.distillation_teachers import DistillationTeacherAccess
 from stacks.network_stack import NetworkStack
-from stacks.orchestration_settings import OrchestrationSettings
 from stacks.security_stack import SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.settings.naming import orchestration_key_alias
+from stacks.settings.orchestration import OrchestrationSettings
 from stacks.storage_stack import bucket_name
 
 STATE_MACHINE_SUFFIX = "finetuning"

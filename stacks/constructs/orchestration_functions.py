@@ -31,7 +31,6 @@ from stacks.constructs.job_permissions import JobPermissions
 from stacks.constructs.job_store import JobStore
 from stacks.constructs.logical_ids import StackLevelConstruct, keep_flat_logical_ids
 from stacks.orchestration_functions import PlatformFunction, powertools_layer
-from stacks.orchestration_settings import OrchestrationSettings
 from stacks.rft_grader import (
     GRADER_CONCURRENCY_REASON,
     GRADER_MEMORY_MB,
@@ -41,6 +40,7 @@ from stacks.rft_grader import (
 )
 from stacks.security_stack import SecurityStack
 from stacks.settings import PlatformSettings
+from stacks.settings.orchestration import OrchestrationSettings
 from stacks.storage_stack import bucket_name
 
 # The regexes of train.py's log lines, which StartJob sends as SageMaker metric definitions.

@@ -19,10 +19,10 @@ from finetuning.orchestration import tags
 from finetuning.orchestration.workflow import States
 from stacks.compliance import add_compliance_gate, apply_tags
 from stacks.network_stack import NetworkStack
-from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_stack import OrchestrationStack
 from stacks.security_stack import SecurityStack
 from stacks.settings import load_settings
+from stacks.settings.orchestration import OrchestrationSettings
 from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
 from tests.orchestration.definition import definition_document, workflow_definition
