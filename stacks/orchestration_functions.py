@@ -21,6 +21,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.compliance import suppress, suppress_wildcards
+from stacks.constructs.logical_ids import keep_flat_logical_ids
 from stacks.lambda_bundling import function_code
 from stacks.log_groups import encrypted_log_group
 
@@ -43,9 +44,10 @@ def depend_only_on_policy(resource: Construct, policy: iam.ManagedPolicy) -> Non
     """Create ``resource`` after its role's managed policy, so it never runs without its
     permissions. CDK also adds a DependsOn on the role, which the role's GetAtt already
     implies (cfn-lint W3005); the override keeps only the policy."""
-    stack = Stack.of(resource)
     cfn = resource.node.default_child
-    cfn.add_override("DependsOn", [stack.get_logical_id(policy.node.default_child)])
+    # The logical id as a token, so that an override (stacks/constructs/logical_ids.py)
+    # made after this call still counts.
+    cfn.add_override("DependsOn", [policy.node.default_child.logical_id])
 
 
 def powertools_layer(scope: Construct, version: int) -> lambda_.ILayerVersion:
@@ -147,6 +149,8 @@ class PlatformFunction(Construct):
                 **environment,
             },
         )
+        # Before the two calls below resolve the policy's and log group's logical ids.
+        keep_flat_logical_ids(self)
         depend_only_on_policy(self.function, self.policy)
         suppress_wildcards(
             self.policy,

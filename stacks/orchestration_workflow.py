@@ -34,7 +34,7 @@ from finetuning.orchestration.errors import (
 from finetuning.orchestration.manifest import ServingMode
 from finetuning.orchestration.serving import SERVING_MODE_KEY
 from finetuning.orchestration.workflow import ResultKeys, States
-from stacks.orchestration_settings import OrchestrationSettings
+from stacks.settings.orchestration import OrchestrationSettings
 
 # Errors the Lambda service itself raises that are worth retrying, see
 # https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html

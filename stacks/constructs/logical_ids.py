@@ -42,3 +42,25 @@ def unique_id(components: list[str]) -> str:
             human.append(component)
     readable = "".join(re.sub(r"[^A-Za-z0-9]", "", c) for c in human if c != "Resource")
     return readable[:240] + digest
+
+
+class StackLevelConstruct(Construct):
+    """A construct that groups resources of its stack without moving them: every resource
+    below it keeps the logical id it had as a direct child of the stack (its own id, and
+    that of any other ``StackLevelConstruct`` above it, are left out of the path). Call
+    :func:`keep_flat_logical_ids` on it at the end of its constructor, and on any construct
+    below it that resolves its own resources' ids early (a nag suppression naming an ARN)."""
+
+
+def keep_flat_logical_ids(construct: Construct) -> None:
+    """Give every resource under ``construct`` the logical id it would have if no
+    :class:`StackLevelConstruct` sat between it and its stack; a no-op where none does."""
+    stack = Stack.of(construct)
+    for element in construct.node.find_all():
+        if isinstance(element, CfnElement):
+            scopes = element.node.scopes
+            below_stack = scopes[scopes.index(stack) + 1 :]
+            if not any(isinstance(scope, StackLevelConstruct) for scope in below_stack):
+                continue
+            path = [s.node.id for s in below_stack if not isinstance(s, StackLevelConstruct)]
+            element.override_logical_id(unique_id(path))

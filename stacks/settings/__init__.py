@@ -5,13 +5,15 @@
 - :mod:`stacks.settings.patterns`: e-mail, instance type, region, account and name patterns;
 - :mod:`stacks.settings.platform`: ``config/<env>.yaml`` (``PlatformSettings``);
 - :mod:`stacks.settings.monitoring`: its ``monitoring:`` section (alarms, gauges, budget);
+- :mod:`stacks.settings.orchestration`: its ``orchestration:`` section;
 - :mod:`stacks.settings.pipeline`: ``config/pipeline.yaml`` (the deployment pipeline);
 - :mod:`stacks.settings.naming`: physical names two stacks agree on.
 
-``from stacks.settings import PlatformSettings, load_settings`` keeps working: the names of
-the platform module are resolved on first use (PEP 562), so that a settings module which
-``PlatformSettings`` itself imports (``stacks/orchestration_settings.py``) can import the
-base from here without an import circle.
+``from stacks.settings import PlatformSettings, load_settings`` works, but the names of the
+platform module are resolved on first use (PEP 562): every submodule import runs this file
+first, and the leaves (``base``, ``patterns``) must stay leaves, loading neither the platform
+model nor the library models it imports (``finetuning.serving``). No settings module imports
+names from this package, so there is no import circle either way.
 """
 
 from __future__ import annotations

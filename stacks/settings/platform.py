@@ -15,9 +15,9 @@ from pydantic import Field, field_validator, model_validator
 
 from finetuning.platform import DEFAULT_PROJECT
 from finetuning.serving import ServingSettings
-from stacks.orchestration_settings import OrchestrationSettings
 from stacks.settings.base import SettingsError, StrictModel, read_yaml, validate_mapping
 from stacks.settings.monitoring import MonitoringSettings
+from stacks.settings.orchestration import OrchestrationSettings
 from stacks.settings.patterns import (
     ACCOUNT_PATTERN,
     ACCOUNT_RULE,

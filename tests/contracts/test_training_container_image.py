@@ -11,7 +11,7 @@ from pathlib import Path
 
 from finetuning.backends.sagemaker_images import DEFAULT_TRAINING_IMAGE_TAG, HF_TRAINING_REPOSITORY
 from stacks import container_images
-from stacks.orchestration_settings import OrchestrationSettings
+from stacks.settings.orchestration import OrchestrationSettings
 from tests.evaluation.test_container import pins
 
 ROOT = Path(__file__).resolve().parents[2]

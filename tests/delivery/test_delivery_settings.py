@@ -311,8 +311,7 @@ SETTINGS_MODULES = (
     "stacks.settings.platform",
     "stacks.settings.pipeline",
     "stacks.settings.naming",
-    "stacks.orchestration_settings",
-    "stacks.delivery_settings",
+    "stacks.settings.orchestration",
 )
 
 

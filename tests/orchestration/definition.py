@@ -14,8 +14,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.assertions import Template
 
 from finetuning.orchestration.workflow import States
-from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_workflow import FineTuningWorkflow
+from stacks.settings.orchestration import OrchestrationSettings
 from tests.orchestration.fakes import ACCOUNT, REGION
 
 # The function behind each task state (as the stack wires them; fakes.FUNCTIONS maps the

@@ -10,7 +10,7 @@ from finetuning.orchestration.cost import PriceTable, estimate
 from finetuning.orchestration.manifest import parse_manifest
 from finetuning.orchestration.records import JobStatus
 from finetuning.orchestration.state import JobState, finite_metrics
-from stacks.orchestration_settings import OrchestrationSettings
+from stacks.settings.orchestration import OrchestrationSettings
 from tests.orchestration.fakes import bedrock_manifest, sagemaker_manifest
 
 JOB = {

@@ -17,7 +17,7 @@ from finetuning.orchestration.manifest import parse_manifest
 from finetuning.orchestration.records import JobStatus, JobTable, utc_now
 from finetuning.orchestration.workflow import States, execution_input
 from finetuning.platform_client import PlatformClient
-from stacks.orchestration_settings import OrchestrationSettings
+from stacks.settings.orchestration import OrchestrationSettings
 from tests.orchestration.engine import (
     TASK_FUNCTIONS,
     Interpreter,

@@ -20,7 +20,7 @@ from finetuning.orchestration.environment import Var
 from finetuning.orchestration.manifest import parse_manifest
 from finetuning.orchestration.records import JobStatus, JobTable, utc_now
 from finetuning.orchestration.workflow import States, execution_input
-from stacks.orchestration_settings import OrchestrationSettings
+from stacks.settings.orchestration import OrchestrationSettings
 from tests.orchestration.engine import TASK_FUNCTIONS, Interpreter, workflow_definition
 from tests.orchestration.fakes import (
     ACCOUNT,

@@ -19,10 +19,10 @@ from finetuning.orchestration import tags
 from finetuning.orchestration.workflow import States
 from stacks.compliance import add_compliance_gate, apply_tags
 from stacks.network_stack import NetworkStack
-from stacks.orchestration_settings import OrchestrationSettings
 from stacks.orchestration_stack import OrchestrationStack
 from stacks.security_stack import SecurityStack
 from stacks.settings import load_settings
+from stacks.settings.orchestration import OrchestrationSettings
 from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
 from tests.orchestration.definition import definition_document, workflow_definition
@@ -656,3 +656,15 @@ def test_the_bedrock_role_may_invoke_the_distillation_teachers_by_name(
     assert "*" not in resources_text
     for model_id in ("amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0"):
         assert f"::foundation-model/{model_id}" in resources_text
+
+
+# The logical ids of the stateful and named resources as the stack had them before it was
+# split into constructs (synthesized from the commit before the split, dev settings): a
+# changed id would make CloudFormation replace the resource, and a named one cannot be.
+KEPT_LOGICAL_IDS = Path(__file__).with_name("logical_ids.json")
+
+
+def test_stateful_and_named_resources_keep_their_logical_ids(template: Template) -> None:
+    expected: dict[str, list[str]] = json.loads(KEPT_LOGICAL_IDS.read_text())
+    for kind, ids in expected.items():
+        assert sorted(resources(template, kind)) == ids, kind

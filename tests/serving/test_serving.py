@@ -582,7 +582,7 @@ def test_reserved_concurrency_is_opt_in_and_never_sent_to_the_functions():
 
     from pydantic import ValidationError
 
-    from stacks.delivery_settings import MonitoringSettings
+    from stacks.settings.monitoring import MonitoringSettings
 
     assert ServingSettings().reserved_concurrency is None
     assert MonitoringSettings().reserved_concurrency is None

@@ -1,0 +1,305 @@
+"""What the orchestration functions may do to jobs and serving resources, as ``grant_*``
+methods: Bedrock customization jobs, SageMaker training and processing jobs, Bedrock
+provisioned throughput and custom model deployments, and the platform key through the
+services that encrypt with it.
+
+Each method writes named statements into a :class:`PlatformFunction`'s managed policy (the
+statement ids are what docs/orchestration.md and the IAM contract tests review, which an
+``iam.Grant`` cannot carry) and acknowledges exactly the wildcards it writes. Resources are
+named by ARN pattern and narrowed by the platform tag, since job and resource ids are chosen
+at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from finetuning.orchestration import tags
+from stacks.compliance import suppress_wildcards
+from stacks.orchestration_functions import PlatformFunction
+
+
+@dataclass(frozen=True)
+class JobPermissionsProps:
+    """What the permissions are scoped by.
+
+    - ``resource_prefix``: the value of the platform tag every job and resource carries.
+    - ``platform_key_arn``: the storage stack's key, which jobs must encrypt their output,
+      volumes and data with.
+    - ``subnet_ids`` / ``security_group_id``: where every SageMaker job must run.
+    - ``allowed_instance_families``: the training instance families a job may use.
+    """
+
+    resource_prefix: str
+    platform_key_arn: str
+    subnet_ids: Sequence[str]
+    security_group_id: str
+    allowed_instance_families: Sequence[str]
+
+
+class JobPermissions:
+    """``grant_*`` methods for the orchestration functions' job and serving permissions."""
+
+    def __init__(self, scope: Construct, *, props: JobPermissionsProps) -> None:
+        self._stack = Stack.of(scope)
+        self._props = props
+
+    def _arn(self, service: str, resource: str, *, region: bool = True, account: bool = True):
+        stack = self._stack
+        return (
+            f"arn:{stack.partition}:{service}:{stack.region if region else ''}:"
+            f"{stack.account if account else ''}:{resource}"
+        )
+
+    def grant_platform_key_via(
+        self, f: PlatformFunction, service: str, actions, *more_services: str
+    ) -> None:
+        """The platform key, only through the services that encrypt with it for us."""
+        via = [f"{name}.{self._stack.region}.amazonaws.com" for name in (service, *more_services)]
+        f.allow(
+            "UsePlatformKeyViaServices",
+            actions,
+            [self._props.platform_key_arn],
+            {"StringEquals": {"kms:ViaService": via}},
+        )
+
+    def grant_bedrock_jobs(self, f: PlatformFunction, *, create: bool = False, stop: bool = False):
+        jobs = self._arn("bedrock", "model-customization-job/*")
+        f.allow("DescribeBedrockJobs", ["bedrock:GetModelCustomizationJob"], [jobs])
+        wildcards = [jobs]
+        if create:
+            models = self._arn("bedrock", "custom-model/*")
+            foundation = self._arn("bedrock", "foundation-model/*", account=False)
+            f.allow(
+                "CreateTaggedBedrockJobs",
+                ["bedrock:CreateModelCustomizationJob", "bedrock:TagResource"],
+                [jobs, models, foundation],
+                self._request_tagged,
+            )
+            wildcards += [models, foundation]
+        if stop:
+            f.allow(
+                "StopOwnBedrockJobs",
+                ["bedrock:StopModelCustomizationJob"],
+                [jobs],
+                {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}},
+            )
+        suppress_wildcards(
+            f.policy,
+            "Bedrock job and model ids are assigned at creation; creation requires the "
+            "platform tag and the foundation-model wildcard covers base models only.",
+            resources=wildcards,
+        )
+
+    @property
+    def _request_tagged(self) -> dict[str, dict[str, str]]:
+        return {"StringEquals": {f"aws:RequestTag/{tags.PLATFORM}": self._props.resource_prefix}}
+
+    def _isolated_job_conditions(self) -> dict[str, dict[str, object]]:
+        """Every SageMaker job the platform starts (training, evaluation) is network-isolated,
+        encrypts traffic between its instances and its output with the platform key, carries
+        the platform tag and runs in the training subnets and group; condition keys from
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
+        """
+        return {
+            "Bool": {
+                "sagemaker:NetworkIsolation": "true",
+                "sagemaker:InterContainerTrafficEncryption": "true",
+            },
+            "StringEquals": {
+                f"aws:RequestTag/{tags.PLATFORM}": self._props.resource_prefix,
+                "sagemaker:OutputKmsKey": self._props.platform_key_arn,
+            },
+            "ForAllValues:StringEquals": {
+                "sagemaker:VpcSubnets": list(self._props.subnet_ids),
+                "sagemaker:VpcSecurityGroupIds": [self._props.security_group_id],
+            },
+            "Null": {"sagemaker:VpcSubnets": "false"},
+        }
+
+    def grant_sagemaker_jobs(
+        self, f: PlatformFunction, *, create: bool = False, stop: bool = False
+    ):
+        jobs = self._arn("sagemaker", "training-job/*")
+        f.allow("DescribeTrainingJobs", ["sagemaker:DescribeTrainingJob"], [jobs])
+        own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
+        if create:
+            # ... on an allowed instance family.
+            f.allow(
+                "CreateIsolatedTrainingJobs",
+                ["sagemaker:CreateTrainingJob"],
+                [jobs],
+                {
+                    **self._isolated_job_conditions(),
+                    "ForAllValues:StringLike": {
+                        "sagemaker:InstanceTypes": [
+                            f"ml.{family}.*" for family in self._props.allowed_instance_families
+                        ]
+                    },
+                },
+            )
+            f.allow("TagTrainingJobsOnCreate", ["sagemaker:AddTags"], [jobs], self._request_tagged)
+        if stop:
+            f.allow("StopOwnTrainingJobs", ["sagemaker:StopTrainingJob"], [jobs], own)
+        suppress_wildcards(
+            f.policy,
+            "Training job names are the job ids chosen per spec at run time; creating requires "
+            "network isolation, traffic encryption and the platform tag.",
+            resources=[jobs],
+        )
+
+    def grant_processing_jobs(
+        self, f: PlatformFunction, *, create: bool = False, stop: bool = False
+    ):
+        jobs = self._arn("sagemaker", "processing-job/*")
+        f.allow("DescribeProcessingJobs", ["sagemaker:DescribeProcessingJob"], [jobs])
+        own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
+        if create:
+            f.allow(
+                "CreateIsolatedProcessingJobs",
+                ["sagemaker:CreateProcessingJob"],
+                [jobs],
+                {
+                    **self._isolated_job_conditions(),
+                    # Instance types with NVMe storage take no volume key (SageMaker
+                    # encrypts it in hardware), so the key is checked only when sent.
+                    "StringEqualsIfExists": {
+                        "sagemaker:VolumeKmsKey": self._props.platform_key_arn,
+                    },
+                },
+            )
+            f.allow(
+                "TagProcessingJobsOnCreate", ["sagemaker:AddTags"], [jobs], self._request_tagged
+            )
+        if stop:
+            f.allow("StopOwnProcessingJobs", ["sagemaker:StopProcessingJob"], [jobs], own)
+        suppress_wildcards(
+            f.policy,
+            "Evaluation job names derive from the job ids chosen per spec at run time; "
+            "creating requires network isolation, encryption with the platform key and the "
+            "platform tag; stopping requires the platform tag.",
+            resources=[jobs],
+        )
+
+    def grant_throughput(self, f: PlatformFunction, *, create: bool = False) -> None:
+        throughputs = self._arn("bedrock", "provisioned-model/*")
+        own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
+        f.allow("ReadThroughput", ["bedrock:GetProvisionedModelThroughput"], [throughputs])
+        f.allow("TagOwnThroughput", ["bedrock:TagResource"], [throughputs], own)
+        wildcards = [throughputs]
+        if create:
+            # Creation is authorized against the custom model and its base model, see
+            # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
+            models = self._arn("bedrock", "custom-model/*")
+            foundation = self._arn("bedrock", "foundation-model/*", account=False)
+            f.allow(
+                "CreateTaggedThroughput",
+                ["bedrock:CreateProvisionedModelThroughput", "bedrock:TagResource"],
+                [throughputs, models, foundation],
+                self._request_tagged,
+            )
+            wildcards += [models, foundation]
+        suppress_wildcards(
+            f.policy,
+            "Provisioned throughput ids are assigned at creation; creating requires the "
+            "platform tag and tagging is limited to throughput that already carries it.",
+            resources=wildcards,
+        )
+
+    def grant_deployment(self, f: PlatformFunction, *, create: bool = False) -> None:
+        """On-demand custom model deployments: read, tag with the expiry, create tagged.
+
+        Actions, resource types and condition keys:
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
+        """
+        deployments = self._arn("bedrock", "custom-model-deployment/*")
+        own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
+        f.allow("ReadDeployment", ["bedrock:GetCustomModelDeployment"], [deployments])
+        f.allow("TagOwnDeployment", ["bedrock:TagResource"], [deployments], own)
+        wildcards = [deployments]
+        if create:
+            # Creation is authorized against the deployment and the custom model it serves.
+            models = self._arn("bedrock", "custom-model/*")
+            f.allow(
+                "CreateTaggedDeployment",
+                ["bedrock:CreateCustomModelDeployment", "bedrock:TagResource"],
+                [deployments, models],
+                self._request_tagged,
+            )
+            wildcards.append(models)
+        suppress_wildcards(
+            f.policy,
+            "Custom model deployment ids are assigned at creation; creating requires the "
+            "platform tag and tagging is limited to deployments that already carry it.",
+            resources=wildcards,
+        )
+
+    def grant_delete_serving(self, f: PlatformFunction, *, endpoints: bool) -> None:
+        """Delete only this environment's serving resources, and never those tagged to keep."""
+        prefix = self._props.resource_prefix
+        own_and_not_kept = {
+            "StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix},
+            "StringNotEquals": {f"aws:ResourceTag/{tags.KEEP}": tags.KEEP_VALUE},
+        }
+        throughputs = self._arn("bedrock", "provisioned-model/*")
+        f.allow(
+            "DeleteOwnThroughput",
+            ["bedrock:DeleteProvisionedModelThroughput"],
+            [throughputs],
+            own_and_not_kept,
+        )
+        deployments = self._arn("bedrock", "custom-model-deployment/*")
+        f.allow(
+            "DeleteOwnDeployments",
+            ["bedrock:DeleteCustomModelDeployment"],
+            [deployments],
+            own_and_not_kept,
+        )
+        wildcards = [throughputs, deployments]
+        if endpoints:
+            endpoint_arns = self._arn("sagemaker", "endpoint/*")
+            f.allow(
+                "FindServingResources",
+                [
+                    "bedrock:ListProvisionedModelThroughputs",
+                    "bedrock:ListCustomModelDeployments",
+                    "sagemaker:ListEndpoints",
+                ],
+                ["*"],
+            )
+            f.allow(
+                "ReadBedrockServingTags",
+                ["bedrock:ListTagsForResource"],
+                [throughputs, deployments],
+            )
+            f.allow("ReadEndpointTags", ["sagemaker:ListTags"], [endpoint_arns])
+            f.allow(
+                "MarkOwnResourcesWarned",
+                ["bedrock:TagResource"],
+                [throughputs, deployments],
+                {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
+            )
+            f.allow(
+                "MarkOwnEndpointsWarned",
+                ["sagemaker:AddTags"],
+                [endpoint_arns],
+                {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
+            )
+            f.allow(
+                "DeleteOwnEndpoints",
+                ["sagemaker:DeleteEndpoint"],
+                [endpoint_arns],
+                own_and_not_kept,
+            )
+            wildcards += [endpoint_arns, "*"]
+        suppress_wildcards(
+            f.policy,
+            "Serving resources are found by listing (no resource scoping exists for List "
+            "calls); deletion and tagging require the platform tag and exclude "
+            "finetuning:keep=true.",
+            resources=wildcards,
+        )
