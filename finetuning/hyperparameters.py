@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from finetuning.aws_jobs.hyperparameter_values import plain_decimal
 from finetuning.errors import HyperparameterError, InvalidJobConfigError
-from finetuning.orchestration.aws_jobs.hyperparameter_values import plain_decimal
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ NOVA = HyperparameterTable(
 # and no separate Nova 2 table, so Nova 2 Lite is checked against it; its customization id
 # is on https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html.
 # Reinforcement fine-tuning of Nova 2 Lite takes its own typed hyperparameters (rftConfig),
-# checked by finetuning.orchestration.aws_jobs.bedrock_customization.
+# checked by finetuning.aws_jobs.bedrock_customization.
 NOVA_2 = HyperparameterTable(
     key="nova-2",
     display_name="Amazon Nova 2 Lite",

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from finetuning.errors import InvalidJobConfigError
-
 # Defined where the platform's functions ship them too (the status with the status mappings it
 # is the result of, the commitment terms with the throughput request).
-from finetuning.orchestration.aws_jobs.backends import Backend as Backend
-from finetuning.orchestration.aws_jobs.job_status import JobStatus as JobStatus
-from finetuning.orchestration.aws_jobs.provisioned_throughput import (
+from finetuning.aws_jobs.backends import Backend as Backend
+from finetuning.aws_jobs.job_status import JobStatus as JobStatus
+from finetuning.aws_jobs.provisioned_throughput import (
     CommitmentDuration as CommitmentDuration,
 )
+from finetuning.errors import InvalidJobConfigError
 
 # SageMaker training job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html

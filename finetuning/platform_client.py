@@ -31,11 +31,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from finetuning.orchestration import aws
-from finetuning.orchestration.aws_jobs.source_archives import (
+from finetuning.aws_jobs.source_archives import (
     SOURCE_ARCHIVE_NAME,
     training_source_archive,
 )
+from finetuning.orchestration import aws
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import (
     BEDROCK_ONLY,

@@ -15,7 +15,7 @@ SageMaker path, for a package registered with a container (``finetuning.registry
    autoscaling between the settings' minimum and maximum.
 
 Everything deployed here carries the platform's tag vocabulary
-(``finetuning.orchestration.aws_jobs.tags``): ``finetuning:platform`` with the environment's
+(``finetuning.aws_jobs.tags``): ``finetuning:platform`` with the environment's
 prefix and, when settings give a lifetime, ``finetuning:expires-at``; the platform's expiry
 cleanup (orchestration) deletes such an endpoint or throughput after it, unless it is tagged
 ``finetuning:keep=true``.
@@ -36,10 +36,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
-from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
-from finetuning.orchestration.aws_jobs.provisioned_throughput import provisioned_throughput_request
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list, platform_resource_tags
+from finetuning.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
+from finetuning.aws_jobs.on_demand import custom_model_deployment_request
+from finetuning.aws_jobs.provisioned_throughput import provisioned_throughput_request
+from finetuning.aws_jobs.tags import as_key_value_list, platform_resource_tags
 
 # CustomerMetadataProperties keys the registry writes and the deploy function reads.
 META_MODEL_NAME = "model-name"

@@ -17,7 +17,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from finetuning.orchestration.aws_jobs.bedrock_customization import DISTILLATION_PAIRS
+from finetuning.aws_jobs.bedrock_customization import DISTILLATION_PAIRS
 
 # The teachers' foundation-model ids (version 1:0 of each teacher of the table).
 TEACHER_MODEL_IDS = tuple(f"{prefix}:0" for prefix in DISTILLATION_PAIRS)

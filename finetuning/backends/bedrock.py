@@ -14,6 +14,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from finetuning.aws_jobs.bedrock_customization import (
+    CUSTOMIZATION_TYPES,
+    DISTILLATION,
+    LAMBDA_ARN,
+    REINFORCEMENT_FINE_TUNING,
+    CustomizationJobSpec,
+    CustomizationRuleError,
+    DistillationSpec,
+    InvocationLogsSpec,
+    RftSpec,
+    check_distillation_pair,
+    check_rft_hyperparameters,
+    customization_job_request,
+    customization_job_status,
+    supports_rft,
+)
 from finetuning.backends.base import request_token
 from finetuning.errors import InvalidJobConfigError, JobNotFoundError
 from finetuning.hyperparameters import (
@@ -30,22 +46,6 @@ from finetuning.jobs import (
     FinetuningJobResult,
     JobPage,
     JobStatus,
-)
-from finetuning.orchestration.aws_jobs.bedrock_customization import (
-    CUSTOMIZATION_TYPES,
-    DISTILLATION,
-    LAMBDA_ARN,
-    REINFORCEMENT_FINE_TUNING,
-    CustomizationJobSpec,
-    CustomizationRuleError,
-    DistillationSpec,
-    InvocationLogsSpec,
-    RftSpec,
-    check_distillation_pair,
-    check_rft_hyperparameters,
-    customization_job_request,
-    customization_job_status,
-    supports_rft,
 )
 from finetuning.uris import check_bedrock_s3_uri
 

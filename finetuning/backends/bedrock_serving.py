@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from finetuning.aws_jobs.on_demand import custom_model_deployment_request
+from finetuning.aws_jobs.provisioned_throughput import (
+    provisioned_throughput_request,
+)
 from finetuning.backends.base import request_token
 from finetuning.errors import InvalidJobConfigError
 from finetuning.hyperparameters import BEDROCK_FAMILIES, family_for_model
@@ -28,10 +32,6 @@ from finetuning.jobs import (
     ProvisionedThroughputConfig,
     ProvisionedThroughputResult,
     check_tags,
-)
-from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
-from finetuning.orchestration.aws_jobs.provisioned_throughput import (
-    provisioned_throughput_request,
 )
 
 DEPLOYMENT_ARN_MARKER = ":custom-model-deployment/"

@@ -20,6 +20,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from finetuning.aws_jobs.hyperparameter_values import json_decoded
+from finetuning.aws_jobs.instance_types import INSTANCE_TYPE
+from finetuning.aws_jobs.sagemaker_training import (
+    FRAMEWORK_PREFIX,
+    MODEL_CHANNEL,
+    TrainingJobSpec,
+    training_failure_reason,
+    training_job_request,
+    training_job_status,
+)
+from finetuning.aws_jobs.source_archives import (
+    SOURCE_ARCHIVE_NAME,
+    TRAINING_ENTRY_POINT,
+    training_source_archive,
+)
+from finetuning.aws_jobs.tags import as_key_value_list
 from finetuning.backends.base import request_token
 from finetuning.backends.bedrock import KMS_KEY, ROLE_ARN
 from finetuning.backends.sagemaker_images import training_image_uri
@@ -33,22 +49,6 @@ from finetuning.jobs import (
     JobPage,
     JobStatus,
 )
-from finetuning.orchestration.aws_jobs.hyperparameter_values import json_decoded
-from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
-from finetuning.orchestration.aws_jobs.sagemaker_training import (
-    FRAMEWORK_PREFIX,
-    MODEL_CHANNEL,
-    TrainingJobSpec,
-    training_failure_reason,
-    training_job_request,
-    training_job_status,
-)
-from finetuning.orchestration.aws_jobs.source_archives import (
-    SOURCE_ARCHIVE_NAME,
-    TRAINING_ENTRY_POINT,
-    training_source_archive,
-)
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list
 from finetuning.uris import is_s3_uri, join_s3, parse_s3_uri
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from finetuning.orchestration import names, tags
-from finetuning.orchestration.aws import error_code, retryable_errors
-from finetuning.orchestration.aws_jobs.bedrock_customization import (
+from finetuning.aws_jobs.bedrock_customization import (
     DISTILLATION,
     REINFORCEMENT_FINE_TUNING,
     CustomizationJobSpec,
@@ -29,11 +27,13 @@ from finetuning.orchestration.aws_jobs.bedrock_customization import (
     customization_job_request,
     customization_job_status,
 )
-from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
-from finetuning.orchestration.aws_jobs.provisioned_throughput import (
+from finetuning.aws_jobs.on_demand import custom_model_deployment_request
+from finetuning.aws_jobs.provisioned_throughput import (
     CommitmentDuration,
     provisioned_throughput_request,
 )
+from finetuning.orchestration import names, tags
+from finetuning.orchestration.aws import error_code, retryable_errors
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.manifest import NO_COMMITMENT, JobManifest
 from finetuning.orchestration.state import JobState, finite_metrics

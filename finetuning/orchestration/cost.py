@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetuning.orchestration.aws_jobs.backends import Backend
+from finetuning.aws_jobs.backends import Backend
 from finetuning.orchestration.manifest import JobManifest
 from finetuning.orchestration.state import JobState
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from finetuning.aws_jobs.backends import Backend
 from finetuning.orchestration import names
 from finetuning.orchestration.aws import retryable_errors
-from finetuning.orchestration.aws_jobs.backends import Backend
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import JobManifest

@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from finetuning.aws_jobs.instance_types import has_instance_storage
 from finetuning.evaluation.processing import (
     BASE_CHANNEL,
     CONFIG_CHANNEL,
@@ -39,7 +40,6 @@ from finetuning.evaluation.processing import (
 from finetuning.evaluation.request import S3_URI, EvaluationStepRequest, StepError
 from finetuning.orchestration import tags
 from finetuning.orchestration.aws import error_code, retryable_errors
-from finetuning.orchestration.aws_jobs.instance_types import has_instance_storage
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import EvaluationJobFailedError
 from finetuning.orchestration.names import DIGEST_LENGTH, NAME_LIMIT, slug

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from finetuning.aws_jobs.backends import PLATFORM_BACKENDS, Backend
 from finetuning.orchestration import bedrock, sagemaker
-from finetuning.orchestration.aws_jobs.backends import PLATFORM_BACKENDS, Backend
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ConfigurationError

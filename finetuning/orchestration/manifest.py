@@ -17,10 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from finetuning.evaluation.gate import QualityGate
-from finetuning.orchestration import names
-from finetuning.orchestration.aws_jobs.backends import PLATFORM_BACKENDS, Backend
-from finetuning.orchestration.aws_jobs.bedrock_customization import (
+from finetuning.aws_jobs.backends import PLATFORM_BACKENDS, Backend
+from finetuning.aws_jobs.bedrock_customization import (
     CONTINUED_PRE_TRAINING,
     DISTILLATION,
     FINE_TUNING,
@@ -31,10 +29,12 @@ from finetuning.orchestration.aws_jobs.bedrock_customization import (
     check_rft_hyperparameters,
     supports_rft,
 )
-from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
-from finetuning.orchestration.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
-from finetuning.orchestration.aws_jobs.provisioned_throughput import CommitmentDuration
-from finetuning.orchestration.aws_jobs.source_archives import TRAINING_ENTRY_POINT
+from finetuning.aws_jobs.instance_types import INSTANCE_TYPE
+from finetuning.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
+from finetuning.aws_jobs.provisioned_throughput import CommitmentDuration
+from finetuning.aws_jobs.source_archives import TRAINING_ENTRY_POINT
+from finetuning.evaluation.gate import QualityGate
+from finetuning.orchestration import names
 from finetuning.orchestration.errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")

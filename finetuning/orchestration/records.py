@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from finetuning.orchestration.aws_jobs.job_status import JobStatus
+from finetuning.aws_jobs.job_status import JobStatus
 
 RECORD_TYPE = "job"
 STATUS_INDEX = "by-status"

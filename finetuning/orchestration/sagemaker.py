@@ -3,7 +3,7 @@
 Every platform job runs in the training subnets with network isolation, inter-container
 traffic encryption, the platform key on output (and on the volume where the instance has
 an EBS volume), managed spot capacity with checkpoints in S3 unless the spec turns spot off.
-The request itself is built by :mod:`finetuning.orchestration.aws_jobs.sagemaker_training`, as the
+The request itself is built by :mod:`finetuning.aws_jobs.sagemaker_training`, as the
 library's is.
 """
 
@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from finetuning.orchestration import tags
-from finetuning.orchestration.aws import error_code, retryable_errors
-from finetuning.orchestration.aws_jobs.instance_types import instance_family
-from finetuning.orchestration.aws_jobs.sagemaker_training import (
+from finetuning.aws_jobs.instance_types import instance_family
+from finetuning.aws_jobs.sagemaker_training import (
     TrainingJobSpec,
     training_failure_reason,
     training_job_request,
     training_job_status,
 )
+from finetuning.orchestration import tags
+from finetuning.orchestration.aws import error_code, retryable_errors
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import JobManifest

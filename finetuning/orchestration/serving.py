@@ -6,7 +6,7 @@ the data is validated, and kept as ``$.validation.serving_mode`` for the state m
 - ``provisioned_throughput``: created (idempotently, its name and client token derive from
   the job id) with the platform tags, then checked until InService. It bills every hour.
 - ``on_demand``: a custom model deployment (CreateCustomModelDeployment) of an eligible
-  model (:mod:`finetuning.orchestration.aws_jobs.on_demand`), checked until Active. No
+  model (:mod:`finetuning.aws_jobs.on_demand`), checked until Active. No
   hourly charge: tokens are billed as used.
 
 When the resource is ready the expiry clock starts: it is tagged ``finetuning:expires-at``
@@ -19,13 +19,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from finetuning.orchestration import bedrock, tags
-from finetuning.orchestration.aws import retryable_errors
-from finetuning.orchestration.aws_jobs.on_demand import (
+from finetuning.aws_jobs.on_demand import (
     DEPLOYMENT_ACTIVE,
     DEPLOYMENT_FAILED,
     ineligibility,
 )
+from finetuning.orchestration import bedrock, tags
+from finetuning.orchestration.aws import retryable_errors
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import (
     DeploymentFailedError,

@@ -14,14 +14,14 @@ from datetime import datetime
 
 # The vocabulary and the key/value list forms live in aws_jobs.tags (one vocabulary for the
 # library, the functions and the serving code); re-exported for the steps that tag and read.
-from finetuning.orchestration.aws_jobs.tags import EXPIRES_AT as EXPIRES_AT
-from finetuning.orchestration.aws_jobs.tags import JOB_ID as JOB_ID
-from finetuning.orchestration.aws_jobs.tags import KEEP as KEEP
-from finetuning.orchestration.aws_jobs.tags import KEEP_VALUE as KEEP_VALUE
-from finetuning.orchestration.aws_jobs.tags import PLATFORM as PLATFORM
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list as as_key_value_list
-from finetuning.orchestration.aws_jobs.tags import from_key_value_list as from_key_value_list
-from finetuning.orchestration.aws_jobs.tags import platform_resource_tags
+from finetuning.aws_jobs.tags import EXPIRES_AT as EXPIRES_AT
+from finetuning.aws_jobs.tags import JOB_ID as JOB_ID
+from finetuning.aws_jobs.tags import KEEP as KEEP
+from finetuning.aws_jobs.tags import KEEP_VALUE as KEEP_VALUE
+from finetuning.aws_jobs.tags import PLATFORM as PLATFORM
+from finetuning.aws_jobs.tags import as_key_value_list as as_key_value_list
+from finetuning.aws_jobs.tags import from_key_value_list as from_key_value_list
+from finetuning.aws_jobs.tags import platform_resource_tags
 from finetuning.orchestration.records import parse_timestamp
 
 

@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from finetuning.aws_jobs.backends import Backend
 from finetuning.orchestration.aws import retryable_errors
-from finetuning.orchestration.aws_jobs.backends import Backend
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import DatasetInvalidError, ManifestError
 from finetuning.orchestration.manifest import S3_URI, JobManifest

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from finetuning.aws_jobs.backends import Backend
 from finetuning.orchestration.aws import error_code, retryable_errors
-from finetuning.orchestration.aws_jobs.backends import Backend
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.errors import JOB_FAILED, JOB_STOPPED
 from finetuning.orchestration.launch import describe_job

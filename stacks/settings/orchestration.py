@@ -84,7 +84,7 @@ class OrchestrationSettings(StrictModel):
     @field_validator("rft_grader_arns")
     @classmethod
     def _grader_arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from finetuning.orchestration.aws_jobs.bedrock_customization import LAMBDA_ARN
+        from finetuning.aws_jobs.bedrock_customization import LAMBDA_ARN
 
         bad = [arn for arn in value if not LAMBDA_ARN.match(arn)]
         if bad:

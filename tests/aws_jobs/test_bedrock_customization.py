@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from finetuning.jobs import JobStatus
-from finetuning.orchestration.aws_jobs.bedrock_customization import (
+from finetuning.aws_jobs.bedrock_customization import (
     CustomizationJobSpec,
     customization_job_request,
     customization_job_status,
 )
+from finetuning.jobs import JobStatus
 from tests.aws_jobs.support import assert_valid
 
 ROLE = "arn:aws:iam::123456789012:role/bedrock"
@@ -102,7 +102,7 @@ GRADER = "arn:aws:lambda:us-east-1:123456789012:function:ft-dev-grader"
 
 
 def test_an_rft_request_carries_the_grader_and_typed_hyperparameters() -> None:
-    from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    from finetuning.aws_jobs.bedrock_customization import (
         RftSpec,
         check_rft_hyperparameters,
     )
@@ -134,7 +134,7 @@ def test_an_rft_request_carries_the_grader_and_typed_hyperparameters() -> None:
 
 
 def test_a_distillation_request_names_the_teacher_and_can_read_invocation_logs() -> None:
-    from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    from finetuning.aws_jobs.bedrock_customization import (
         DistillationSpec,
         InvocationLogsSpec,
     )
@@ -170,7 +170,7 @@ def test_a_distillation_request_names_the_teacher_and_can_read_invocation_logs()
 
 
 def test_customization_settings_of_the_wrong_type_are_refused() -> None:
-    from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    from finetuning.aws_jobs.bedrock_customization import (
         CustomizationRuleError,
         RftSpec,
     )
@@ -198,7 +198,7 @@ def test_customization_settings_of_the_wrong_type_are_refused() -> None:
     ],
 )
 def test_rft_hyperparameters_are_checked_against_the_api_ranges(values, message) -> None:
-    from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    from finetuning.aws_jobs.bedrock_customization import (
         CustomizationRuleError,
         check_rft_hyperparameters,
     )
@@ -210,7 +210,7 @@ def test_rft_hyperparameters_are_checked_against_the_api_ranges(values, message)
 def test_rft_ranges_match_the_botocore_service_model() -> None:
     import botocore.session
 
-    from finetuning.orchestration.aws_jobs.bedrock_customization import RFT_HYPERPARAMETERS
+    from finetuning.aws_jobs.bedrock_customization import RFT_HYPERPARAMETERS
 
     shape = (
         botocore.session.get_session().get_service_model("bedrock").shape_for("RFTHyperParameters")
@@ -242,7 +242,7 @@ def test_rft_ranges_match_the_botocore_service_model() -> None:
     ],
 )
 def test_distillation_pairs_follow_the_docs_table(teacher, student, ok) -> None:
-    from finetuning.orchestration.aws_jobs.bedrock_customization import (
+    from finetuning.aws_jobs.bedrock_customization import (
         CustomizationRuleError,
         check_distillation_pair,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finetuning.orchestration.aws_jobs.hyperparameter_values import (
+from finetuning.aws_jobs.hyperparameter_values import (
     bedrock_value,
     json_decoded,
     json_encoded,

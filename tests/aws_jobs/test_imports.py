@@ -1,5 +1,6 @@
 """The shared builders load in a Lambda function, whose bundle ships only
-``finetuning/orchestration/`` and ``finetuning/platform.py`` with Powertools and pydantic."""
+``finetuning/aws_jobs/``, ``finetuning/orchestration/`` and ``finetuning/platform.py`` with
+Powertools and pydantic; they import nothing else of the library, not even orchestration."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("boto3", "botocore", "torch", "transformers", "sagemaker", "pyarrow", "datasets")
 SHARED = (
-    "finetuning.orchestration.aws_jobs.bedrock_customization",
-    "finetuning.orchestration.aws_jobs.sagemaker_training",
-    "finetuning.orchestration.aws_jobs.source_archives",
-    "finetuning.orchestration.aws_jobs.backends",
-    "finetuning.orchestration.aws_jobs.provisioned_throughput",
-    "finetuning.orchestration.aws_jobs.on_demand",
+    "finetuning.aws_jobs.bedrock_customization",
+    "finetuning.aws_jobs.sagemaker_training",
+    "finetuning.aws_jobs.source_archives",
+    "finetuning.aws_jobs.backends",
+    "finetuning.aws_jobs.provisioned_throughput",
+    "finetuning.aws_jobs.on_demand",
 )
 
 
@@ -34,6 +35,4 @@ def test_the_shared_builders_need_nothing_a_function_bundle_lacks() -> None:
     assert not {name.split(".")[0] for name in loaded} & set(HEAVY)
     ours = {name for name in loaded if name.startswith("finetuning")}
     assert set(SHARED) <= ours
-    assert {name for name in ours if not name.startswith("finetuning.orchestration")} == {
-        "finetuning"
-    }
+    assert {name for name in ours if not name.startswith("finetuning.aws_jobs")} == {"finetuning"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finetuning.orchestration.aws_jobs.instance_types import (
+from finetuning.aws_jobs.instance_types import (
     gpus_per_instance,
     has_instance_storage,
     instance_family,

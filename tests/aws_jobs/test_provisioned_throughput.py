@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from finetuning.orchestration.aws_jobs.provisioned_throughput import (
+from finetuning.aws_jobs.provisioned_throughput import (
     CommitmentDuration,
     provisioned_throughput_request,
 )

@@ -9,14 +9,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from finetuning.jobs import JobStatus
-from finetuning.orchestration import sagemaker
-from finetuning.orchestration.aws_jobs.sagemaker_training import (
+from finetuning.aws_jobs.sagemaker_training import (
     TrainingJobSpec,
     training_failure_reason,
     training_job_request,
     training_job_status,
 )
+from finetuning.jobs import JobStatus
+from finetuning.orchestration import sagemaker
 from tests.aws_jobs.support import assert_valid
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"

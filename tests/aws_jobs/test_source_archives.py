@@ -6,13 +6,13 @@ import io
 import tarfile
 from pathlib import Path
 
-from finetuning.backends.sagemaker import source_archive
-from finetuning.orchestration.aws_jobs.source_archives import (
+from finetuning.aws_jobs.source_archives import (
     TRAINING_ENTRY_POINT,
     is_python_cache,
     reproducible_tar_gz,
     training_source_archive,
 )
+from finetuning.backends.sagemaker import source_archive
 from finetuning.orchestration.manifest import JobManifest
 from finetuning.platform_client import source_tarball
 

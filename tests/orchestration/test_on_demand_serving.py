@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from botocore.stub import ANY
 
+from finetuning.aws_jobs import on_demand
 from finetuning.backends.bedrock_serving import BedrockServing
 from finetuning.jobs import CustomModelDeploymentConfig
 from finetuning.orchestration import bedrock, tags
-from finetuning.orchestration.aws_jobs import on_demand
 from finetuning.orchestration.cleanup import DEPLOYMENT, WARNED_AT, clean_up_expired
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment

@@ -10,14 +10,14 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from finetuning.orchestration import bedrock, sagemaker, tags
-from finetuning.orchestration.aws_jobs.bedrock_customization import customization_job_status
-from finetuning.orchestration.aws_jobs.hyperparameter_values import bedrock_value
-from finetuning.orchestration.aws_jobs.provisioned_throughput import CommitmentDuration
-from finetuning.orchestration.aws_jobs.sagemaker_training import (
+from finetuning.aws_jobs.bedrock_customization import customization_job_status
+from finetuning.aws_jobs.hyperparameter_values import bedrock_value
+from finetuning.aws_jobs.provisioned_throughput import CommitmentDuration
+from finetuning.aws_jobs.sagemaker_training import (
     training_failure_reason,
     training_job_status,
 )
+from finetuning.orchestration import bedrock, sagemaker, tags
 from finetuning.orchestration.environment import Environment, Var
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import NO_COMMITMENT, parse_manifest

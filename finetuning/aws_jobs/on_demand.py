@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list
+from finetuning.aws_jobs.tags import as_key_value_list
 
 # Base model id prefixes (the id before its ':' version) -> the name the docs give.
 # "amazon.nova-lite" does not match "amazon.nova-2-lite" (Nova 2 is not listed).

@@ -5,8 +5,9 @@ CLI) and the platform's Lambda functions (``finetuning.orchestration``) build th
 CreateModelCustomizationJob and CreateTrainingJob requests here, and read job statuses back
 here, so that the same job gives the same request whichever path starts it.
 
-Standard library only, and inside ``finetuning.orchestration``: each Lambda function's bundle
-ships ``finetuning/orchestration/`` and ``finetuning/platform.py`` (``BASE_LIBRARY`` in
+Standard library only, beside (not inside) ``finetuning.orchestration``: the library and the
+functions both import it, and each Lambda function's bundle ships ``finetuning/aws_jobs/``,
+``finetuning/orchestration/`` and ``finetuning/platform.py`` (``BASE_LIBRARY`` in
 ``stacks/orchestration_functions.py``) with Powertools and pydantic alone, so nothing here may
 import another part of the library, boto3, torch, transformers or the sagemaker SDK.
 

@@ -17,14 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetuning.orchestration.aws_jobs.hyperparameter_values import (
+from finetuning.aws_jobs.hyperparameter_values import (
     json_encoded,
     train_argument_value,
 )
-from finetuning.orchestration.aws_jobs.instance_types import has_instance_storage, uses_torchrun
-from finetuning.orchestration.aws_jobs.job_status import JobStatus
-from finetuning.orchestration.aws_jobs.source_archives import SOURCE_ARCHIVE_NAME
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list
+from finetuning.aws_jobs.instance_types import has_instance_storage, uses_torchrun
+from finetuning.aws_jobs.job_status import JobStatus
+from finetuning.aws_jobs.source_archives import SOURCE_ARCHIVE_NAME
+from finetuning.aws_jobs.tags import as_key_value_list
 
 CODE_DIR = "/opt/ml/code"
 CHANNEL_ROOT = "/opt/ml/input/data"

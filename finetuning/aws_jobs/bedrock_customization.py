@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetuning.orchestration.aws_jobs.hyperparameter_values import bedrock_value
-from finetuning.orchestration.aws_jobs.job_status import JobStatus
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list
+from finetuning.aws_jobs.hyperparameter_values import bedrock_value
+from finetuning.aws_jobs.job_status import JobStatus
+from finetuning.aws_jobs.tags import as_key_value_list
 
 # GetModelCustomizationJob status values other than InProgress.
 _FINAL_OR_STOPPING = {

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list
+from finetuning.aws_jobs.tags import as_key_value_list
 
 
 class CommitmentDuration(StrEnum):
