@@ -25,6 +25,8 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 ENV = Environment()
+# Read once at cold start: a missing setting fails here, naming its variable.
+EVALUATION_BUCKET, KEY_ARN = ENV.evaluation_bucket, ENV.platform_key_arn
 # One attempt per call: the evaluation runner retries throttling with backoff itself.
 RUNTIME_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=120)
 
@@ -40,9 +42,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             runtime=boto3.client("bedrock-runtime", config=RUNTIME_CONFIG),
             control=boto3.client("bedrock"),
             s3=boto3.client("s3"),
-            evaluation_bucket=ENV.evaluation_bucket,
+            evaluation_bucket=EVALUATION_BUCKET,
             workdir=Path(workdir),
-            kms_key_arn=ENV.platform_key_arn,
+            kms_key_arn=KEY_ARN,
         )
     passed = outcome["quality_gate_passed"]
     metrics.add_metric(

@@ -22,8 +22,13 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 ENV = Environment()
-# Read once at cold start: a missing or invalid SERVING_SETTINGS fails here, naming it.
+# Read once at cold start: a missing or invalid setting fails here, naming its variable.
 SETTINGS = ENV.serving_settings()
+GROUP, EVALUATION_BUCKET, KEY_ARN = (
+    ENV.model_package_group,
+    ENV.evaluation_bucket,
+    ENV.platform_key_arn,
+)
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -35,11 +40,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         boto3.client("sagemaker"),
         boto3.client("s3"),
         request,
-        group=ENV.model_package_group,
-        evaluation_bucket=ENV.evaluation_bucket,
+        group=GROUP,
+        evaluation_bucket=EVALUATION_BUCKET,
         region=ENV.region,
         settings=SETTINGS,
-        kms_key_arn=ENV.platform_key_arn,
+        kms_key_arn=KEY_ARN,
     )
     if registration.created:
         metrics.add_metric(name="ModelsRegistered", unit=MetricUnit.Count, value=1)
