@@ -44,11 +44,15 @@ from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
 
-__all__ = ["RUNTIME", "SERVING_PARAMETERS", "ServingStack"]
-# What the register and deploy functions import from finetuning/ (evaluate ships the
-# evaluation package instead of registry/serving); tests/serving/test_bundles.py imports
-# each handler from its bundle alone.
-SERVING_LIBRARY = ("platform.py", "evaluation", "orchestration", "registry.py", "serving.py")
+__all__ = ["RUNTIME", "SERVING_LIBRARIES", "SERVING_PARAMETERS", "ServingStack"]
+# What each function ships from finetuning/ (not the whole library);
+# tests/serving/test_bundles.py imports each handler from its bundle alone.
+_REGISTRY = ("platform.py", "evaluation", "orchestration", "registry.py", "serving.py")
+SERVING_LIBRARIES = {
+    "evaluate_candidate": ("platform.py", "evaluation", "orchestration"),
+    "register_model": _REGISTRY,
+    "deploy_endpoint": ("orchestration", "serving.py"),
+}
 # SSM parameters this stack publishes, beside the foundation's (finetuning/platform.py).
 SERVING_PARAMETERS = {
     "model_package_group": "serving/model-package-group",
@@ -126,7 +130,7 @@ class ServingStack(Stack):
                 Var.PLATFORM_KEY_ARN: key.key_arn,
             },
             calls="Bedrock, Bedrock Runtime, S3",
-            library_paths=("platform.py", "evaluation", "orchestration"),
+            library_paths=SERVING_LIBRARIES["evaluate_candidate"],
         )
         self.register = self._function(
             "RegisterModel",
@@ -140,7 +144,7 @@ class ServingStack(Stack):
                 Var.SERVING_SETTINGS: serving_json,
             },
             calls="SageMaker, S3",
-            library_paths=SERVING_LIBRARY,
+            library_paths=SERVING_LIBRARIES["register_model"],
         )
         self.register.function.node.add_dependency(self.model_package_group)
         self.deploy = self._function(
@@ -158,7 +162,7 @@ class ServingStack(Stack):
                 Var.SERVING_SETTINGS: serving_json,
             },
             calls="SageMaker, Bedrock, CloudWatch, Application Auto Scaling",
-            library_paths=SERVING_LIBRARY,
+            library_paths=SERVING_LIBRARIES["deploy_endpoint"],
         )
         # The functions as other stacks see them (workflow tasks, alarms, SSM parameters).
         self.evaluate_function = self.evaluate.function
