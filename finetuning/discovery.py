@@ -17,7 +17,11 @@ from botocore.exceptions import ClientError
 
 from finetuning.platform import (
     CHECKPOINTS_PREFIX,
+    DEFAULT_ENVIRONMENT,
+    DEFAULT_PROJECT,
+    ENVIRONMENT_VARIABLE,
     FINAL_MODELS_PREFIX,
+    PROJECT_VARIABLE,
     PlatformParameter,
     parameter_name,
     parameter_prefix,
@@ -25,10 +29,6 @@ from finetuning.platform import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROJECT = "llm-finetuning"
-DEFAULT_ENVIRONMENT = "dev"
-PROJECT_VARIABLE = "FINETUNE_PROJECT"
-ENVIRONMENT_VARIABLE = "FINETUNE_ENVIRONMENT"  # the same as finetuning.platform_client
 # Errors that mean "no platform visible to these credentials", not "something broke".
 # Credentials AWS does not recognise (UnrecognizedClientException, expired tokens) are not
 # among them: they propagate, and the CLI reports a credentials problem, not "no platform".

@@ -41,7 +41,7 @@ class HyperparameterSpec:
 
 
 @dataclass(frozen=True)
-class ModelFamily:
+class HyperparameterTable:
     """Bedrock base models that share one hyperparameter table."""
 
     key: str
@@ -76,7 +76,7 @@ _BATCH = "samples per parameter update"
 
 # Amazon Nova Micro, Lite and Pro: one table for all three.
 # https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-nova-mm.html
-NOVA = ModelFamily(
+NOVA = HyperparameterTable(
     key="nova",
     display_name="Amazon Nova (Micro, Lite, Pro)",
     model_id_prefixes=("amazon.nova-micro", "amazon.nova-lite", "amazon.nova-pro"),
@@ -97,7 +97,7 @@ NOVA = ModelFamily(
 # is on https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html.
 # Reinforcement fine-tuning of Nova 2 Lite takes its own typed hyperparameters (rftConfig),
 # checked by finetuning.orchestration.aws_jobs.bedrock_customization.
-NOVA_2 = ModelFamily(
+NOVA_2 = HyperparameterTable(
     key="nova-2",
     display_name="Amazon Nova 2 Lite",
     model_id_prefixes=("amazon.nova-2-lite",),
@@ -107,7 +107,7 @@ NOVA_2 = ModelFamily(
 
 # Amazon Titan Text G1 - Lite and Express.
 # https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-titan-text.html
-TITAN_TEXT = ModelFamily(
+TITAN_TEXT = HyperparameterTable(
     key="titan-text",
     display_name="Amazon Titan Text (Lite, Express)",
     model_id_prefixes=("amazon.titan-text-lite", "amazon.titan-text-express"),
@@ -122,7 +122,7 @@ TITAN_TEXT = ModelFamily(
 
 # Amazon Titan Text G1 - Premier (same page, its own table).
 # https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-titan-text.html
-TITAN_TEXT_PREMIER = ModelFamily(
+TITAN_TEXT_PREMIER = HyperparameterTable(
     key="titan-text-premier",
     display_name="Amazon Titan Text Premier",
     model_id_prefixes=("amazon.titan-text-premier",),
@@ -138,7 +138,7 @@ TITAN_TEXT_PREMIER = ModelFamily(
 # Meta Llama 3.1 (8B, 70B Instruct) and 3.2 (1B, 3B, 11B, 90B Instruct) share one table.
 # https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-meta-llama31.html
 # https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-meta-llama32.html
-LLAMA_3 = ModelFamily(
+LLAMA_3 = HyperparameterTable(
     key="llama3",
     display_name="Meta Llama 3.1 / 3.2",
     model_id_prefixes=("meta.llama3-1-", "meta.llama3-2-"),
@@ -152,7 +152,7 @@ LLAMA_3 = ModelFamily(
 
 # Anthropic Claude 3 Haiku.
 # https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-anth-claude-3.html
-CLAUDE_3_HAIKU = ModelFamily(
+CLAUDE_3_HAIKU = HyperparameterTable(
     key="claude3-haiku",
     display_name="Anthropic Claude 3 Haiku",
     model_id_prefixes=("anthropic.claude-3-haiku",),
@@ -166,7 +166,7 @@ CLAUDE_3_HAIKU = ModelFamily(
     doc_url="https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-anth-claude-3.html",
 )
 
-BEDROCK_FAMILIES: tuple[ModelFamily, ...] = (
+BEDROCK_FAMILIES: tuple[HyperparameterTable, ...] = (
     NOVA_2,
     NOVA,
     TITAN_TEXT_PREMIER,
@@ -200,7 +200,7 @@ def base_model_id(identifier: str) -> str:
     return identifier
 
 
-def family_for_model(identifier: str) -> ModelFamily | None:
+def family_for_model(identifier: str) -> HyperparameterTable | None:
     model_id = base_model_id(identifier)
     for family in BEDROCK_FAMILIES:
         if model_id.startswith(family.model_id_prefixes):
@@ -208,7 +208,7 @@ def family_for_model(identifier: str) -> ModelFamily | None:
     return None
 
 
-def require_family(identifier: str, field_name: str = "base_model") -> ModelFamily:
+def require_family(identifier: str, field_name: str = "base_model") -> HyperparameterTable:
     """The hyperparameter family of a Bedrock base model that Bedrock still customizes."""
     from finetuning.data.models import RetiredModelError, resolve_model
 
@@ -232,7 +232,7 @@ def require_family(identifier: str, field_name: str = "base_model") -> ModelFami
     return family
 
 
-def check_model_type(model_type: str | None, family: ModelFamily) -> None:
+def check_model_type(model_type: str | None, family: HyperparameterTable) -> None:
     if model_type is None:
         return
     allowed = MODEL_TYPES.get(model_type)
@@ -273,7 +273,7 @@ def _coerce_number(name: str, value: Any, kind: type, source: str) -> float:
 
 
 def validate_bedrock_hyperparameters(
-    family: ModelFamily,
+    family: HyperparameterTable,
     values: Mapping[str, Any],
     sources: Mapping[str, str] | None = None,
 ) -> dict[str, str]:

@@ -13,32 +13,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, TypeVar
 
 from finetuning.errors import InvalidJobConfigError
 
-# Defined with the status mappings it is the result of; the platform's functions ship it too.
+# Defined where the platform's functions ship them too (the status with the status mappings it
+# is the result of, the commitment terms with the throughput request).
+from finetuning.orchestration.aws_jobs.backends import Backend as Backend
 from finetuning.orchestration.aws_jobs.job_status import JobStatus as JobStatus
-
-
-class Backend(StrEnum):
-    """Where a job runs."""
-
-    BEDROCK = "bedrock"
-    SAGEMAKER = "sagemaker"
-    LOCAL = "local"
-
-
-class CommitmentDuration(StrEnum):
-    """Provisioned Throughput terms. No commitment (hourly, cancel any time) is the default and
-    is expressed by leaving ``commitmentDuration`` out of the request.
-    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateProvisionedModelThroughput.html
-    """
-
-    ONE_MONTH = "OneMonth"
-    SIX_MONTHS = "SixMonths"
-
+from finetuning.orchestration.aws_jobs.provisioned_throughput import (
+    CommitmentDuration as CommitmentDuration,
+)
 
 # SageMaker training job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html

@@ -44,13 +44,17 @@ from finetuning.orchestration.manifest import (
     load_manifest,
     parse_manifest,
 )
-from finetuning.orchestration.parameters import (
-    OrchestrationParameter,
-    orchestration_parameter_name,
-)
 from finetuning.orchestration.records import JobRecord, JobTable
 from finetuning.orchestration.submission import Submission, start_execution
-from finetuning.platform import PlatformParameter, parameter_name
+from finetuning.platform import (
+    DEFAULT_ENVIRONMENT,
+    DEFAULT_PROJECT,
+    ENVIRONMENT_VARIABLE,
+    PROJECT_VARIABLE,
+    OrchestrationParameter,
+    PlatformParameter,
+    parameter_name,
+)
 
 # Fields of the library's job config that the platform decides for its own jobs (its roles,
 # key, network, checkpoints, isolation) or does not support (the automatic split).
@@ -76,10 +80,6 @@ COMMON_FIELDS = (
 )
 CODE_PREFIX = "models/code/"
 SOURCE_TARBALL = SOURCE_ARCHIVE_NAME
-DEFAULT_PROJECT = "llm-finetuning"
-DEFAULT_ENVIRONMENT = "dev"
-PROJECT_VARIABLE = "FINETUNE_PROJECT"
-ENVIRONMENT_VARIABLE = "FINETUNE_ENVIRONMENT"
 
 
 class PlatformNotFoundError(RuntimeError):
@@ -187,7 +187,7 @@ class PlatformClient:
         self._clients = clients or (lambda service: aws.client(service, region))
 
     def _parameter(self, parameter: OrchestrationParameter) -> str:
-        name = orchestration_parameter_name(self.project, self.environment, parameter)
+        name = parameter_name(self.project, self.environment, parameter)
         ssm = self._clients("ssm")
         try:
             return ssm.get_parameter(Name=name)["Parameter"]["Value"]

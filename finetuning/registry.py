@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from finetuning.evaluation.document import EvaluationDocument
+from finetuning.orchestration.errors import QualityGateFailedError
 from finetuning.platform import EVALUATION_REPORTS_PREFIX
 from finetuning.serving import (
     META_BACKEND,
@@ -38,15 +39,6 @@ _MAX_META_VALUE = 256
 
 class RegistrationError(ValueError):
     """A registration request that cannot be honoured; names the field."""
-
-
-class QualityGateFailed(RuntimeError):
-    """The evaluated model did not pass its quality gate: it is not registered."""
-
-    def __init__(self, summary: str, report_uri: str | None) -> None:
-        super().__init__(summary + (f" (report: {report_uri})" if report_uri else ""))
-        self.summary = summary
-        self.report_uri = report_uri
 
 
 @dataclass(frozen=True)
@@ -273,7 +265,7 @@ def register_evaluated_model(
         )
     if not gate.get("passed"):
         failed = "; ".join(c["message"] for c in gate.get("checks", []) if not c.get("passed"))
-        raise QualityGateFailed(
+        raise QualityGateFailedError(
             f"{request.model_name} ({request.job_name}) failed its quality gate: {failed}",
             request.report_uri,
         )

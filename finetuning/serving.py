@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
 from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
+from finetuning.orchestration.aws_jobs.provisioned_throughput import provisioned_throughput_request
 from finetuning.orchestration.aws_jobs.tags import as_key_value_list, platform_resource_tags
 
 if TYPE_CHECKING:
@@ -599,13 +600,14 @@ def deploy_bedrock_model(
     # The package ARN makes a retried or duplicated event idempotent on Bedrock's side.
     token = hashlib.sha256(f"{arn}:{settings.mode}".encode()).hexdigest()[:64]
     if settings.mode == "provisioned":
-        response = bedrock.create_provisioned_model_throughput(
-            clientRequestToken=token,
-            modelUnits=settings.model_units,
-            provisionedModelName=name,
-            modelId=model_arn,
-            tags=tags,
+        request = provisioned_throughput_request(
+            model_id=model_arn,
+            provisioned_model_name=name,
+            model_units=settings.model_units,
+            tags={tag["key"]: tag["value"] for tag in tags},
+            client_request_token=token,
         )
+        response = bedrock.create_provisioned_model_throughput(**request)
         return Deployment(
             "provisioned",
             response["provisionedModelArn"],

@@ -35,10 +35,6 @@ from constructs import Construct
 
 from finetuning.orchestration import tags
 from finetuning.orchestration.environment import Var
-from finetuning.orchestration.parameters import (
-    OrchestrationParameter,
-    orchestration_parameter_name,
-)
 from finetuning.orchestration.records import CREATED_INDEX, STATUS_INDEX
 from finetuning.orchestration.waiting import BEDROCK_EVENT, SAGEMAKER_EVENT
 from finetuning.orchestration.workflow import States
@@ -47,7 +43,9 @@ from finetuning.platform import (
     JOB_MANIFESTS_PREFIX,
     TRAINING_DATA_PROCESSED_PREFIX,
     TRAINING_DATA_RAW_PREFIX,
+    OrchestrationParameter,
 )
+from finetuning.platform import parameter_name as orchestration_parameter_name
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.container_images import evaluation_image, training_image
 from stacks.distillation_teachers import DistillationTeacherAccess

@@ -25,7 +25,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from finetuning.orchestration.environment import Var
@@ -33,18 +32,19 @@ from finetuning.platform import (
     EVALUATION_REPORTS_PREFIX,
     TRAINING_DATA_PROCESSED_PREFIX,
     TRAINING_DATA_RAW_PREFIX,
-    parameter_prefix,
+    ServingParameter,
 )
 from finetuning.serving import DEFAULT_INFERENCE_IMAGE_TAG, ServingSettings
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.constructs.logical_ids import unique_id
 from stacks.container_images import inference_image
+from stacks.discovery import publish_parameter
 from stacks.orchestration_functions import RUNTIME, PlatformFunction
 from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
 
-__all__ = ["RUNTIME", "SERVING_LIBRARIES", "SERVING_PARAMETERS", "ServingStack"]
+__all__ = ["RUNTIME", "SERVING_LIBRARIES", "ServingStack"]
 # What each function ships from finetuning/ (not the whole library);
 # tests/serving/test_bundles.py imports each handler from its bundle alone.
 _REGISTRY = ("platform.py", "evaluation", "orchestration", "registry.py", "serving.py")
@@ -52,14 +52,6 @@ SERVING_LIBRARIES = {
     "evaluate_candidate": ("platform.py", "evaluation", "orchestration"),
     "register_model": _REGISTRY,
     "deploy_endpoint": ("orchestration", "serving.py"),
-}
-# SSM parameters this stack publishes, beside the foundation's (finetuning/platform.py).
-SERVING_PARAMETERS = {
-    "model_package_group": "serving/model-package-group",
-    "evaluate_function": "serving/evaluate-function-arn",
-    "register_function": "serving/register-function-arn",
-    "deploy_function": "serving/deploy-function-arn",
-    "endpoint_security_group": "serving/endpoint-security-group-id",
 }
 
 
@@ -608,19 +600,14 @@ class ServingStack(Stack):
         )
 
     def _publish(self, group: str) -> None:
-        values = {
-            "model_package_group": group,
-            "evaluate_function": self.evaluate_function.function_arn,
-            "register_function": self.register_function.function_arn,
-            "deploy_function": self.deploy_function.function_arn,
-            "endpoint_security_group": self.endpoint_security_group.security_group_id,
-        }
-        root = parameter_prefix(self._settings.project, self._settings.environment)
-        for name, leaf in SERVING_PARAMETERS.items():
-            ssm.StringParameter(
-                self,
-                "Param" + "".join(part.capitalize() for part in name.split("_")),
-                parameter_name=f"{root}/{leaf}",
-                string_value=values[name],
-                description=f"{self._settings.resource_prefix}: {name.replace('_', ' ')}",
-            )
+        security_group = self.endpoint_security_group.security_group_id
+        for parameter, value in {
+            ServingParameter.MODEL_PACKAGE_GROUP: group,
+            ServingParameter.EVALUATE_FUNCTION: self.evaluate_function.function_arn,
+            ServingParameter.REGISTER_FUNCTION: self.register_function.function_arn,
+            ServingParameter.DEPLOY_FUNCTION: self.deploy_function.function_arn,
+            ServingParameter.ENDPOINT_SECURITY_GROUP: security_group,
+        }.items():
+            # The ids these parameters had before the shared helper (``ParamEvaluateFunction``).
+            legacy_id = "Param" + "".join(part.capitalize() for part in parameter.name.split("_"))
+            publish_parameter(self, self._settings, parameter, value, construct_id=legacy_id)

@@ -30,7 +30,9 @@ from finetuning.jobs import (
     check_tags,
 )
 from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
-from finetuning.orchestration.aws_jobs.tags import as_key_value_list
+from finetuning.orchestration.aws_jobs.provisioned_throughput import (
+    provisioned_throughput_request,
+)
 
 DEPLOYMENT_ARN_MARKER = ":custom-model-deployment/"
 PROVISIONED_ARN_MARKER = ":provisioned-model/"
@@ -96,15 +98,13 @@ class BedrockServing:
 
     def create_throughput(self, config: ProvisionedThroughputConfig) -> ProvisionedThroughputResult:
         check_throughput(config)
-        request: dict[str, Any] = {
-            "modelUnits": config.model_units,
-            "provisionedModelName": config.provisioned_model_name,
-            "modelId": config.model_id,
-        }
-        if config.commitment_duration is not None:
-            request["commitmentDuration"] = str(config.commitment_duration)
-        if config.tags:
-            request["tags"] = as_key_value_list(config.tags)
+        request = provisioned_throughput_request(
+            model_id=config.model_id,
+            provisioned_model_name=config.provisioned_model_name,
+            model_units=config.model_units,
+            commitment_duration=config.commitment_duration,
+            tags=config.tags or None,
+        )
         request["clientRequestToken"] = config.client_request_token or request_token(request)
         arn = self.client.create_provisioned_model_throughput(**request)["provisionedModelArn"]
         return ProvisionedThroughputResult(

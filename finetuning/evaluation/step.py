@@ -4,7 +4,8 @@ It evaluates the tuned model (provisioned throughput, custom model deployment or
 model id) and optionally its base model on a JSONL test set in S3, applies the job's quality
 gate, and stores the results JSON and the report under ``evaluation/reports/<job>/`` in the
 evaluation bucket. The verdict is returned, not raised: the register step refuses a failed
-model (``finetuning.registry.QualityGateFailed``) so the run fails with the report's address.
+model (``finetuning.orchestration.errors.QualityGateFailedError``) so the run fails with the
+report's address.
 
 A Lambda invocation lasts at most 15 minutes; ``max_samples`` bounds the test set so the step
 finishes inside it (about 1-3 seconds per Converse call, ``concurrency`` at a time).

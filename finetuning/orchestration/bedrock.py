@@ -30,8 +30,12 @@ from finetuning.orchestration.aws_jobs.bedrock_customization import (
     customization_job_status,
 )
 from finetuning.orchestration.aws_jobs.on_demand import custom_model_deployment_request
+from finetuning.orchestration.aws_jobs.provisioned_throughput import (
+    CommitmentDuration,
+    provisioned_throughput_request,
+)
 from finetuning.orchestration.environment import Environment
-from finetuning.orchestration.manifest import Commitment, JobManifest
+from finetuning.orchestration.manifest import NO_COMMITMENT, JobManifest
 from finetuning.orchestration.state import JobState, finite_metrics
 from finetuning.platform import FINAL_MODELS_PREFIX
 
@@ -164,21 +168,19 @@ def throughput_request(
     job_id: str,
     model_arn: str,
     model_units: int,
-    commitment: Commitment,
+    commitment: CommitmentDuration | str,
     serving_tags: Mapping[str, str],
 ) -> dict[str, Any]:
-    """CreateProvisionedModelThroughput arguments; no commitment unless asked (the field is
-    left out for hourly, cancel-any-time throughput)."""
-    request: dict[str, Any] = {
-        "clientRequestToken": throughput_name(job_id),
-        "modelUnits": model_units,
-        "provisionedModelName": throughput_name(job_id),
-        "modelId": model_arn,
-        "tags": tags.as_key_value_list(serving_tags),
-    }
-    if commitment != Commitment.NONE:
-        request["commitmentDuration"] = commitment.value
-    return request
+    """CreateProvisionedModelThroughput arguments for the job's tuned model, named (and made
+    idempotent) after the job; ``commitment`` ``none`` asks for no commitment."""
+    return provisioned_throughput_request(
+        model_id=model_arn,
+        provisioned_model_name=throughput_name(job_id),
+        model_units=model_units,
+        commitment_duration=None if commitment == NO_COMMITMENT else commitment,
+        tags=serving_tags,
+        client_request_token=throughput_name(job_id),
+    )
 
 
 def create_throughput(client: Any, request: Mapping[str, Any]) -> str:

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetuning.orchestration.manifest import Backend, JobManifest
+from finetuning.orchestration.aws_jobs.backends import Backend
+from finetuning.orchestration.manifest import JobManifest
 from finetuning.orchestration.state import JobState
 
 # Bedrock hyperparameter names for the epoch count, by model family, see

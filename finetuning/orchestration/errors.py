@@ -51,7 +51,13 @@ class DeploymentFailedError(OrchestrationError):
 
 
 class QualityGateFailedError(OrchestrationError):
-    """The evaluation step rejected the model."""
+    """The evaluated model did not pass its quality gate: the workflow's QualityGate state
+    fails the run with this name, and the register step refuses the model with it."""
+
+    def __init__(self, summary: str = "", report_uri: str | None = None) -> None:
+        super().__init__(summary + (f" (report: {report_uri})" if report_uri else ""))
+        self.summary = summary
+        self.report_uri = report_uri
 
 
 class EvaluationJobFailedError(OrchestrationError):

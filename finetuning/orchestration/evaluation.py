@@ -22,9 +22,10 @@ from typing import Any
 
 from finetuning.orchestration import names
 from finetuning.orchestration.aws import retryable_errors
+from finetuning.orchestration.aws_jobs.backends import Backend
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ManifestError
-from finetuning.orchestration.manifest import Backend, JobManifest
+from finetuning.orchestration.manifest import JobManifest
 from finetuning.orchestration.records import JobTable, Stage, timestamp
 from finetuning.platform import EVALUATION_REPORTS_PREFIX
 

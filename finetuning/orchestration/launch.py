@@ -6,22 +6,31 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from finetuning.orchestration import bedrock, sagemaker
+from finetuning.orchestration.aws_jobs.backends import PLATFORM_BACKENDS, Backend
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ConfigurationError
-from finetuning.orchestration.manifest import Backend, JobManifest
+from finetuning.orchestration.manifest import JobManifest
 from finetuning.orchestration.records import JobStatus, JobTable, Stage, timestamp
 from finetuning.orchestration.state import JobState
 
 
+def _platform_backend(value: str) -> Backend:
+    """The job table's backend; the platform runs no ``local`` jobs."""
+    backend = Backend(value)
+    if backend not in PLATFORM_BACKENDS:
+        raise ValueError(f"{value!r} is not a platform backend (expected bedrock or sagemaker)")
+    return backend
+
+
 def describe_job(backend: str, job_name: str, clients: Clients) -> JobState:
-    if Backend(backend) == Backend.BEDROCK:
+    if _platform_backend(backend) == Backend.BEDROCK:
         return bedrock.describe(clients("bedrock"), job_name)
     return sagemaker.describe(clients("sagemaker"), job_name)
 
 
 def stop_job(backend: str, job_name: str, clients: Clients) -> bool:
-    if Backend(backend) == Backend.BEDROCK:
+    if _platform_backend(backend) == Backend.BEDROCK:
         return bedrock.stop(clients("bedrock"), job_name)
     return sagemaker.stop(clients("sagemaker"), job_name)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
+from finetuning.orchestration.aws_jobs.backends import PLATFORM_BACKENDS, Backend
 from finetuning.orchestration.aws_jobs.bedrock_customization import (
     CONTINUED_PRE_TRAINING,
     DISTILLATION,
@@ -32,6 +33,7 @@ from finetuning.orchestration.aws_jobs.bedrock_customization import (
 )
 from finetuning.orchestration.aws_jobs.instance_types import INSTANCE_TYPE
 from finetuning.orchestration.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
+from finetuning.orchestration.aws_jobs.provisioned_throughput import CommitmentDuration
 from finetuning.orchestration.aws_jobs.source_archives import TRAINING_ENTRY_POINT
 from finetuning.orchestration.errors import ManifestError
 
@@ -80,17 +82,17 @@ EVALUATION_BEDROCK_ONLY = ("base_model_id",)
 HyperparameterValue = str | bool | int | float
 
 
-class Backend(StrEnum):
-    BEDROCK = "bedrock"
-    SAGEMAKER = "sagemaker"
+# The manifest's word for "no commitment" (hourly, deletable at any time): the request leaves
+# commitmentDuration out.
+NO_COMMITMENT = "none"
 
 
-class Commitment(StrEnum):
-    """Provisioned throughput terms; ``none`` is hourly and can be deleted at any time."""
-
-    NONE = "none"
-    ONE_MONTH = "OneMonth"
-    SIX_MONTHS = "SixMonths"
+def _one_of(values: tuple[str, ...]) -> str:
+    """Pydantic's own wording for an enum mismatch, for fields that accept part of an enum."""
+    quoted = [repr(value) for value in values]
+    return "Input should be " + (
+        quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    )
 
 
 class _Strict(BaseModel):
@@ -101,16 +103,24 @@ class ProvisionedThroughputSpec(_Strict):
     """Bedrock provisioned throughput created for the tuned model after success."""
 
     model_units: Annotated[int, Field(ge=1, le=100)] = 1
-    commitment: Commitment = Commitment.NONE
+    commitment: Literal["none"] | CommitmentDuration = NO_COMMITMENT
     # Deleted by the scheduled cleanup this many hours after it is InService (no-commitment
     # throughput only; None takes the platform default).
     expires_after_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
     # True tags the throughput finetuning:keep=true: cleanup never deletes it.
     keep: bool = False
 
+    @field_validator("commitment", mode="before")
+    @classmethod
+    def _known_commitment(cls, value: Any) -> Any:
+        terms = (NO_COMMITMENT, *(term.value for term in CommitmentDuration))
+        if value not in terms:
+            raise ValueError(_one_of(terms))
+        return value
+
     @model_validator(mode="after")
     def _expiry_needs_no_commitment(self) -> ProvisionedThroughputSpec:
-        if self.commitment != Commitment.NONE and self.expires_after_hours is not None:
+        if self.commitment != NO_COMMITMENT and self.expires_after_hours is not None:
             raise ValueError(
                 "expires_after_hours applies only to commitment 'none': a throughput with "
                 "a commitment cannot be deleted before its term ends"
@@ -351,6 +361,14 @@ class JobManifest(_Strict):
     # After the job: serving to provision, and what the evaluation step receives.
     serving: ServingSpec = ServingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _platform_backend(cls, value: Any) -> Any:
+        # The platform runs no local jobs: ``local`` is the library's alone.
+        if value not in PLATFORM_BACKENDS:
+            raise ValueError(_one_of(tuple(backend.value for backend in PLATFORM_BACKENDS)))
+        return value
 
     @field_validator("job_name")
     @classmethod

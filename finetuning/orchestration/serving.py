@@ -32,7 +32,7 @@ from finetuning.orchestration.errors import (
     ManifestError,
     ThroughputFailedError,
 )
-from finetuning.orchestration.manifest import Commitment, JobManifest, ServingMode
+from finetuning.orchestration.manifest import NO_COMMITMENT, JobManifest, ServingMode
 from finetuning.orchestration.records import (
     JobTable,
     Stage,
@@ -234,7 +234,7 @@ def provision_throughput(
         "provisioned_model_arn": arn,
         "provisioned_model_name": request["provisionedModelName"],
         "model_units": spec.model_units,
-        "commitment": spec.commitment.value,
+        "commitment": str(spec.commitment),
         "keep": spec.keep,
         "status": "Creating",
         "requested_at": timestamp(),
@@ -271,7 +271,7 @@ def check_throughput(
         return {**serving, "in_service": False, "status": status}
     spec = manifest.serving.provisioned_throughput
     expires_at = None
-    if spec is not None and spec.commitment == Commitment.NONE and not spec.keep:
+    if spec is not None and spec.commitment == NO_COMMITMENT and not spec.keep:
         hours = spec.expires_after_hours or env.default_serving_hours
         expires_at = now + timedelta(hours=hours)
         with retryable_errors(f"tagging provisioned throughput {arn} with its expiry"):

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from finetuning.orchestration.aws import retryable_errors
+from finetuning.orchestration.aws_jobs.backends import Backend
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import DatasetInvalidError, ManifestError
-from finetuning.orchestration.manifest import S3_URI, Backend, JobManifest
+from finetuning.orchestration.manifest import S3_URI, JobManifest
 from finetuning.orchestration.records import JobStatus, JobTable, Stage
 from finetuning.orchestration.serving import SERVING_MODE_KEY, serving_mode
 from finetuning.platform import (

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetuning.orchestration.aws import error_code, retryable_errors
+from finetuning.orchestration.aws_jobs.backends import Backend
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.errors import JOB_FAILED, JOB_STOPPED
 from finetuning.orchestration.launch import describe_job
-from finetuning.orchestration.manifest import Backend
 from finetuning.orchestration.records import JobStatus, JobTable
 from finetuning.orchestration.state import JobState
 

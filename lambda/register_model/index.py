@@ -3,7 +3,7 @@
 Input: ``{"model_name", "job_name", "backend": "sagemaker"|"bedrock",
 "evaluation_results_uri", "model_data_url" | "bedrock_custom_model_arn", "report_uri"?,
 "base_model"?}``. Output: ``{"model_package_arn", "approval_status", "model_quality_uri",
-"created"}``. A failed quality gate raises ``QualityGateFailed`` (catch it by that name).
+"created"}``. A failed quality gate raises ``QualityGateFailedError`` (catch it by that name).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from finetuning.platform import DEFAULT_PROJECT
 from finetuning.serving import ServingSettings
 from stacks.orchestration_settings import OrchestrationSettings
 from stacks.settings.base import SettingsError, StrictModel, read_yaml, validate_mapping
@@ -157,7 +158,7 @@ class SecuritySettings(StrictModel):
 
 
 class PlatformSettings(StrictModel):
-    project: str = "llm-finetuning"
+    project: str = DEFAULT_PROJECT
     environment: str
     cost_centre: str
     account: str | None = None

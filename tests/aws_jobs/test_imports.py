@@ -15,6 +15,9 @@ SHARED = (
     "finetuning.orchestration.aws_jobs.bedrock_customization",
     "finetuning.orchestration.aws_jobs.sagemaker_training",
     "finetuning.orchestration.aws_jobs.source_archives",
+    "finetuning.orchestration.aws_jobs.backends",
+    "finetuning.orchestration.aws_jobs.provisioned_throughput",
+    "finetuning.orchestration.aws_jobs.on_demand",
 )
 
 

@@ -114,6 +114,32 @@ def test_bedrock_manifest_errors(overrides: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        # One Backend enum for library and platform; the platform runs no local jobs.
+        ({"backend": "local"}, "backend: Input should be 'bedrock' or 'sagemaker' (got 'local')"),
+        (
+            {"serving": {"provisioned_throughput": {"commitment": "OneYear"}}},
+            "commitment: Input should be 'none', 'OneMonth' or 'SixMonths' (got 'OneYear')",
+        ),
+    ],
+)
+def test_manifest_accepts_part_of_the_shared_enums(overrides: dict, message: str) -> None:
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        parse_manifest(bedrock_manifest(**overrides))
+
+
+def test_commitment_values_round_trip() -> None:
+    for commitment in ("none", "OneMonth", "SixMonths"):
+        manifest = parse_manifest(
+            bedrock_manifest(serving={"provisioned_throughput": {"commitment": commitment}})
+        )
+        assert manifest.serving.provisioned_throughput.commitment == commitment
+        dumped = manifest.model_dump(mode="json")["serving"]["provisioned_throughput"]
+        assert dumped["commitment"] == commitment
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
         ({"base_model": "meta-llama/Llama-3.1-8B"}, "cannot download from a model hub"),
         ({"source_dir_uri": None}, "source_dir_uri is required"),
         ({"model_name": "x"}, "apply only to the bedrock backend"),

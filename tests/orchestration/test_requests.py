@@ -13,13 +13,14 @@ from botocore.validate import ParamValidator
 from finetuning.orchestration import bedrock, sagemaker, tags
 from finetuning.orchestration.aws_jobs.bedrock_customization import customization_job_status
 from finetuning.orchestration.aws_jobs.hyperparameter_values import bedrock_value
+from finetuning.orchestration.aws_jobs.provisioned_throughput import CommitmentDuration
 from finetuning.orchestration.aws_jobs.sagemaker_training import (
     training_failure_reason,
     training_job_status,
 )
 from finetuning.orchestration.environment import Environment, Var
 from finetuning.orchestration.errors import ManifestError
-from finetuning.orchestration.manifest import Commitment, parse_manifest
+from finetuning.orchestration.manifest import NO_COMMITMENT, parse_manifest
 from finetuning.orchestration.records import JobStatus
 from tests.orchestration.fakes import (
     ARTIFACTS_BUCKET,
@@ -176,7 +177,7 @@ def test_throughput_request_has_no_commitment_unless_asked() -> None:
         job_id="support-bot-0123456789",
         model_arn="arn:aws:bedrock:us-east-1:123456789012:custom-model/amazon.nova-lite-v1:0:300k/abcdefghijkl",
         model_units=1,
-        commitment=Commitment.NONE,
+        commitment=NO_COMMITMENT,
         serving_tags={tags.PLATFORM: PREFIX},
     )
     assert_valid("bedrock", "CreateProvisionedModelThroughput", request)
@@ -190,7 +191,7 @@ def test_throughput_request_has_no_commitment_unless_asked() -> None:
         job_id="x-0123456789",
         model_arn=request["modelId"],
         model_units=2,
-        commitment=Commitment.ONE_MONTH,
+        commitment=CommitmentDuration.ONE_MONTH,
         serving_tags={},
     )
     assert committed["commitmentDuration"] == "OneMonth"

@@ -9,8 +9,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from finetuning.orchestration.errors import ConfigurationError
-from finetuning.registry import QualityGateFailed
+from finetuning.orchestration.errors import ConfigurationError, QualityGateFailedError
 from tests.fixtures.events import documented_event, with_detail
 from tests.lambda_handlers import load_handler
 from tests.serving.support import (
@@ -84,7 +83,7 @@ def test_register_handler_registers_and_refuses_failed_gates(aws, monkeypatch):
         "job_name": "weak-1",
         "evaluation_results_uri": f"s3://{EVAL_BUCKET}/evaluation/reports/weak-1/results.json",
     }
-    with pytest.raises(QualityGateFailed, match="failed its quality gate"):
+    with pytest.raises(QualityGateFailedError, match="failed its quality gate"):
         module.handler(weak, FakeContext())
 
 

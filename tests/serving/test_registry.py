@@ -9,8 +9,8 @@ import pytest
 from moto import mock_aws
 
 from finetuning.evaluation.document import EvaluationDocument
+from finetuning.orchestration.errors import QualityGateFailedError
 from finetuning.registry import (
-    QualityGateFailed,
     RegistrationError,
     RegistrationRequest,
     model_quality_statistics,
@@ -148,7 +148,7 @@ def test_an_image_named_in_settings_is_kept():
 def test_failed_gate_is_not_registered(aws):
     sagemaker, s3 = aws
     uri = put_results(s3, results_document(WEAK, GOOD, GATE))
-    with pytest.raises(QualityGateFailed) as info:
+    with pytest.raises(QualityGateFailedError) as info:
         register(sagemaker, s3, request(uri))
     assert "deeds (deeds-1) failed its quality gate: accuracy 0.5 < 0.8" in str(info.value)
     assert "report: s3://llm-finetuning-dev-evaluation/evaluation/reports/deeds-1/report.html" in (

@@ -15,6 +15,11 @@ import another part of the library, boto3, torch, transformers or the sagemaker 
 - ``instance_types``: GPUs per instance and instance storage, per SageMaker instance type.
 - ``hyperparameter_values``: how hyperparameter values are written for each service.
 - ``job_status``: the backend-neutral ``JobStatus`` (``finetuning.JobStatus``).
+- ``backends``: the one ``Backend`` vocabulary (``finetuning.Backend``); the platform runs
+  the two AWS ones.
+- ``provisioned_throughput``: CreateProvisionedModelThroughput requests and the
+  ``CommitmentDuration`` terms (the library, the workflow and deploy-on-approval).
+- ``on_demand``: CreateCustomModelDeployment requests and which models can be deployed on demand.
 - ``tags``: the platform's tag vocabulary (``finetuning:platform``, ``finetuning:expires-at``...)
   and tag maps to and from the services' key/value lists.
 - ``source_archives``: the byte-reproducible ``sourcedir.tar.gz`` a training job runs.
