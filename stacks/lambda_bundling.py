@@ -173,8 +173,8 @@ def function_code(
 
     ``library_paths`` are paths inside ``finetuning/`` (``"."`` for the whole package)."""
     function_dir = LAMBDA_ROOT / name
-    if not any((function_dir / entry).is_file() for entry in ("index.py", "handler.py")):
-        raise FileNotFoundError(f"{function_dir}: a function folder needs index.py or handler.py")
+    if not (function_dir / "index.py").is_file():
+        raise FileNotFoundError(f"{function_dir}: a function folder needs index.py (handler)")
     contents = ",".join((*library_paths, *pure_packages, *extra_files))
     return lambda_.Code.from_asset(
         str(function_dir),
