@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,6 +39,9 @@ from finetuning.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
 from finetuning.aws_jobs.on_demand import custom_model_deployment_request
 from finetuning.aws_jobs.provisioned_throughput import provisioned_throughput_request
 from finetuning.aws_jobs.tags import as_key_value_list, platform_resource_tags
+
+if TYPE_CHECKING:
+    from finetuning.orchestration.environment import Environment
 
 # CustomerMetadataProperties keys the registry writes and the deploy function reads.
 META_MODEL_NAME = "model-name"
@@ -193,23 +195,22 @@ class DeploymentContext:
     settings: ServingSettings = field(default_factory=ServingSettings)
 
     @classmethod
-    def from_environment(cls, env: dict[str, str] | None = None) -> DeploymentContext:
-        env = dict(os.environ if env is None else env)
-        try:
-            return cls(
-                resource_prefix=env["RESOURCE_PREFIX"],
-                region=env["AWS_REGION"],
-                execution_role_arn=env["EXECUTION_ROLE_ARN"],
-                kms_key_arn=env["KMS_KEY_ARN"],
-                artifacts_bucket=env["ARTIFACTS_BUCKET"],
-                subnet_ids=tuple(s for s in env.get("SUBNET_IDS", "").split(",") if s),
-                security_group_ids=tuple(
-                    s for s in env.get("SECURITY_GROUP_IDS", "").split(",") if s
-                ),
-                settings=ServingSettings.model_validate_json(env.get("SERVING_SETTINGS", "{}")),
-            )
-        except KeyError as exc:
-            raise ServingError(f"environment variable {exc.args[0]} is not set") from None
+    def from_environment(cls, env: Environment | None = None) -> DeploymentContext:
+        """Read through the functions' one environment contract: a missing variable raises
+        ``ConfigurationError`` naming it (at cold start, where the handler builds this)."""
+        from finetuning.orchestration.environment import Environment
+
+        env = env or Environment()
+        return cls(
+            resource_prefix=env.resource_prefix,
+            region=env.region,
+            execution_role_arn=env.sagemaker_role_arn,
+            kms_key_arn=env.platform_key_arn,
+            artifacts_bucket=env.artifacts_bucket,
+            subnet_ids=tuple(env.endpoint_subnet_ids),
+            security_group_ids=tuple(env.endpoint_security_group_ids),
+            settings=env.serving_settings(),
+        )
 
 
 # --------------------------------------------------------------------------------------------

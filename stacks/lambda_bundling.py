@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,8 +48,15 @@ PIP_PLATFORM = ("--platform", "manylinux_2_28_aarch64", "--platform", "manylinux
 # Never part of an asset: caches and compiled files of this machine's interpreter.
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.so", "*.pyd", "tests")
 # The bundle's finetuning/__init__.py: the library's own one may import modules (and
-# dependencies) that a function does not ship.
-_PACKAGE_STUB = '"""The parts of the finetuning library this function ships with."""\n'
+# dependencies) that a function does not ship. It keeps ``__version__``, which the
+# evaluation documents record.
+_VERSION = re.search(
+    r'^__version__ = "([^"]+)"$', (REPO_ROOT / LIBRARY / "__init__.py").read_text(), re.M
+)
+_PACKAGE_STUB = (
+    '"""The parts of the finetuning library this function ships with."""\n\n'
+    f'__version__ = "{_VERSION.group(1) if _VERSION else "0"}"\n'
+)
 
 
 @jsii.implements(ILocalBundling)
@@ -98,6 +106,7 @@ def bundle_inputs_digest(
 ) -> str:
     """SHA-256 over everything a bundle is made from, file names and contents."""
     digest = hashlib.sha256(f"python{python_version}".encode())
+    digest.update(_PACKAGE_STUB.encode())
     sources = [function_dir]
     sources += [REPO_ROOT / LIBRARY / relative for relative in library_paths]
     sources += [REPO_ROOT / relative for relative in extra_files]
@@ -164,8 +173,8 @@ def function_code(
 
     ``library_paths`` are paths inside ``finetuning/`` (``"."`` for the whole package)."""
     function_dir = LAMBDA_ROOT / name
-    if not any((function_dir / entry).is_file() for entry in ("index.py", "handler.py")):
-        raise FileNotFoundError(f"{function_dir}: a function folder needs index.py or handler.py")
+    if not (function_dir / "index.py").is_file():
+        raise FileNotFoundError(f"{function_dir}: a function folder needs index.py (handler)")
     contents = ",".join((*library_paths, *pure_packages, *extra_files))
     return lambda_.Code.from_asset(
         str(function_dir),

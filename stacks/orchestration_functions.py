@@ -1,10 +1,12 @@
-"""One orchestration function the platform's way.
+"""One Lambda function the platform's way: every function of the platform (orchestration
+and serving) is a :class:`PlatformFunction`.
 
-Python 3.14 on ARM64 with the AWS-managed Powertools layer; X-Ray tracing; a dead-letter
-queue for asynchronous invocations; its own log group (platform retention, orchestration
-key); and its own role whose only permissions are one customer managed policy that the
-stack fills statement by statement. The role given to the Lambda construct is immutable,
-so CDK cannot slip in an inline default policy: permissions CDK would grant itself
+Python 3.14 on ARM64 with the AWS-managed Powertools layer (or Powertools pinned in the
+function folder's ``requirements.txt``, for functions that bundle compiled wheels); X-Ray
+tracing; a dead-letter queue for asynchronous invocations; its own log group (platform
+retention, the given key); and its own role whose only permissions are one customer managed
+policy that the stack fills statement by statement. The role given to the Lambda construct
+is immutable, so CDK cannot slip in an inline default policy: permissions CDK would grant itself
 (X-Ray, the dead-letter queue) are written here explicitly instead, and grants made by
 other constructs are adopted into the managed policy with :meth:`PlatformFunction.adopt`.
 """
@@ -68,7 +70,7 @@ class PlatformFunction(Construct):
         description: str,
         key: kms.IKey,
         dead_letter_queue: sqs.IQueue,
-        layer: lambda_.ILayerVersion,
+        layer: lambda_.ILayerVersion | None,
         log_retention_days: int,
         environment: Mapping[str, str],
         memory_mb: int,
@@ -79,25 +81,61 @@ class PlatformFunction(Construct):
         pure_packages: Sequence[str] = (),
         vpc_reason: str | None = None,
         concurrency_reason: str | None = None,
+        family: str = "orchestration",
+        library_paths: Sequence[str] | None = None,
+        function_name: str | None = None,
+        key_only_for_dead_letters: bool = False,
+        keep_logical_ids: Mapping[str, str] | None = None,
     ) -> None:
         """``vpc_reason`` / ``concurrency_reason``: this function's own reasons for the
         LambdaInsideVPC / LambdaConcurrency suppressions, where the workflow functions'
-        reasons below do not describe it (the RFT grader)."""
+        reasons below do not describe it (the RFT grader).
+
+        ``layer``: the Powertools layer, or None where the folder's ``requirements.txt``
+        bundles Powertools itself. ``family``: the stack's family of functions, for
+        descriptions. ``library_paths``: the ``finetuning/`` paths to ship instead of
+        :data:`BASE_LIBRARY`. ``function_name``: a physical name (the log group is then
+        ``/aws/lambda/<name>``). ``key_only_for_dead_letters``: the role may use ``key``
+        only through SQS (the dead-letter queue), where the function's own key use is granted
+        separately. ``keep_logical_ids``: child id (``Function``, ``LogGroup``, ``Role``) to
+        the logical id the resource had before it moved into this construct, so that named
+        resources are not replaced (``stacks/constructs/logical_ids.py``)."""
         super().__init__(scope, construct_id)
         self.log_group = encrypted_log_group(
-            self, "LogGroup", key=key, retention_days=log_retention_days
+            self,
+            "LogGroup",
+            key=key,
+            retention_days=log_retention_days,
+            log_group_name=f"/aws/lambda/{function_name}" if function_name else None,
         )
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Runs the {folder} orchestration function",
+            description=f"Runs the {folder} {family} function",
         )
+        key_statement = iam.PolicyStatement(
+            sid="UseOrchestrationKey",
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=[key.key_arn],
+        )
+        if key_only_for_dead_letters:
+            # Lambda's dead-letter grant is sqs:SendMessage alone; the queue is SSE-KMS, and
+            # SQS uses the key with the sender's credentials, see
+            # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html
+            key_statement = iam.PolicyStatement(
+                sid="EncryptDeadLetters",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"sqs.{Stack.of(self).region}.amazonaws.com"}
+                },
+            )
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
             roles=[self.role],
-            description=f"Least privilege of the {folder} orchestration function",
+            description=f"Least privilege of the {folder} {family} function",
             statements=[
                 iam.PolicyStatement(
                     sid="WriteOwnLogs",
@@ -114,28 +152,28 @@ class PlatformFunction(Construct):
                     actions=["sqs:SendMessage"],
                     resources=[dead_letter_queue.queue_arn],
                 ),
-                iam.PolicyStatement(
-                    sid="UseOrchestrationKey",
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=[key.key_arn],
-                ),
+                key_statement,
             ],
         )
         self.function = lambda_.Function(
             self,
             "Function",
+            function_name=function_name,
             description=description,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler="index.handler",
             code=function_code(
                 folder,
-                library_paths=(*BASE_LIBRARY, *extra_library),
+                library_paths=(
+                    *(BASE_LIBRARY if library_paths is None else library_paths),
+                    *extra_library,
+                ),
                 pure_packages=pure_packages,
                 extra_files=extra_files,
             ),
             role=self.role.without_policy_updates(),
-            layers=[layer],
+            layers=[layer] if layer is not None else None,
             memory_size=memory_mb,
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
@@ -144,13 +182,16 @@ class PlatformFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             reserved_concurrent_executions=reserved_concurrency,
             environment={
-                "POWERTOOLS_SERVICE_NAME": f"orchestration-{folder.replace('_', '-')}",
+                "POWERTOOLS_SERVICE_NAME": f"{family}-{folder.replace('_', '-')}",
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_NAMESPACE,
                 **environment,
             },
         )
         # Before the two calls below resolve the policy's and log group's logical ids.
         keep_flat_logical_ids(self)
+        # Explicit ids (the serving functions' own) win over the flat ones.
+        for child, logical_id in (keep_logical_ids or {}).items():
+            self.node.find_child(child).node.default_child.override_logical_id(logical_id)
         depend_only_on_policy(self.function, self.policy)
         suppress_wildcards(
             self.policy,

@@ -23,11 +23,11 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from finetuning.orchestration.environment import Var
 from finetuning.platform import (
     EVALUATION_REPORTS_PREFIX,
     TRAINING_DATA_PROCESSED_PREFIX,
@@ -36,16 +36,23 @@ from finetuning.platform import (
 )
 from finetuning.serving import DEFAULT_INFERENCE_IMAGE_TAG, ServingSettings
 from stacks.compliance import suppress, suppress_wildcards
+from stacks.constructs.logical_ids import unique_id
 from stacks.container_images import inference_image
 from stacks.discovery import publish_parameter
-from stacks.lambda_bundling import function_code
-from stacks.log_groups import encrypted_log_group
+from stacks.orchestration_functions import RUNTIME, PlatformFunction
 from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
 
-# The newest Lambda Python runtime (the nag packs require the latest).
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+__all__ = ["RUNTIME", "SERVING_LIBRARIES", "ServingStack"]
+# What each function ships from finetuning/ (not the whole library);
+# tests/serving/test_bundles.py imports each handler from its bundle alone.
+_REGISTRY = ("platform.py", "evaluation", "orchestration", "registry.py", "serving.py")
+SERVING_LIBRARIES = {
+    "evaluate_candidate": ("platform.py", "evaluation", "orchestration"),
+    "register_model": _REGISTRY,
+    "deploy_endpoint": ("orchestration", "serving.py"),
+}
 
 
 class ServingStack(Stack):
@@ -105,52 +112,60 @@ class ServingStack(Stack):
             self._allow_inference_image_pull(security)
         serving_json = self._serving.function_settings_json()
         evaluation_bucket = bucket_name(settings, "evaluation")
-        self.evaluate_function = self._function(
+        self.evaluate = self._function(
             "EvaluateModel",
             "evaluate_candidate",
             memory_mb=2048,
             timeout=Duration.minutes(15),
-            environment={"EVALUATION_BUCKET": evaluation_bucket, "KMS_KEY_ARN": key.key_arn},
+            environment={
+                Var.EVALUATION_BUCKET: evaluation_bucket,
+                Var.PLATFORM_KEY_ARN: key.key_arn,
+            },
             calls="Bedrock, Bedrock Runtime, S3",
+            library_paths=SERVING_LIBRARIES["evaluate_candidate"],
         )
-        self.register_function = self._function(
+        self.register = self._function(
             "RegisterModel",
             "register_model",
             memory_mb=512,
             timeout=Duration.minutes(2),
             environment={
-                "MODEL_PACKAGE_GROUP": group,
-                "EVALUATION_BUCKET": evaluation_bucket,
-                "KMS_KEY_ARN": key.key_arn,
-                "SERVING_SETTINGS": serving_json,
+                Var.MODEL_PACKAGE_GROUP: group,
+                Var.EVALUATION_BUCKET: evaluation_bucket,
+                Var.PLATFORM_KEY_ARN: key.key_arn,
+                Var.SERVING_SETTINGS: serving_json,
             },
             calls="SageMaker, S3",
+            library_paths=SERVING_LIBRARIES["register_model"],
         )
-        self.register_function.node.add_dependency(self.model_package_group)
-        self.deploy_function = self._function(
+        self.register.function.node.add_dependency(self.model_package_group)
+        self.deploy = self._function(
             "DeployEndpoint",
             "deploy_endpoint",
             memory_mb=512,
             timeout=Duration.minutes(5),
             environment={
-                "RESOURCE_PREFIX": prefix,
-                "EXECUTION_ROLE_ARN": security.sagemaker_execution_role.role_arn,
-                "KMS_KEY_ARN": key.key_arn,
-                "ARTIFACTS_BUCKET": bucket_name(settings, "artifacts"),
-                "SUBNET_IDS": ",".join(subnet_ids.subnet_ids),
-                "SECURITY_GROUP_IDS": self.endpoint_security_group.security_group_id,
-                "SERVING_SETTINGS": serving_json,
+                Var.RESOURCE_PREFIX: prefix,
+                Var.SAGEMAKER_ROLE_ARN: security.sagemaker_execution_role.role_arn,
+                Var.PLATFORM_KEY_ARN: key.key_arn,
+                Var.ARTIFACTS_BUCKET: bucket_name(settings, "artifacts"),
+                Var.ENDPOINT_SUBNET_IDS: ",".join(subnet_ids.subnet_ids),
+                Var.ENDPOINT_SECURITY_GROUP_IDS: self.endpoint_security_group.security_group_id,
+                Var.SERVING_SETTINGS: serving_json,
             },
             calls="SageMaker, Bedrock, CloudWatch, Application Auto Scaling",
+            library_paths=SERVING_LIBRARIES["deploy_endpoint"],
         )
+        # The functions as other stacks see them (workflow tasks, alarms, SSM parameters).
+        self.evaluate_function = self.evaluate.function
+        self.register_function = self.register.function
+        self.deploy_function = self.deploy.function
 
         self._grant_evaluate()
         self._grant_register(group)
         self._grant_deploy(group, security)
         self._rules(group)
         self._publish(group)
-        for function in (self.evaluate_function, self.register_function, self.deploy_function):
-            self._depend_on_policy_only(function)
 
     def _allow_inference_image_pull(self, security: SecurityStack) -> None:
         """CreateModel names the SageMaker execution role, which pulls the model's image
@@ -186,23 +201,15 @@ class ServingStack(Stack):
         timeout: Duration,
         environment: dict[str, str],
         calls: str,
-    ) -> lambda_.Function:
+        library_paths: tuple[str, ...],
+    ) -> PlatformFunction:
+        """One serving function as a :class:`PlatformFunction`: its pinned
+        ``requirements.txt`` (Powertools, compiled wheels) instead of the Powertools layer,
+        its physical name, and the logical ids it had before it moved into the construct
+        (the function and its log group are named: a new id would replace them)."""
         prefix = self._settings.resource_prefix
         short = folder.replace("_", "-")
         name = f"{prefix}-{short}"
-        log_group = encrypted_log_group(
-            self,
-            f"{construct_id}Logs",
-            key=self._key,
-            retention_days=self._settings.logs.retention_days,
-            log_group_name=f"/aws/lambda/{name}",
-        )
-        role = iam.Role(
-            self,
-            f"{construct_id}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Runs the {name} function; nothing else",
-        )
         dead_letters = sqs.Queue(
             self,
             f"{construct_id}DeadLetters",
@@ -218,77 +225,49 @@ class ServingStack(Stack):
                 f"This queue is the dead-letter queue of the {short} function; a dead-letter "
                 "queue of a dead-letter queue would only move the same messages again.",
             )
-        function = lambda_.Function(
+        function = PlatformFunction(
             self,
             construct_id,
+            folder=folder,
+            family="serving",
+            description=f"{name}: {self._DESCRIPTIONS[folder]}",
             function_name=name,
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
-            handler="handler.handler",
-            code=function_code(folder, library_paths=["."]),
-            role=role,
-            memory_size=memory_mb,
-            timeout=timeout,
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=log_group,
+            key=self._key,
+            key_only_for_dead_letters=True,
             dead_letter_queue=dead_letters,
-            reserved_concurrent_executions=self._serving.reserved_concurrency,
+            # Powertools comes pinned with the function's requirements.txt (matplotlib for
+            # the evaluation report needs bundled wheels anyway).
+            layer=None,
+            library_paths=library_paths,
+            log_retention_days=self._settings.logs.retention_days,
+            memory_mb=memory_mb,
+            timeout=timeout,
+            reserved_concurrency=self._serving.reserved_concurrency,
             environment={
                 "POWERTOOLS_SERVICE_NAME": name,
                 "POWERTOOLS_METRICS_NAMESPACE": prefix,
                 "LOG_LEVEL": "INFO",
                 **environment,
             },
+            vpc_reason=f"The {short} function only calls AWS APIs ({calls}) over TLS with "
+            "IAM; the platform VPC has no NAT gateway by default and its optional interface "
+            "endpoints do not cover all of them, so inside it the calls would fail.",
+            concurrency_reason=f"The {short} function runs a few times per approved model; "
+            "reserving concurrency fails deployment in accounts with a low concurrency quota "
+            "(Lambda keeps 100 unreserved). Set serving.reserved_concurrency to reserve it.",
+            keep_logical_ids={
+                "Function": unique_id([construct_id, "Resource"]),
+                "LogGroup": unique_id([f"{construct_id}Logs", "Resource"]),
+                "Role": unique_id([f"{construct_id}Role", "Resource"]),
+            },
         )
-        log_group.grant_write(role)
-        # Lambda's dead-letter grant is sqs:SendMessage alone; the queue is SSE-KMS, and SQS
-        # uses the key with the sender's credentials, see
-        # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptDeadLetters",
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[self._key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"sqs.{self.region}.amazonaws.com"}},
-            )
-        )
-        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-            if self._serving.reserved_concurrency is None:
-                suppress(
-                    function,
-                    f"{pack}-LambdaConcurrency",
-                    f"The {short} function runs a few times per approved model; reserving "
-                    "concurrency fails deployment in accounts with a low concurrency quota "
-                    "(Lambda keeps 100 unreserved). Set serving.reserved_concurrency to "
-                    "reserve it.",
-                )
-            suppress(
-                function,
-                f"{pack}-LambdaInsideVPC",
-                f"The {short} function only calls AWS APIs ({calls}) over TLS with IAM; the "
-                "platform VPC has no NAT gateway by default and its optional interface "
-                "endpoints do not cover all of them, so inside it the calls would fail.",
-            )
-        # CDK's grants for X-Ray, the log group and the dead-letter queue are inline
-        # policies on this function's own role.
-        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-            suppress(
-                role,
-                f"{pack}-IAMNoInlinePolicy",
-                f"The inline policy is the {short} function's own grant set on its "
-                "single-purpose role (its log group, dead-letter queue, X-Ray, the APIs it calls).",
-            )
         return function
 
-    def _depend_on_policy_only(self, function: lambda_.Function) -> None:
-        """Keep the function's DependsOn on its role's policy but not on the role itself:
-        the Role GetAtt already orders that, and cfn-lint warns (W3005) about the repeat."""
-        policy = function.role.node.find_child("DefaultPolicy").node.default_child
-        function.node.default_child.add_override("DependsOn", [self.get_logical_id(policy)])
-
-    def _policy(self, function: lambda_.Function, statements: list[iam.PolicyStatement]) -> None:
-        for statement in statements:
-            function.add_to_role_policy(statement)
+    _DESCRIPTIONS = {
+        "evaluate_candidate": "evaluates a Bedrock model and returns the quality gate's verdict",
+        "register_model": "registers an evaluated model in the SageMaker Model Registry",
+        "deploy_endpoint": "deploys approved model versions and autoscales their endpoints",
+    }
 
     def _objects(self, purpose: str, prefix: str) -> str:
         return f"arn:{self.partition}:s3:::{bucket_name(self._settings, purpose)}/{prefix}*"
@@ -302,7 +281,7 @@ class ServingStack(Stack):
         )
 
     def _grant_evaluate(self) -> None:
-        function = self.evaluate_function
+        function = self.evaluate
         reports = self._objects("evaluation", EVALUATION_REPORTS_PREFIX)
         test_sets = [
             self._objects("data", TRAINING_DATA_RAW_PREFIX),
@@ -323,9 +302,8 @@ class ServingStack(Stack):
             self._bedrock_arn("custom-model"),
         ]
         listing = f"arn:{self.partition}:s3:::{bucket_name(self._settings, 'artifacts')}"
-        self._policy(
-            function,
-            [
+        function.policy.add_statements(
+            *[
                 iam.PolicyStatement(
                     sid="InvokeModelsUnderEvaluation",
                     actions=["bedrock:InvokeModel"],
@@ -369,7 +347,7 @@ class ServingStack(Stack):
             ],
         )
         suppress_wildcards(
-            function.role,
+            function.policy,
             "Evaluation calls whichever provisioned model, deployment or base model the job "
             "names (unknown at deploy time) in this account and region, and base models in "
             "the other Regions of a cross-Region inference profile only through this "
@@ -377,10 +355,9 @@ class ServingStack(Stack):
             "prefixes of the platform's buckets.",
             resources=[*invocable, profile_models, *described, *test_sets, job_outputs, reports],
         )
-        self._suppress_xray(function)
 
     def _grant_register(self, group: str) -> None:
-        function = self.register_function
+        function = self.register
         reports = self._objects("evaluation", EVALUATION_REPORTS_PREFIX)
         package_group = (
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:"
@@ -389,9 +366,8 @@ class ServingStack(Stack):
         packages = (
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{group}/*"
         )
-        self._policy(
-            function,
-            [
+        function.policy.add_statements(
+            *[
                 iam.PolicyStatement(
                     sid="RegisterModelVersions",
                     actions=["sagemaker:CreateModelPackage", "sagemaker:ListModelPackages"],
@@ -411,15 +387,14 @@ class ServingStack(Stack):
             ],
         )
         suppress_wildcards(
-            function.role,
+            function.policy,
             "Versions of this stack's one model package group get numbered names at "
             "registration; report objects are keyed by job under evaluation/reports/.",
             resources=[packages, reports],
         )
-        self._suppress_xray(function)
 
     def _grant_deploy(self, group: str, security: SecurityStack) -> None:
-        function = self.deploy_function
+        function = self.deploy
         prefix = self._settings.resource_prefix
         sm = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}"
         owned = [
@@ -445,9 +420,8 @@ class ServingStack(Stack):
             "sagemaker.application-autoscaling.amazonaws.com/"
             "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
         )
-        self._policy(
-            function,
-            [
+        function.policy.add_statements(
+            *[
                 iam.PolicyStatement(
                     sid="ReadApprovedVersions",
                     actions=["sagemaker:DescribeModelPackage"],
@@ -555,9 +529,9 @@ class ServingStack(Stack):
                 ),
             ],
         )
-        security.grant_pass_sagemaker_role(function)
+        function.adopt(security.grant_pass_sagemaker_role(function.grantee))
         suppress_wildcards(
-            function.role,
+            function.policy,
             "Endpoints, configs and models are created per approval with names under this "
             "environment's prefix; model versions are numbered at registration; alarms carry "
             "the prefix; Bedrock serving resources get IDs only when created and their base "
@@ -565,16 +539,10 @@ class ServingStack(Stack):
             "named by Application Auto Scaling (TargetTracking-...).",
             resources=[*owned, packages, alarms, *bedrock_owned, foundation, scaling_alarms],
         )
-        self._suppress_xray(
-            function,
-            also=" Nor do Application Auto Scaling's scalable-target and scaling-policy actions.",
-        )
-
-    def _suppress_xray(self, function: lambda_.Function, also: str = "") -> None:
         suppress_wildcards(
-            function.role,
-            "X-Ray's PutTraceSegments and PutTelemetryRecords (added by active tracing) "
-            "support no resource-level permissions." + also,
+            function.policy,
+            "Application Auto Scaling's scalable-target and scaling-policy actions support no "
+            "resource-level permissions; the targets are this environment's endpoints.",
             resources=["*"],
         )
 

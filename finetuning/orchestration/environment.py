@@ -1,6 +1,7 @@
 """What a function knows about the deployed platform, read from its environment variables.
 
-The orchestration stack sets on each function only the variables that function needs;
+The stacks (orchestration and serving) set on each function only the variables that function
+needs;
 reading one that is not set raises :class:`ConfigurationError` naming it, so a wiring
 mistake fails loudly on the first invocation instead of half-way through a job.
 """
@@ -10,8 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from finetuning.orchestration.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from finetuning.serving import ServingSettings
 
 
 class Var:
@@ -42,6 +47,11 @@ class Var:
     PRICE_TABLE = "PRICE_TABLE_JSON"
     EXPECTED_BACKEND = "EXPECTED_BACKEND"
     GRADER_FUNCTION_ARN = "RFT_GRADER_FUNCTION_ARN"
+    # The serving functions (evaluate-candidate, register-model, deploy-endpoint).
+    MODEL_PACKAGE_GROUP = "MODEL_PACKAGE_GROUP"
+    SERVING_SETTINGS = "SERVING_SETTINGS"
+    ENDPOINT_SUBNET_IDS = "ENDPOINT_SUBNET_IDS"
+    ENDPOINT_SECURITY_GROUP_IDS = "ENDPOINT_SECURITY_GROUP_IDS"
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,8 @@ class Environment:
         value = self.values.get(name)
         if not value:
             raise ConfigurationError(
-                f"environment variable {name} is not set: the orchestration stack sets it on "
-                "the functions that need it (stacks/orchestration_stack.py)"
+                f"environment variable {name} is not set: the stack that deploys this function "
+                "sets it (stacks/orchestration_stack.py, stacks/serving_stack.py)"
             )
         return value
 
@@ -168,3 +178,32 @@ class Environment:
     @property
     def idempotency_ttl_seconds(self) -> int:
         return self._int(Var.IDEMPOTENCY_TTL_SECONDS)
+
+    @property
+    def model_package_group(self) -> str:
+        return self._get(Var.MODEL_PACKAGE_GROUP)
+
+    @property
+    def endpoint_subnet_ids(self) -> list[str]:
+        """Subnets of the endpoints the deploy function creates."""
+        return self._list(Var.ENDPOINT_SUBNET_IDS)
+
+    @property
+    def endpoint_security_group_ids(self) -> list[str]:
+        return self._list(Var.ENDPOINT_SECURITY_GROUP_IDS)
+
+    def serving_settings(self) -> ServingSettings:
+        """The serving settings the stack wrote as JSON; a missing or invalid value fails
+        here (at cold start), naming the variable, instead of running on defaults."""
+        from pydantic import ValidationError
+
+        from finetuning.serving import ServingSettings
+
+        text = self._get(Var.SERVING_SETTINGS)
+        try:
+            return ServingSettings.model_validate_json(text)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"environment variable {Var.SERVING_SETTINGS}: expected the serving settings "
+                f"as JSON (finetuning.serving.ServingSettings), found {text[:200]!r}: {exc}"
+            ) from None

@@ -97,7 +97,8 @@ class Templates:
 
     def function(self, construct_id: str) -> tuple[str, str]:
         """A platform function by its construct id: ``RegisterJob`` (orchestration, whose
-        functions are ``<id>/Function``) or ``DeployEndpoint`` (serving)."""
+        functions are ``<id>/Function``) or ``DeployEndpoint`` (serving, whose functions keep
+        the logical ids they had before they moved into ``PlatformFunction``)."""
         for path in (f"{construct_id}Function", construct_id):
             try:
                 return self.logical_id("AWS::Lambda::Function", path)

@@ -54,7 +54,6 @@ from tests.orchestration.fakes import (
     task_event,
 )
 from tests.serving.support import GATE, GOOD, WEAK, results_document
-from tests.serving.support import load_handler as load_serving_handler
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -357,15 +356,15 @@ def serving_handler(run: Run, construct_id: str, monkeypatch: pytest.MonkeyPatch
     stack, function_id = run.app.function(construct_id)
     environment = run.app.function_environment(stack, function_id)
     values = {
-        "MODEL_PACKAGE_GROUP": MODEL_PACKAGE_GROUP,
-        "EVALUATION_BUCKET": EVALUATION_BUCKET,
-        "KMS_KEY_ARN": run.platform.environment[Var.PLATFORM_KEY_ARN],
-        "RESOURCE_PREFIX": PREFIX,
-        "EXECUTION_ROLE_ARN": run.platform.environment[Var.SAGEMAKER_ROLE_ARN],
-        "ARTIFACTS_BUCKET": run.platform.environment[Var.ARTIFACTS_BUCKET],
-        "SUBNET_IDS": "subnet-0a,subnet-0b",
-        "SECURITY_GROUP_IDS": "sg-0endpoint",
-        "SERVING_SETTINGS": json.dumps(
+        Var.MODEL_PACKAGE_GROUP: MODEL_PACKAGE_GROUP,
+        Var.EVALUATION_BUCKET: EVALUATION_BUCKET,
+        Var.PLATFORM_KEY_ARN: run.platform.environment[Var.PLATFORM_KEY_ARN],
+        Var.RESOURCE_PREFIX: PREFIX,
+        Var.SAGEMAKER_ROLE_ARN: run.platform.environment[Var.SAGEMAKER_ROLE_ARN],
+        Var.ARTIFACTS_BUCKET: run.platform.environment[Var.ARTIFACTS_BUCKET],
+        Var.ENDPOINT_SUBNET_IDS: "subnet-0a,subnet-0b",
+        Var.ENDPOINT_SECURITY_GROUP_IDS: "sg-0endpoint",
+        Var.SERVING_SETTINGS: json.dumps(
             {
                 "approval_status": "Approved",
                 "endpoint": {
@@ -388,7 +387,7 @@ def serving_handler(run: Run, construct_id: str, monkeypatch: pytest.MonkeyPatch
         "RegisterModel": "register_model",
         "DeployEndpoint": "deploy_endpoint",
     }[construct_id]
-    return load_serving_handler(folder)
+    return load_handler(folder)
 
 
 def test_serving_calls_are_allowed(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:

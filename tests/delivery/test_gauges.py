@@ -6,11 +6,9 @@ against the real Bedrock service model.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -20,20 +18,9 @@ from moto import mock_aws
 
 from stacks.constructs.operations_gauges import GAUGE_FOLDER, GAUGE_NAMESPACE
 from stacks.lambda_bundling import LAMBDA_ROOT
+from tests.lambda_handlers import load_handler
 
-HANDLER = LAMBDA_ROOT / GAUGE_FOLDER / "index.py"
-
-
-def load_gauges() -> ModuleType:
-    """The function's ``index.py``, imported the way Lambda imports it (as ``index``)."""
-    spec = importlib.util.spec_from_file_location("operations_gauges_index", HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gauges_module = load_gauges()
+gauges_module = load_handler(GAUGE_FOLDER)
 collect_gauges = gauges_module.collect_gauges
 endpoint_traffic = gauges_module.endpoint_traffic
 endpoints_in_service = gauges_module.endpoints_in_service
@@ -230,7 +217,7 @@ def test_one_unreadable_gauge_does_not_hide_the_others(aws) -> None:
 
 def test_the_shipped_handler_publishes_every_gauge(aws, monkeypatch: pytest.MonkeyPatch) -> None:
     arn = state_machine_with_running_executions(1)
-    index = load_gauges()  # the Lambda's index.py
+    index = load_handler(GAUGE_FOLDER)  # the Lambda's index.py
     bedrock = stubbed_bedrock([throughput("a", 1)])
     real_client = boto3.client
     monkeypatch.setattr(
@@ -261,7 +248,7 @@ def test_the_shipped_handler_publishes_every_gauge(aws, monkeypatch: pytest.Monk
 def test_the_shipped_handler_fails_loudly_after_publishing_what_it_could(
     aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    index = load_gauges()
+    index = load_handler(GAUGE_FOLDER)
     bedrock = stubbed_bedrock(error="ThrottlingException")
     real_client = boto3.client
     monkeypatch.setattr(
@@ -288,7 +275,7 @@ def test_the_shipped_handler_fails_loudly_after_publishing_what_it_could(
 
 
 def test_the_shipped_source_imports_only_what_the_lambda_runtime_has() -> None:
-    source = HANDLER.read_text(encoding="utf-8")
+    source = (LAMBDA_ROOT / GAUGE_FOLDER / "index.py").read_text(encoding="utf-8")
     imports = {
         line.strip()
         for line in source.splitlines()

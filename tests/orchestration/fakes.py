@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ from botocore.stub import Stubber
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import CREATED_INDEX, STATUS_INDEX
 from tests.fixtures.events import documented_event, sample_for, with_detail
+from tests.lambda_handlers import load_handler as load_lambda_handler
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -131,9 +129,11 @@ def function_environment() -> dict[str, str]:
         Var.ALLOWED_INSTANCE_FAMILIES: "g5,g6,p4d",
         Var.TRAINING_IMAGE_URI: TRAINING_IMAGE,
         Var.EVALUATION_IMAGE_URI: EVALUATION_IMAGE,
-        # The serving stack's evaluate-candidate and register-model functions.
-        "MODEL_PACKAGE_GROUP": MODEL_PACKAGE_GROUP,
-        "SERVING_SETTINGS": json.dumps(
+        # The serving stack's functions.
+        Var.MODEL_PACKAGE_GROUP: MODEL_PACKAGE_GROUP,
+        Var.ENDPOINT_SUBNET_IDS: "subnet-0a,subnet-0b",
+        Var.ENDPOINT_SECURITY_GROUP_IDS: "sg-0endpoint",
+        Var.SERVING_SETTINGS: json.dumps(
             {
                 "approval_status": "PendingManualApproval",
                 # The serving stack's inference image asset (containers/inference).
@@ -281,23 +281,7 @@ def load_handler(name: str) -> ModuleType:
     """Import a function's ``index.py`` afresh, in that function's environment (its
     module-level setup reads the environment once, as in Lambda)."""
     folder, extra = FUNCTIONS.get(name, (name, {}))
-    path = LAMBDA_ROOT / folder / "index.py"
-    module_name = f"orchestration_handler_{name}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    saved = {key: os.environ.get(key) for key in extra}
-    os.environ.update(extra)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return module
+    return load_lambda_handler(folder, environment=extra)
 
 
 class LambdaContext:

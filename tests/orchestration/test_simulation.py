@@ -51,7 +51,6 @@ from tests.orchestration.fakes import (
     stubbed,
 )
 from tests.serving.support import GATE, GOOD, WEAK, results_document
-from tests.serving.support import load_handler as load_serving_handler
 
 # The serving stack's functions the workflow invokes (plain events, boto3 clients).
 SERVING_FUNCTIONS = ("evaluate_candidate", "register_model")
@@ -82,7 +81,7 @@ class Run:
 
     def handler(self, folder: str) -> Callable[[dict[str, Any]], Any]:
         if folder in SERVING_FUNCTIONS:
-            module = load_serving_handler(folder)
+            module = load_handler(folder)
             # Their clients: the services given to this run, else moto.
             module.boto3 = SimpleNamespace(
                 client=lambda name, **kw: self.services.get(name) or client(name)

@@ -44,7 +44,6 @@ from tests.orchestration.fakes import (
     set_bedrock_job_status,
     stubbed,
 )
-from tests.serving.support import load_handler as load_serving_handler
 
 # Starts the jsii runtime (the definition is synthesized): on the CDK worker under xdist.
 pytestmark = pytest.mark.xdist_group("orchestration-cdk")
@@ -96,7 +95,7 @@ class Run:
 
     def handler(self, folder: str) -> Callable[[dict[str, Any]], Any]:
         if folder in SERVING_FUNCTIONS:
-            module = load_serving_handler(folder)
+            module = load_handler(folder)
             module.boto3 = SimpleNamespace(
                 client=lambda name, **kw: self.services.get(name) or client(name)
             )

@@ -1,12 +1,10 @@
-"""Shared helpers for the serving tests: results documents and handler modules."""
+"""Shared helpers for the serving tests: results documents, the Lambda context and
+environment (handlers load through ``tests.lambda_handlers``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from finetuning.evaluation.document import EvaluationDocument, ModelRun
@@ -55,16 +53,6 @@ def results_document(tuned_answers: list[str], base_answers: list[str], gate: di
 GOOD = ["invoice", "letter", "memo", "invoice", "letter", "letter"]  # 5/6
 WEAK = ["invoice", "memo", "memo", "letter", "letter", "invoice"]  # 3/6
 GATE = {"min": {"accuracy": 0.8}, "min_improvement_over_base": {"accuracy": 0.05}}
-
-
-def load_handler(folder: str) -> ModuleType:
-    """Import lambda/<folder>/handler.py under a unique module name."""
-    name = f"{folder}_handler"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "lambda" / folder / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class FakeContext:

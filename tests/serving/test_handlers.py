@@ -9,8 +9,9 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from finetuning.orchestration.errors import QualityGateFailedError
+from finetuning.orchestration.errors import ConfigurationError, QualityGateFailedError
 from tests.fixtures.events import documented_event, with_detail
+from tests.lambda_handlers import load_handler
 from tests.serving.support import (
     ACCOUNT,
     GATE,
@@ -19,7 +20,6 @@ from tests.serving.support import (
     WEAK,
     FakeContext,
     lambda_environment,
-    load_handler,
     results_document,
 )
 
@@ -30,6 +30,7 @@ PREFIX = "llm-finetuning-dev"
 GROUP = f"{PREFIX}-models"
 EVAL_BUCKET = f"{PREFIX}-evaluation-{ACCOUNT}-{REGION}"
 DATA_BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
+KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234"
 # The serving stack's inference image asset (SERVING_SETTINGS endpoint.huggingface_image).
 INFERENCE_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cdk-hnb659fds-container-assets:abc"
 
@@ -51,6 +52,7 @@ def test_register_handler_registers_and_refuses_failed_gates(aws, monkeypatch):
         monkeypatch,
         MODEL_PACKAGE_GROUP=GROUP,
         EVALUATION_BUCKET=EVAL_BUCKET,
+        PLATFORM_KEY_ARN=KEY_ARN,
         SERVING_SETTINGS=json.dumps(
             {"approval_status": "Approved", "endpoint": {"huggingface_image": INFERENCE_IMAGE}}
         ),
@@ -89,12 +91,12 @@ def test_deploy_handler_routes_approvals_and_endpoint_events(aws, monkeypatch):
     _, sagemaker = aws
     lambda_environment(
         monkeypatch,
-        RESOURCE_PREFIX=PREFIX,
-        EXECUTION_ROLE_ARN=f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution",
-        KMS_KEY_ARN=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234",
+        PLATFORM_RESOURCE_PREFIX=PREFIX,
+        SAGEMAKER_EXECUTION_ROLE_ARN=f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution",
+        PLATFORM_KEY_ARN=KEY_ARN,
         ARTIFACTS_BUCKET=f"{PREFIX}-artifacts",
-        SUBNET_IDS="subnet-1,subnet-2",
-        SECURITY_GROUP_IDS="sg-1",
+        ENDPOINT_SUBNET_IDS="subnet-1,subnet-2",
+        ENDPOINT_SECURITY_GROUP_IDS="sg-1",
         SERVING_SETTINGS=json.dumps({"endpoint": {"instance_type": "ml.g4dn.xlarge"}}),
     )
     module = load_handler("deploy_endpoint")
@@ -134,7 +136,7 @@ def test_deploy_handler_routes_approvals_and_endpoint_events(aws, monkeypatch):
 
 def test_evaluate_handler_writes_report_and_returns_verdict(aws, monkeypatch):
     s3, _ = aws
-    lambda_environment(monkeypatch, EVALUATION_BUCKET=EVAL_BUCKET)
+    lambda_environment(monkeypatch, EVALUATION_BUCKET=EVAL_BUCKET, PLATFORM_KEY_ARN=KEY_ARN)
     module = load_handler("evaluate_candidate")
     records = [
         {
@@ -212,7 +214,7 @@ def test_evaluate_handler_writes_report_and_returns_verdict(aws, monkeypatch):
 
 
 def test_evaluate_handler_rejects_bad_requests(monkeypatch, fake_aws_credentials):
-    lambda_environment(monkeypatch, EVALUATION_BUCKET=EVAL_BUCKET)
+    lambda_environment(monkeypatch, EVALUATION_BUCKET=EVAL_BUCKET, PLATFORM_KEY_ARN=KEY_ARN)
     module = load_handler("evaluate_candidate")
     from finetuning.evaluation.step import StepError
 
@@ -230,3 +232,46 @@ def test_evaluate_handler_rejects_bad_requests(monkeypatch, fake_aws_credentials
             },
             FakeContext(),
         )
+
+
+@pytest.mark.parametrize(
+    ("folder", "missing"),
+    [
+        ("register_model", "SERVING_SETTINGS"),
+        ("register_model", "MODEL_PACKAGE_GROUP"),
+        ("evaluate_candidate", "EVALUATION_BUCKET"),
+        ("evaluate_candidate", "PLATFORM_KEY_ARN"),
+        ("deploy_endpoint", "SERVING_SETTINGS"),
+        ("deploy_endpoint", "ENDPOINT_SUBNET_IDS"),
+    ],
+)
+def test_a_missing_setting_fails_at_cold_start_naming_the_variable(monkeypatch, folder, missing):
+    """No silent defaults: the handler's import (a cold start) refuses to run without it."""
+    values = {
+        "MODEL_PACKAGE_GROUP": GROUP,
+        "EVALUATION_BUCKET": EVAL_BUCKET,
+        "PLATFORM_KEY_ARN": KEY_ARN,
+        "PLATFORM_RESOURCE_PREFIX": PREFIX,
+        "SAGEMAKER_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution",
+        "ARTIFACTS_BUCKET": f"{PREFIX}-artifacts",
+        "ENDPOINT_SUBNET_IDS": "subnet-1",
+        "ENDPOINT_SECURITY_GROUP_IDS": "sg-1",
+        "SERVING_SETTINGS": "{}",
+    }
+    del values[missing]
+    lambda_environment(monkeypatch, **values)
+    monkeypatch.delenv(missing, raising=False)
+    with pytest.raises(ConfigurationError, match=f"environment variable {missing} is not set"):
+        load_handler(folder)
+
+
+def test_invalid_serving_settings_fail_at_cold_start_naming_the_variable(monkeypatch):
+    lambda_environment(
+        monkeypatch,
+        MODEL_PACKAGE_GROUP=GROUP,
+        EVALUATION_BUCKET=EVAL_BUCKET,
+        PLATFORM_KEY_ARN=KEY_ARN,
+        SERVING_SETTINGS='{"approval_status": "Maybe"}',
+    )
+    with pytest.raises(ConfigurationError, match="SERVING_SETTINGS: expected the serving settings"):
+        load_handler("register_model")

@@ -92,6 +92,9 @@ def test_functions_are_arm64_traced_with_dead_letters_and_encrypted_logs(synthes
         # Opt-in (serving.reserved_concurrency): a reservation fails low-quota accounts.
         assert "ReservedConcurrentExecutions" not in props
         assert props["LoggingConfig"]["LogGroup"]
+        assert props["Handler"] == "index.handler"
+        # The platform's one function construct: a customer managed policy, no inline one.
+        assert "Layers" not in props  # Powertools is pinned in each requirements.txt
     template.resource_count_is("AWS::Logs::LogGroup", 3)
     template.all_resources_properties(
         "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 90}
@@ -105,6 +108,24 @@ def test_functions_are_arm64_traced_with_dead_letters_and_encrypted_logs(synthes
     # three function dead-letter queues on the platform key, one for undelivered events
     assert encryption == ["kms", "kms", "kms", "sqs-managed"]
     assert function_named(template, "evaluate-candidate")["Timeout"] == 900
+
+
+def test_named_functions_and_log_groups_keep_their_logical_ids(synthesized):
+    """Moving into PlatformFunction must not replace the named functions or log groups
+    (CloudFormation cannot create a second resource with the same name)."""
+    _, _, template, _ = synthesized
+    assert set(functions(template)) == {
+        "EvaluateModelF246DC72",
+        "RegisterModel49B8E918",
+        "DeployEndpointC3C53ED3",
+    }
+    assert set(template.find_resources("AWS::Logs::LogGroup")) == {
+        "EvaluateModelLogs2EA802E3",
+        "RegisterModelLogsD447A66B",
+        "DeployEndpointLogs164EE909",
+    }
+    assert template.find_resources("AWS::IAM::Policy") == {}  # no inline policies
+    assert len(template.find_resources("AWS::IAM::ManagedPolicy")) == 4  # 3 + image pull
 
 
 def settings_of(variables: dict) -> dict:
@@ -158,9 +179,10 @@ def test_data_capture_autoscaling_and_approval_settings_reach_the_functions(synt
     assert (endpoint["min_capacity"], endpoint["max_capacity"]) == (2, 6)
     assert endpoint["instance_type"] == "ml.g5.4xlarge"
     assert endpoint["expire_after_hours"] == 72
-    assert deploy["RESOURCE_PREFIX"] == "llm-finetuning-dev"
-    assert deploy["KMS_KEY_ARN"]  # the platform key, imported from the storage stack
-    assert deploy["SUBNET_IDS"] and deploy["SECURITY_GROUP_IDS"]
+    assert deploy["PLATFORM_RESOURCE_PREFIX"] == "llm-finetuning-dev"
+    assert deploy["PLATFORM_KEY_ARN"]  # the platform key, imported from the storage stack
+    assert deploy["SAGEMAKER_EXECUTION_ROLE_ARN"]
+    assert deploy["ENDPOINT_SUBNET_IDS"] and deploy["ENDPOINT_SECURITY_GROUP_IDS"]
     register = function_named(template, "register-model")["Environment"]["Variables"]
     assert settings_of(register)["approval_status"] == "PendingManualApproval"
     assert register["MODEL_PACKAGE_GROUP"] == "llm-finetuning-dev-models"
@@ -168,7 +190,7 @@ def test_data_capture_autoscaling_and_approval_settings_reach_the_functions(synt
 
 def _statements(template: Template, role_fragment: str) -> list[dict]:
     statements = []
-    for policy in template.find_resources("AWS::IAM::Policy").values():
+    for policy in template.find_resources("AWS::IAM::ManagedPolicy").values():
         roles = json.dumps(policy["Properties"]["Roles"])
         if role_fragment in roles:
             statements += policy["Properties"]["PolicyDocument"]["Statement"]
@@ -219,7 +241,7 @@ def test_deploy_role_may_autoscale_and_use_the_key_only_through_sagemaker(synthe
     endpoints = json.dumps(by_action["sagemaker:UpdateEndpoint"]["Resource"])
     assert "endpoint/llm-finetuning-dev-*" in endpoints
     # no * action anywhere in the stack
-    for policy in template.find_resources("AWS::IAM::Policy").values():
+    for policy in template.find_resources("AWS::IAM::ManagedPolicy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             assert all(not a.endswith(":*") and a != "*" for a in _actions(statement))
 

@@ -8,7 +8,6 @@ Input: ``{"model_name", "job_name", "backend": "sagemaker"|"bedrock",
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import boto3
@@ -16,13 +15,20 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from finetuning.orchestration.environment import Environment
 from finetuning.registry import RegistrationRequest, register_evaluated_model
-from finetuning.serving import ServingSettings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-SETTINGS = ServingSettings.model_validate_json(os.environ.get("SERVING_SETTINGS", "{}"))
+ENV = Environment()
+# Read once at cold start: a missing or invalid setting fails here, naming its variable.
+SETTINGS = ENV.serving_settings()
+GROUP, EVALUATION_BUCKET, KEY_ARN = (
+    ENV.model_package_group,
+    ENV.evaluation_bucket,
+    ENV.platform_key_arn,
+)
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -34,11 +40,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         boto3.client("sagemaker"),
         boto3.client("s3"),
         request,
-        group=os.environ["MODEL_PACKAGE_GROUP"],
-        evaluation_bucket=os.environ["EVALUATION_BUCKET"],
-        region=os.environ["AWS_REGION"],
+        group=GROUP,
+        evaluation_bucket=EVALUATION_BUCKET,
+        region=ENV.region,
         settings=SETTINGS,
-        kms_key_arn=os.environ.get("KMS_KEY_ARN"),
+        kms_key_arn=KEY_ARN,
     )
     if registration.created:
         metrics.add_metric(name="ModelsRegistered", unit=MetricUnit.Count, value=1)

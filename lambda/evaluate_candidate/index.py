@@ -8,7 +8,6 @@ verdict (``quality_gate_passed``); the register step refuses a failed model.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from finetuning.evaluation.step import EvaluationStepRequest, run_evaluation_step
+from finetuning.orchestration.environment import Environment
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+ENV = Environment()
+# Read once at cold start: a missing setting fails here, naming its variable.
+EVALUATION_BUCKET, KEY_ARN = ENV.evaluation_bucket, ENV.platform_key_arn
 # One attempt per call: the evaluation runner retries throttling with backoff itself.
 RUNTIME_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=120)
 
@@ -39,9 +42,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             runtime=boto3.client("bedrock-runtime", config=RUNTIME_CONFIG),
             control=boto3.client("bedrock"),
             s3=boto3.client("s3"),
-            evaluation_bucket=os.environ["EVALUATION_BUCKET"],
+            evaluation_bucket=EVALUATION_BUCKET,
             workdir=Path(workdir),
-            kms_key_arn=os.environ.get("KMS_KEY_ARN"),
+            kms_key_arn=KEY_ARN,
         )
     passed = outcome["quality_gate_passed"]
     metrics.add_metric(

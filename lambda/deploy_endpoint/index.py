@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from finetuning.orchestration.environment import Environment
 from finetuning.serving import (
     DeploymentContext,
     PackageStateChange,
@@ -27,7 +28,7 @@ from finetuning.serving import (
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-CONTEXT = DeploymentContext.from_environment()
+CONTEXT = DeploymentContext.from_environment(Environment())
 SERVICES = ("sagemaker", "cloudwatch", "application-autoscaling", "bedrock")
 
 
