@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from finetuning.aws_jobs.bedrock_customization import CUSTOMIZATION_TYPES
 from finetuning.cli import EXIT_FAILED, EXIT_OK, UsageError
 from finetuning.data.split import DEFAULT_VALIDATION_SPLIT
 
@@ -97,20 +98,7 @@ def _register_validate(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="open models: warn about records longer than N tokens (train.py truncates them)",
     )
-    parser.add_argument(
-        "--customization-type",
-        choices=(
-            "FINE_TUNING",
-            "CONTINUED_PRE_TRAINING",
-            "REINFORCEMENT_FINE_TUNING",
-            "DISTILLATION",
-        ),
-        default="FINE_TUNING",
-        help=(
-            "Bedrock customization the data is for: RFT records are prompts with "
-            "reference_answer, distillation records are prompts (docs/bedrock.md)"
-        ),
-    )
+    _add_customization_type(parser)
     parser.set_defaults(handler=_validate)
 
 
@@ -497,20 +485,7 @@ def _register_estimate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--price-per-hour", type=float, metavar="USD", help="override the instance-hour price"
     )
-    parser.add_argument(
-        "--customization-type",
-        choices=(
-            "FINE_TUNING",
-            "CONTINUED_PRE_TRAINING",
-            "REINFORCEMENT_FINE_TUNING",
-            "DISTILLATION",
-        ),
-        default="FINE_TUNING",
-        help=(
-            "Bedrock customization the data is for: RFT records are prompts with "
-            "reference_answer, distillation records are prompts (docs/bedrock.md)"
-        ),
-    )
+    _add_customization_type(parser)
     parser.add_argument(
         "--teacher-max-response-length",
         type=_positive_int,
@@ -572,6 +547,18 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _add_customization_type(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--customization-type",
+        choices=CUSTOMIZATION_TYPES,
+        default="FINE_TUNING",
+        help=(
+            "Bedrock customization the data is for: RFT records are prompts with "
+            "reference_answer, distillation records are prompts (docs/bedrock.md)"
+        ),
+    )
 
 
 def _raise_if_unreadable(exc: Exception, path: str) -> None:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from finetuning.aws_jobs.bedrock_customization import CUSTOMIZATION_TYPES
 from finetuning.cli import EXIT_FAILED, EXIT_OK, UsageError
 from finetuning.cli._service_common import (
     ProgressPrinter,
@@ -36,12 +37,6 @@ from finetuning.cli._service_common import (
 )
 
 BACKENDS = ("bedrock", "sagemaker", "local")
-CUSTOMIZATION_TYPES = (
-    "FINE_TUNING",
-    "CONTINUED_PRE_TRAINING",
-    "REINFORCEMENT_FINE_TUNING",
-    "DISTILLATION",
-)
 STATUSES = ("queued", "preprocessing", "running", "stopping", "completed", "failed", "cancelled")
 # The old script's default; local jobs are polled more often (they take minutes, not hours).
 DEFAULT_POLLING_INTERVAL = 60.0
