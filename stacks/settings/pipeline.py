@@ -15,13 +15,10 @@ from pydantic import Field, field_validator, model_validator
 
 from stacks.settings.base import SettingsError, StrictModel, read_yaml, validate_mapping
 from stacks.settings.patterns import (
-    ACCOUNT_PATTERN,
-    ACCOUNT_RULE,
     EMAIL_PATTERN,
-    NAME_PATTERN,
-    NAME_RULE,
-    REGION_PATTERN,
-    REGION_RULE,
+    AccountId,
+    RegionCode,
+    ResourceName,
 )
 from stacks.settings.platform import CONFIG_DIR, PlatformSettings
 
@@ -141,16 +138,9 @@ class SmokeJobSettings(StrictModel):
 class DeploymentTarget(StrictModel):
     """One environment the pipeline deploys, in order (its settings: config/<env>.yaml)."""
 
-    environment: str
+    environment: ResourceName
     manual_approval: bool = False
     smoke_job: SmokeJobSettings | None = None
-
-    @field_validator("environment")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError(NAME_RULE)
-        return value
 
 
 class SynthSettings(StrictModel):
@@ -169,37 +159,16 @@ class SynthSettings(StrictModel):
 class PipelineSettings(StrictModel):
     """The self-updating deployment pipeline (CDK Pipelines) of the platform."""
 
-    project: str = "llm-finetuning"
+    project: ResourceName = "llm-finetuning"
     # Toolchain account and region the pipeline lives in; null = the CLI's at deploy time.
-    account: str | None = None
-    region: str = "us-east-1"
+    account: AccountId = None
+    region: RegionCode = "us-east-1"
     pipeline_name: str | None = None
     source: PipelineSource
     stages: tuple[DeploymentTarget, ...]
     synth: SynthSettings = SynthSettings()
     # Subscribed to the pipeline's topic: failed and succeeded runs, approvals waiting.
     notification_emails: tuple[str, ...] = ()
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError(NAME_RULE)
-        return value
-
-    @field_validator("account")
-    @classmethod
-    def _account(cls, value: str | None) -> str | None:
-        if value is not None and not ACCOUNT_PATTERN.match(str(value)):
-            raise ValueError(ACCOUNT_RULE)
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not REGION_PATTERN.match(value):
-            raise ValueError(REGION_RULE)
-        return value
 
     @field_validator("pipeline_name")
     @classmethod

@@ -19,14 +19,11 @@ from stacks.settings.base import SettingsError, StrictModel, read_yaml, validate
 from stacks.settings.monitoring import MonitoringSettings
 from stacks.settings.orchestration import OrchestrationSettings
 from stacks.settings.patterns import (
-    ACCOUNT_PATTERN,
-    ACCOUNT_RULE,
     INSTANCE_TYPE_PATTERN,
-    NAME_PATTERN,
-    NAME_RULE,
     POLICY_ARN_PATTERN,
-    REGION_PATTERN,
-    REGION_RULE,
+    AccountId,
+    RegionCode,
+    ResourceName,
 )
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -158,11 +155,11 @@ class SecuritySettings(StrictModel):
 
 
 class PlatformSettings(StrictModel):
-    project: str = DEFAULT_PROJECT
-    environment: str
+    project: ResourceName = DEFAULT_PROJECT
+    environment: ResourceName
     cost_centre: str
-    account: str | None = None
-    region: str = "us-east-1"
+    account: AccountId = None
+    region: RegionCode = "us-east-1"
     network: NetworkSettings = NetworkSettings()
     storage: StorageSettings = StorageSettings()
     logs: LogSettings = LogSettings()
@@ -172,32 +169,11 @@ class PlatformSettings(StrictModel):
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
-    @field_validator("project", "environment")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError(NAME_RULE)
-        return value
-
     @field_validator("cost_centre")
     @classmethod
     def _cost_centre(cls, value: str) -> str:
         if not value.strip() or len(value) > 256:
             raise ValueError("expected a non-empty tag value of at most 256 characters")
-        return value
-
-    @field_validator("account")
-    @classmethod
-    def _account(cls, value: str | None) -> str | None:
-        if value is not None and not ACCOUNT_PATTERN.match(str(value)):
-            raise ValueError(ACCOUNT_RULE)
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not REGION_PATTERN.match(value):
-            raise ValueError(REGION_RULE)
         return value
 
     @model_validator(mode="after")
