@@ -21,13 +21,11 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.workflow import States
 from finetuning.platform import OrchestrationParameter
-from finetuning.platform import parameter_name as orchestration_parameter_name
 from stacks.constructs.expiry_cleanup import ExpiryCleanup, ExpiryCleanupProps
 from stacks.constructs.fine_tuning_state_machine import (
     FineTuningStateMachine,
@@ -46,6 +44,7 @@ from stacks.constructs.orchestration_functions import (
     OrchestrationFunctionsProps,
 )
 from stacks.container_images import evaluation_image, training_image
+from stacks.discovery import publish_parameter
 from stacks.distillation_teachers import DistillationTeacherAccess
 from stacks.network_stack import NetworkStack
 from stacks.security_stack import SecurityStack
@@ -258,7 +257,6 @@ class OrchestrationStack(Stack):
         )
 
     def _publish_parameters(self) -> None:
-        settings = self._settings
         for parameter, value in {
             OrchestrationParameter.STATE_MACHINE_ARN: self.state_machine.state_machine_arn,
             OrchestrationParameter.JOB_TABLE_NAME: self.job_table.table_name,
@@ -266,20 +264,7 @@ class OrchestrationStack(Stack):
             OrchestrationParameter.KMS_KEY_ARN: self.key.key_arn,
             OrchestrationParameter.RFT_GRADER_FUNCTION_ARN: self.rft_grader.arn,
         }.items():
-            construct_id = "Param" + "".join(
-                part.capitalize() for part in parameter.value.replace("/", "-").split("-")
-            )
-            ssm.StringParameter(
-                self,
-                construct_id,
-                parameter_name=orchestration_parameter_name(
-                    settings.project, settings.environment, parameter
-                ),
-                string_value=value,
-                description=(
-                    f"{settings.resource_prefix}: {parameter.name.lower().replace('_', ' ')}"
-                ),
-            )
+            publish_parameter(self, self._settings, parameter, value)
 
     @property
     def lambda_functions(self) -> list[lambda_.Function]:

@@ -19,7 +19,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.orchestration_functions import PlatformFunction
+from stacks.constructs.platform_function import PlatformFunction
 
 BEDROCK_SERVICE = "bedrock.amazonaws.com"
 # RFT reward functions may run up to 15 minutes ("Lambda timeout ... maximum 15 minutes"):

@@ -37,9 +37,9 @@ from finetuning.platform import (
 from finetuning.serving import DEFAULT_INFERENCE_IMAGE_TAG, ServingSettings
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.constructs.logical_ids import unique_id
+from stacks.constructs.platform_function import RUNTIME, PlatformFunction, PlatformFunctionProps
 from stacks.container_images import inference_image
 from stacks.discovery import publish_parameter
-from stacks.orchestration_functions import RUNTIME, PlatformFunction
 from stacks.security_stack import KMS_DATA_ACTIONS, MODELS_PREFIX, SecurityStack
 from stacks.settings import PlatformSettings
 from stacks.storage_stack import bucket_name
@@ -228,38 +228,38 @@ class ServingStack(Stack):
         function = PlatformFunction(
             self,
             construct_id,
-            folder=folder,
-            family="serving",
-            description=f"{name}: {self._DESCRIPTIONS[folder]}",
-            function_name=name,
-            key=self._key,
-            key_only_for_dead_letters=True,
-            dead_letter_queue=dead_letters,
-            # Powertools comes pinned with the function's requirements.txt (matplotlib for
-            # the evaluation report needs bundled wheels anyway).
-            layer=None,
-            library_paths=library_paths,
-            log_retention_days=self._settings.logs.retention_days,
-            memory_mb=memory_mb,
-            timeout=timeout,
-            reserved_concurrency=self._serving.reserved_concurrency,
-            environment={
-                "POWERTOOLS_SERVICE_NAME": name,
-                "POWERTOOLS_METRICS_NAMESPACE": prefix,
-                "LOG_LEVEL": "INFO",
-                **environment,
-            },
-            vpc_reason=f"The {short} function only calls AWS APIs ({calls}) over TLS with "
-            "IAM; the platform VPC has no NAT gateway by default and its optional interface "
-            "endpoints do not cover all of them, so inside it the calls would fail.",
-            concurrency_reason=f"The {short} function runs a few times per approved model; "
-            "reserving concurrency fails deployment in accounts with a low concurrency quota "
-            "(Lambda keeps 100 unreserved). Set serving.reserved_concurrency to reserve it.",
-            keep_logical_ids={
-                "Function": unique_id([construct_id, "Resource"]),
-                "LogGroup": unique_id([f"{construct_id}Logs", "Resource"]),
-                "Role": unique_id([f"{construct_id}Role", "Resource"]),
-            },
+            props=PlatformFunctionProps(
+                folder=folder,
+                family="serving",
+                description=f"{name}: {self._DESCRIPTIONS[folder]}",
+                function_name=name,
+                key=self._key,
+                key_only_for_dead_letters=True,
+                dead_letter_queue=dead_letters,
+                # Powertools comes pinned with the function's requirements.txt (matplotlib
+                # for the evaluation report needs bundled wheels anyway).
+                layer=None,
+                service_name=name,
+                metrics_namespace=prefix,
+                library_paths=library_paths,
+                log_retention_days=self._settings.logs.retention_days,
+                memory_mb=memory_mb,
+                timeout=timeout,
+                reserved_concurrency=self._serving.reserved_concurrency,
+                environment={"LOG_LEVEL": "INFO", **environment},
+                vpc_reason=f"The {short} function only calls AWS APIs ({calls}) over TLS with "
+                "IAM; the platform VPC has no NAT gateway by default and its optional interface "
+                "endpoints do not cover all of them, so inside it the calls would fail.",
+                concurrency_reason=f"The {short} function runs a few times per approved model; "
+                "reserving concurrency fails deployment in accounts with a low concurrency "
+                "quota (Lambda keeps 100 unreserved). Set serving.reserved_concurrency to "
+                "reserve it.",
+                keep_logical_ids={
+                    "Function": unique_id([construct_id, "Resource"]),
+                    "LogGroup": unique_id([f"{construct_id}Logs", "Resource"]),
+                    "Role": unique_id([f"{construct_id}Role", "Resource"]),
+                },
+            ),
         )
         return function
 

@@ -8,7 +8,7 @@ here, so that the same job gives the same request whichever path starts it.
 Standard library only, beside (not inside) ``finetuning.orchestration``: the library and the
 functions both import it, and each Lambda function's bundle ships ``finetuning/aws_jobs/``,
 ``finetuning/orchestration/`` and ``finetuning/platform.py`` (``BASE_LIBRARY`` in
-``stacks/orchestration_functions.py``) with Powertools and pydantic alone, so nothing here may
+``stacks/constructs/platform_function.py``) with Powertools and pydantic alone, so nothing here may
 import another part of the library, boto3, torch, transformers or the sagemaker SDK.
 
 - ``bedrock_customization``: CreateModelCustomizationJob requests, job statuses.

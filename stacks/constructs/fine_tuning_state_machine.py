@@ -19,8 +19,8 @@ from constructs import Construct
 
 from stacks.compliance import suppress_wildcards
 from stacks.constructs.logical_ids import StackLevelConstruct, keep_flat_logical_ids
+from stacks.constructs.platform_function import depend_only_on_policy
 from stacks.log_groups import encrypted_log_group
-from stacks.orchestration_functions import depend_only_on_policy
 from stacks.orchestration_workflow import FineTuningWorkflow
 from stacks.settings.orchestration import OrchestrationSettings
 

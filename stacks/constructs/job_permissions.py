@@ -20,7 +20,7 @@ from constructs import Construct
 
 from finetuning.orchestration import tags
 from stacks.compliance import suppress_wildcards
-from stacks.orchestration_functions import PlatformFunction
+from stacks.constructs.platform_function import PlatformFunction
 
 
 @dataclass(frozen=True)

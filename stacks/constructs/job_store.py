@@ -24,7 +24,7 @@ from constructs import Construct
 from finetuning.orchestration.records import CREATED_INDEX, STATUS_INDEX
 from stacks.compliance import suppress
 from stacks.constructs.logical_ids import StackLevelConstruct, keep_flat_logical_ids
-from stacks.orchestration_functions import PlatformFunction
+from stacks.constructs.platform_function import PlatformFunction
 
 # What Powertools idempotency does with its table, see
 # https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/#iam-permissions

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 from aws_cdk import CfnElement, Stack
 from constructs import Construct
 
 
-def keep_stack_logical_ids(construct: Construct) -> None:
+def keep_stack_logical_ids(construct: Construct, *, except_under: Sequence[Construct] = ()) -> None:
     """Give every resource under ``construct`` the logical id CDK would compute if the
     construct's children sat directly in its stack. Call it before anything resolves those
-    ids (a nag suppression naming a resource's ARN resolves it at once)."""
+    ids (a nag suppression naming a resource's ARN resolves it at once).
+
+    ``except_under``: constructs whose resources keep the ids they have (a
+    ``PlatformFunction`` that was given its resources' former ids itself)."""
     stack = Stack.of(construct)
     for element in construct.node.find_all():
         if isinstance(element, CfnElement):
             scopes = element.node.scopes
+            if any(scope in except_under for scope in scopes):
+                continue
             path = [scope.node.id for scope in scopes[scopes.index(stack) + 1 :]]
             path.remove(construct.node.id)
             element.override_logical_id(unique_id(path))

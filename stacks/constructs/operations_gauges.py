@@ -1,4 +1,5 @@
-"""The operations gauge function, its schedule, role, log group and dead-letter queue.
+"""The operations gauge function (a :class:`PlatformFunction`), its schedule and its
+dead-letter queue.
 
 CloudWatch does not measure running executions, capacity in service or the traffic of
 endpoints created at run time; the function in ``lambda/operations_gauges`` samples them on
@@ -21,10 +22,9 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.compliance import suppress, suppress_wildcards
-from stacks.constructs.logical_ids import keep_stack_logical_ids
-from stacks.lambda_bundling import function_code
-from stacks.log_groups import encrypted_log_group
+from stacks.compliance import suppress
+from stacks.constructs.logical_ids import keep_stack_logical_ids, unique_id
+from stacks.constructs.platform_function import PlatformFunction, PlatformFunctionProps
 
 GAUGE_NAMESPACE = "FineTuningPlatform"
 GAUGE_FOLDER = "operations_gauges"
@@ -63,14 +63,17 @@ class OperationsGaugesProps:
 
 
 class OperationsGauges(Construct):
-    """Samples the gauges every ``interval``; :meth:`metric` reads one of them."""
+    """Samples the gauges every ``interval``; :meth:`metric` reads one of them.
+    :attr:`function` is the Lambda function, :attr:`platform_function` the construct with
+    its role, managed policy and log group."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: OperationsGaugesProps):
         super().__init__(scope, construct_id)
         self._props = props
         self.function = self._function()
         if props.keep_stack_logical_ids:
-            keep_stack_logical_ids(self)
+            # The function's own resources got their former ids from PlatformFunction.
+            keep_stack_logical_ids(self, except_under=[self.platform_function])
 
     def metric(self, name: str, statistic: str = "Maximum") -> cloudwatch.Metric:
         """One of the gauge function's metrics for this environment."""
@@ -86,9 +89,6 @@ class OperationsGauges(Construct):
         props = self._props
         interval = props.interval
         name = f"{props.prefix}-operations-gauges"
-        log_group = encrypted_log_group(
-            self, "GaugeLogs", key=props.key, retention_days=props.log_retention_days
-        )
         dead_letters = sqs.Queue(
             self,
             "GaugeDeadLetters",
@@ -103,127 +103,77 @@ class OperationsGauges(Construct):
             "This queue is itself the dead-letter queue of the gauge function and of its "
             "schedule; messages wait here 14 days for a person to look at them.",
         )
-        role = iam.Role(
-            self,
-            "GaugeRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Reads running executions, provisioned throughput and endpoints; "
-            "publishes the platform's operations gauges",
-        )
         state_machine_arns = [m.state_machine_arn for m in props.state_machines]
-        statements = [
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn, f"{log_group.log_group_arn}:*"],
-            ),
-            iam.PolicyStatement(
-                sid="PublishGauges",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": GAUGE_NAMESPACE}},
-            ),
-            iam.PolicyStatement(
-                sid="ReadEndpointTraffic",
-                actions=["cloudwatch:GetMetricData"],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="ListInServiceCapacity",
-                actions=["bedrock:ListProvisionedModelThroughputs", "sagemaker:ListEndpoints"],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="Tracing",
-                actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="DeadLetters",
-                actions=["sqs:SendMessage"],
-                resources=[dead_letters.queue_arn],
-            ),
-            iam.PolicyStatement(
-                sid="EncryptDeadLetters",
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[props.key.key_arn],
-            ),
-        ]
-        if state_machine_arns:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="ListRunningExecutions",
-                    actions=["states:ListExecutions"],
-                    resources=state_machine_arns,
-                )
-            )
-        policy = iam.ManagedPolicy(
-            self,
-            "GaugePolicy",
-            description="Everything the operations gauge function does, and nothing else",
-            roles=[role],
-            statements=statements,
-        )
-        if props.keep_stack_logical_ids:
-            # Before the suppression below resolves the log group's ARN to its logical id.
-            keep_stack_logical_ids(self)
-        suppress_wildcards(
-            policy,
-            "PutMetricData, GetMetricData, the Bedrock and SageMaker List calls and the X-Ray "
-            "writes support no resource scoping; PutMetricData is bounded to the "
-            f"{GAUGE_NAMESPACE} namespace. The log-stream wildcard stays in the function's "
-            "own log group.",
-            resources=["*", f"{log_group.log_group_arn}:*"],
-        )
-
-        function = lambda_.Function(
+        self.platform_function = gauge = PlatformFunction(
             self,
             "GaugeFunction",
-            function_name=name,
-            description="Samples running executions, capacity in service and endpoint traffic",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            # Only boto3 and the standard library: the bundle needs no part of the library.
-            handler="index.handler",
-            code=function_code(GAUGE_FOLDER, library_paths=()),
-            memory_size=256,
-            timeout=Duration.minutes(2),
-            # Opt-in: a reservation fails deployment in accounts at the default quota.
-            reserved_concurrent_executions=props.reserved_concurrency,
-            role=role.without_policy_updates(),
-            log_group=log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            dead_letter_queue=dead_letters,
-            environment={
-                "ENVIRONMENT": props.prefix,
-                "NAMESPACE": GAUGE_NAMESPACE,
-                "STATE_MACHINE_ARNS": ",".join(state_machine_arns),
-                "EXPECTED_JOB_MINUTES": str(props.expected_job_hours * 60),
-                "ENDPOINT_PREFIX": props.endpoint_name_prefix,
-                "PERIOD_SECONDS": str(int(props.period.to_seconds())),
-            },
+            props=PlatformFunctionProps(
+                folder=GAUGE_FOLDER,
+                family="monitoring",
+                description="Samples running executions, capacity in service and endpoint traffic",
+                function_name=name,
+                # The log group was created before under a generated name.
+                name_log_group=False,
+                key=props.key,
+                # The key encrypts the log group (CloudWatch Logs' own key grant) and the
+                # dead-letter queue; the function itself decrypts nothing.
+                key_only_for_dead_letters=True,
+                dead_letter_queue=dead_letters,
+                log_retention_days=props.log_retention_days,
+                # Only boto3 and the standard library: no Powertools, no part of the library.
+                powertools=False,
+                library_paths=(),
+                memory_mb=256,
+                timeout=Duration.minutes(2),
+                # Opt-in: a reservation fails deployment in accounts at the default quota.
+                reserved_concurrency=props.reserved_concurrency,
+                environment={
+                    "ENVIRONMENT": props.prefix,
+                    "NAMESPACE": GAUGE_NAMESPACE,
+                    "STATE_MACHINE_ARNS": ",".join(state_machine_arns),
+                    "EXPECTED_JOB_MINUTES": str(props.expected_job_hours * 60),
+                    "ENDPOINT_PREFIX": props.endpoint_name_prefix,
+                    "PERIOD_SECONDS": str(int(props.period.to_seconds())),
+                },
+                vpc_reason="The gauge function calls only AWS control-plane APIs (Step "
+                "Functions, Bedrock and SageMaker List calls, CloudWatch metrics); it reaches no "
+                "VPC resource and no data, and the VPC has no route to those APIs without "
+                "interface endpoints.",
+                concurrency_reason="The gauge function runs once per gauge interval; reserving "
+                "concurrency fails deployment in accounts with a low concurrency quota (Lambda "
+                "keeps 100 unreserved). Set monitoring.reserved_concurrency to reserve it.",
+                wildcard_reason="PutMetricData, GetMetricData and the Bedrock and SageMaker "
+                "List calls support no resource scoping; PutMetricData is bounded to the "
+                f"{GAUGE_NAMESPACE} namespace.",
+                # The ids the function, log group, role and policy had as the stack's own
+                # children (the function is named: a new id would fail to replace it).
+                keep_logical_ids=(
+                    {
+                        "Function": unique_id(["GaugeFunction", "Resource"]),
+                        "LogGroup": unique_id(["GaugeLogs", "Resource"]),
+                        "Role": unique_id(["GaugeRole", "Resource"]),
+                        "Policy": unique_id(["GaugePolicy", "Resource"]),
+                    }
+                    if props.keep_stack_logical_ids
+                    else {}
+                ),
+            ),
         )
-        function.node.add_dependency(policy)
-        # The function's GetAtt on the role already orders them; the DependsOn that CDK adds
-        # as well is redundant (cfn-lint W3005).
-        function_resource = function.node.default_child
-        function_resource.add_override("DependsOn", [policy.node.default_child.logical_id])
-        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-            if props.reserved_concurrency is None:
-                suppress(
-                    function,
-                    f"{pack}-LambdaConcurrency",
-                    "The gauge function runs once per gauge interval; reserving concurrency "
-                    "fails deployment in accounts with a low concurrency quota (Lambda keeps 100 "
-                    "unreserved). Set monitoring.reserved_concurrency to reserve it.",
-                )
-            suppress(
-                function,
-                f"{pack}-LambdaInsideVPC",
-                "The gauge function calls only AWS control-plane APIs (Step Functions, Bedrock "
-                "and SageMaker List calls, CloudWatch metrics); it reaches no VPC resource and "
-                "no data, and the VPC has no route to those APIs without interface endpoints.",
-            )
+        gauge.allow(
+            "PublishGauges",
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            {"StringEquals": {"cloudwatch:namespace": GAUGE_NAMESPACE}},
+        )
+        gauge.allow("ReadEndpointTraffic", ["cloudwatch:GetMetricData"], ["*"])
+        gauge.allow(
+            "ListInServiceCapacity",
+            ["bedrock:ListProvisionedModelThroughputs", "sagemaker:ListEndpoints"],
+            ["*"],
+        )
+        if state_machine_arns:
+            gauge.allow("ListRunningExecutions", ["states:ListExecutions"], state_machine_arns)
+        function = gauge.function
 
         rule = events.Rule(
             self,

@@ -1,7 +1,7 @@
 """The orchestration's functions, each with exactly the permissions its code uses.
 
 Fifteen workflow and event functions (``lambda/<folder>/index.py``) and the platform's RFT
-grader, all :class:`~stacks.orchestration_functions.PlatformFunction` s sharing one key,
+grader, all :class:`~stacks.constructs.platform_function.PlatformFunction` s sharing one key,
 dead-letter queue and Powertools layer. Permissions come from the ``grant_*`` methods of the
 construct that owns the resource (:class:`~stacks.constructs.job_store.JobStore`) and of
 :class:`~stacks.constructs.job_permissions.JobPermissions` (jobs, serving resources, the
@@ -30,7 +30,11 @@ from stacks.compliance import suppress_wildcards
 from stacks.constructs.job_permissions import JobPermissions
 from stacks.constructs.job_store import JobStore
 from stacks.constructs.logical_ids import StackLevelConstruct, keep_flat_logical_ids
-from stacks.orchestration_functions import PlatformFunction, powertools_layer
+from stacks.constructs.platform_function import (
+    PlatformFunction,
+    PlatformFunctionProps,
+    powertools_layer,
+)
 from stacks.rft_grader import (
     GRADER_CONCURRENCY_REASON,
     GRADER_MEMORY_MB,
@@ -149,17 +153,19 @@ class OrchestrationFunctions(StackLevelConstruct):
         return PlatformFunction(
             self,
             construct_id,
-            folder=folder,
-            description=description,
-            key=self._store.key,
-            dead_letter_queue=self._store.dead_letter_queue,
-            layer=self._layer,
-            log_retention_days=self._settings.logs.retention_days,
-            environment={**self._platform_env, **env},
-            memory_mb=kw.pop("memory_mb", o.function_memory_mb),
-            timeout=kw.pop("timeout", Duration.seconds(o.function_timeout_seconds)),
-            reserved_concurrency=o.reserved_concurrency,
-            **kw,
+            props=PlatformFunctionProps(
+                folder=folder,
+                description=description,
+                key=self._store.key,
+                dead_letter_queue=self._store.dead_letter_queue,
+                layer=self._layer,
+                log_retention_days=self._settings.logs.retention_days,
+                environment={**self._platform_env, **env},
+                memory_mb=kw.pop("memory_mb", o.function_memory_mb),
+                timeout=kw.pop("timeout", Duration.seconds(o.function_timeout_seconds)),
+                reserved_concurrency=o.reserved_concurrency,
+                **kw,
+            ),
         )
 
     def _functions(self, security: SecurityStack) -> dict[str, PlatformFunction]:
