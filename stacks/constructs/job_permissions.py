@@ -4,8 +4,8 @@ provisioned throughput and custom model deployments, and the platform key throug
 services that encrypt with it.
 
 Each method writes named statements into a :class:`PlatformFunction`'s managed policy (the
-statement ids are what docs/orchestration.md and the IAM contract tests review, which an
-``iam.Grant`` cannot carry) and acknowledges exactly the wildcards it writes. Resources are
+statement ids are what docs/orchestration.md and the IAM contract tests review), returns
+them as one ``iam.Grant`` and acknowledges exactly the wildcards it writes. Resources are
 named by ARN pattern and narrowed by the platform tag, since job and resource ids are chosen
 at run time.
 """
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from finetuning.orchestration import tags
@@ -41,6 +42,24 @@ class JobPermissionsProps:
     allowed_instance_families: Sequence[str]
 
 
+class _Grants:
+    """The statements one ``grant_*`` method writes into a function's policy, as one grant."""
+
+    def __init__(self, function: PlatformFunction) -> None:
+        self._function = function
+        self._grants: list[iam.Grant] = []
+
+    def allow(self, *args, **kwargs) -> None:
+        self._grants.append(self._function.allow(*args, **kwargs))
+
+    @property
+    def grant(self) -> iam.Grant:
+        first, *more = self._grants
+        for grant in more:
+            first = first.combine(grant)
+        return first
+
+
 class JobPermissions:
     """``grant_*`` methods for the orchestration functions' job and serving permissions."""
 
@@ -57,24 +76,27 @@ class JobPermissions:
 
     def grant_platform_key_via(
         self, f: PlatformFunction, service: str, actions, *more_services: str
-    ) -> None:
+    ) -> iam.Grant:
         """The platform key, only through the services that encrypt with it for us."""
         via = [f"{name}.{self._stack.region}.amazonaws.com" for name in (service, *more_services)]
-        f.allow(
+        return f.allow(
             "UsePlatformKeyViaServices",
             actions,
             [self._props.platform_key_arn],
             {"StringEquals": {"kms:ViaService": via}},
         )
 
-    def grant_bedrock_jobs(self, f: PlatformFunction, *, create: bool = False, stop: bool = False):
+    def grant_bedrock_jobs(
+        self, f: PlatformFunction, *, create: bool = False, stop: bool = False
+    ) -> iam.Grant:
+        g = _Grants(f)
         jobs = self._arn("bedrock", "model-customization-job/*")
-        f.allow("DescribeBedrockJobs", ["bedrock:GetModelCustomizationJob"], [jobs])
+        g.allow("DescribeBedrockJobs", ["bedrock:GetModelCustomizationJob"], [jobs])
         wildcards = [jobs]
         if create:
             models = self._arn("bedrock", "custom-model/*")
             foundation = self._arn("bedrock", "foundation-model/*", account=False)
-            f.allow(
+            g.allow(
                 "CreateTaggedBedrockJobs",
                 ["bedrock:CreateModelCustomizationJob", "bedrock:TagResource"],
                 [jobs, models, foundation],
@@ -82,7 +104,7 @@ class JobPermissions:
             )
             wildcards += [models, foundation]
         if stop:
-            f.allow(
+            g.allow(
                 "StopOwnBedrockJobs",
                 ["bedrock:StopModelCustomizationJob"],
                 [jobs],
@@ -94,6 +116,7 @@ class JobPermissions:
             "platform tag and the foundation-model wildcard covers base models only.",
             resources=wildcards,
         )
+        return g.grant
 
     @property
     def _request_tagged(self) -> dict[str, dict[str, str]]:
@@ -123,13 +146,14 @@ class JobPermissions:
 
     def grant_sagemaker_jobs(
         self, f: PlatformFunction, *, create: bool = False, stop: bool = False
-    ):
+    ) -> iam.Grant:
+        g = _Grants(f)
         jobs = self._arn("sagemaker", "training-job/*")
-        f.allow("DescribeTrainingJobs", ["sagemaker:DescribeTrainingJob"], [jobs])
+        g.allow("DescribeTrainingJobs", ["sagemaker:DescribeTrainingJob"], [jobs])
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
         if create:
             # ... on an allowed instance family.
-            f.allow(
+            g.allow(
                 "CreateIsolatedTrainingJobs",
                 ["sagemaker:CreateTrainingJob"],
                 [jobs],
@@ -142,24 +166,26 @@ class JobPermissions:
                     },
                 },
             )
-            f.allow("TagTrainingJobsOnCreate", ["sagemaker:AddTags"], [jobs], self._request_tagged)
+            g.allow("TagTrainingJobsOnCreate", ["sagemaker:AddTags"], [jobs], self._request_tagged)
         if stop:
-            f.allow("StopOwnTrainingJobs", ["sagemaker:StopTrainingJob"], [jobs], own)
+            g.allow("StopOwnTrainingJobs", ["sagemaker:StopTrainingJob"], [jobs], own)
         suppress_wildcards(
             f.policy,
             "Training job names are the job ids chosen per spec at run time; creating requires "
             "network isolation, traffic encryption and the platform tag.",
             resources=[jobs],
         )
+        return g.grant
 
     def grant_processing_jobs(
         self, f: PlatformFunction, *, create: bool = False, stop: bool = False
-    ):
+    ) -> iam.Grant:
+        g = _Grants(f)
         jobs = self._arn("sagemaker", "processing-job/*")
-        f.allow("DescribeProcessingJobs", ["sagemaker:DescribeProcessingJob"], [jobs])
+        g.allow("DescribeProcessingJobs", ["sagemaker:DescribeProcessingJob"], [jobs])
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
         if create:
-            f.allow(
+            g.allow(
                 "CreateIsolatedProcessingJobs",
                 ["sagemaker:CreateProcessingJob"],
                 [jobs],
@@ -172,11 +198,11 @@ class JobPermissions:
                     },
                 },
             )
-            f.allow(
+            g.allow(
                 "TagProcessingJobsOnCreate", ["sagemaker:AddTags"], [jobs], self._request_tagged
             )
         if stop:
-            f.allow("StopOwnProcessingJobs", ["sagemaker:StopProcessingJob"], [jobs], own)
+            g.allow("StopOwnProcessingJobs", ["sagemaker:StopProcessingJob"], [jobs], own)
         suppress_wildcards(
             f.policy,
             "Evaluation job names derive from the job ids chosen per spec at run time; "
@@ -184,19 +210,21 @@ class JobPermissions:
             "platform tag; stopping requires the platform tag.",
             resources=[jobs],
         )
+        return g.grant
 
-    def grant_throughput(self, f: PlatformFunction, *, create: bool = False) -> None:
+    def grant_throughput(self, f: PlatformFunction, *, create: bool = False) -> iam.Grant:
+        g = _Grants(f)
         throughputs = self._arn("bedrock", "provisioned-model/*")
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
-        f.allow("ReadThroughput", ["bedrock:GetProvisionedModelThroughput"], [throughputs])
-        f.allow("TagOwnThroughput", ["bedrock:TagResource"], [throughputs], own)
+        g.allow("ReadThroughput", ["bedrock:GetProvisionedModelThroughput"], [throughputs])
+        g.allow("TagOwnThroughput", ["bedrock:TagResource"], [throughputs], own)
         wildcards = [throughputs]
         if create:
             # Creation is authorized against the custom model and its base model, see
             # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
             models = self._arn("bedrock", "custom-model/*")
             foundation = self._arn("bedrock", "foundation-model/*", account=False)
-            f.allow(
+            g.allow(
                 "CreateTaggedThroughput",
                 ["bedrock:CreateProvisionedModelThroughput", "bedrock:TagResource"],
                 [throughputs, models, foundation],
@@ -209,22 +237,24 @@ class JobPermissions:
             "platform tag and tagging is limited to throughput that already carries it.",
             resources=wildcards,
         )
+        return g.grant
 
-    def grant_deployment(self, f: PlatformFunction, *, create: bool = False) -> None:
+    def grant_deployment(self, f: PlatformFunction, *, create: bool = False) -> iam.Grant:
         """On-demand custom model deployments: read, tag with the expiry, create tagged.
 
         Actions, resource types and condition keys:
         https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
         """
+        g = _Grants(f)
         deployments = self._arn("bedrock", "custom-model-deployment/*")
         own = {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": self._props.resource_prefix}}
-        f.allow("ReadDeployment", ["bedrock:GetCustomModelDeployment"], [deployments])
-        f.allow("TagOwnDeployment", ["bedrock:TagResource"], [deployments], own)
+        g.allow("ReadDeployment", ["bedrock:GetCustomModelDeployment"], [deployments])
+        g.allow("TagOwnDeployment", ["bedrock:TagResource"], [deployments], own)
         wildcards = [deployments]
         if create:
             # Creation is authorized against the deployment and the custom model it serves.
             models = self._arn("bedrock", "custom-model/*")
-            f.allow(
+            g.allow(
                 "CreateTaggedDeployment",
                 ["bedrock:CreateCustomModelDeployment", "bedrock:TagResource"],
                 [deployments, models],
@@ -237,23 +267,25 @@ class JobPermissions:
             "platform tag and tagging is limited to deployments that already carry it.",
             resources=wildcards,
         )
+        return g.grant
 
-    def grant_delete_serving(self, f: PlatformFunction, *, endpoints: bool) -> None:
+    def grant_delete_serving(self, f: PlatformFunction, *, endpoints: bool) -> iam.Grant:
         """Delete only this environment's serving resources, and never those tagged to keep."""
+        g = _Grants(f)
         prefix = self._props.resource_prefix
         own_and_not_kept = {
             "StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix},
             "StringNotEquals": {f"aws:ResourceTag/{tags.KEEP}": tags.KEEP_VALUE},
         }
         throughputs = self._arn("bedrock", "provisioned-model/*")
-        f.allow(
+        g.allow(
             "DeleteOwnThroughput",
             ["bedrock:DeleteProvisionedModelThroughput"],
             [throughputs],
             own_and_not_kept,
         )
         deployments = self._arn("bedrock", "custom-model-deployment/*")
-        f.allow(
+        g.allow(
             "DeleteOwnDeployments",
             ["bedrock:DeleteCustomModelDeployment"],
             [deployments],
@@ -262,7 +294,7 @@ class JobPermissions:
         wildcards = [throughputs, deployments]
         if endpoints:
             endpoint_arns = self._arn("sagemaker", "endpoint/*")
-            f.allow(
+            g.allow(
                 "FindServingResources",
                 [
                     "bedrock:ListProvisionedModelThroughputs",
@@ -271,25 +303,25 @@ class JobPermissions:
                 ],
                 ["*"],
             )
-            f.allow(
+            g.allow(
                 "ReadBedrockServingTags",
                 ["bedrock:ListTagsForResource"],
                 [throughputs, deployments],
             )
-            f.allow("ReadEndpointTags", ["sagemaker:ListTags"], [endpoint_arns])
-            f.allow(
+            g.allow("ReadEndpointTags", ["sagemaker:ListTags"], [endpoint_arns])
+            g.allow(
                 "MarkOwnResourcesWarned",
                 ["bedrock:TagResource"],
                 [throughputs, deployments],
                 {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
             )
-            f.allow(
+            g.allow(
                 "MarkOwnEndpointsWarned",
                 ["sagemaker:AddTags"],
                 [endpoint_arns],
                 {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
             )
-            f.allow(
+            g.allow(
                 "DeleteOwnEndpoints",
                 ["sagemaker:DeleteEndpoint"],
                 [endpoint_arns],
@@ -303,3 +335,4 @@ class JobPermissions:
             "finetuning:keep=true.",
             resources=wildcards,
         )
+        return g.grant

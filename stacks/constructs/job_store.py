@@ -56,8 +56,8 @@ class JobStore(StackLevelConstruct):
 
     Its resources keep the logical ids they had as direct children of the orchestration
     stack (:class:`~stacks.constructs.logical_ids.StackLevelConstruct`). The ``grant_*``
-    methods write a named statement into a :class:`PlatformFunction`'s managed policy and
-    return it (an ``iam.Grant`` cannot carry the statement id the policies are reviewed by).
+    methods write one named statement into a :class:`PlatformFunction`'s managed policy and
+    return the ``iam.Grant``.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, props: JobStoreProps) -> None:
@@ -72,17 +72,17 @@ class JobStore(StackLevelConstruct):
 
     # -- grants -----------------------------------------------------------------------------
 
-    def grant_job_table(self, function: PlatformFunction, *actions: str) -> iam.PolicyStatement:
+    def grant_job_table(self, function: PlatformFunction, *actions: str) -> iam.Grant:
         """``actions`` on the job table (no index: the functions read and write by job id)."""
         return function.allow("UseJobTable", actions, [self.job_table.table_arn])
 
-    def grant_idempotency(self, function: PlatformFunction) -> iam.PolicyStatement:
+    def grant_idempotency(self, function: PlatformFunction) -> iam.Grant:
         """What Powertools idempotency does with its table."""
         return function.allow(
             "UseIdempotencyTable", IDEMPOTENCY_ACTIONS, [self.idempotency_table.table_arn]
         )
 
-    def grant_publish(self, function: PlatformFunction) -> iam.PolicyStatement:
+    def grant_publish(self, function: PlatformFunction) -> iam.Grant:
         """Publish notifications to the topic."""
         return function.allow("PublishNotifications", ["sns:Publish"], [self.topic.topic_arn])
 

@@ -5,10 +5,11 @@ Python 3.14 on ARM64, handler ``index.handler`` of ``lambda/<folder>/`` bundled 
 :func:`~stacks.lambda_bundling.function_code`; X-Ray tracing; JSON logs in its own log
 group (platform retention, encrypted with the given key); a dead-letter queue for
 asynchronous invocations; and its own role whose only permissions are one customer managed
-policy that the owner fills statement by statement (:meth:`PlatformFunction.allow`,
-:meth:`PlatformFunction.adopt`). The role given to the Lambda construct is immutable, so CDK
-cannot slip in an inline default policy: permissions CDK would grant itself (X-Ray, the
-dead-letter queue) are written here explicitly instead.
+policy that the owner fills statement by statement (:meth:`PlatformFunction.allow` returns
+an ``iam.Grant`` whose one statement carries the given id; :meth:`PlatformFunction.adopt`
+takes a grant made to :attr:`PlatformFunction.grantee`). The role given to the Lambda
+construct is immutable, so CDK cannot slip in an inline default policy: permissions CDK
+would grant itself (X-Ray, the dead-letter queue) are written here explicitly instead.
 
 The environment contract: the variables a function's code reads are named once, in
 ``finetuning/orchestration/environment.py`` (``Var``), and passed in
@@ -305,19 +306,31 @@ class PlatformFunction(Construct):
         actions: Sequence[str],
         resources: Sequence[str],
         conditions: Mapping[str, Mapping[str, object]] | None = None,
-    ) -> iam.PolicyStatement:
-        """Add one named statement to the function's managed policy and return it."""
-        statement = iam.PolicyStatement(
-            sid=sid, actions=list(actions), resources=list(resources), conditions=conditions
+    ) -> iam.Grant:
+        """Grant ``actions`` on ``resources`` to this function as one statement named
+        ``sid`` in its managed policy (the ids docs/orchestration.md and the IAM contract
+        tests review), and return the grant."""
+        grant = iam.Grant.add_to_principal(
+            grantee=self.grantee,
+            actions=list(actions),
+            resource_arns=list(resources),
+            conditions=conditions,
         )
-        self.policy.add_statements(statement)
-        return statement
+        self.adopt(grant, sid=sid)
+        return grant
 
-    def adopt(self, grant: iam.Grant) -> None:
-        """Move a grant made to :attr:`grantee` into this function's managed policy."""
+    def adopt(self, grant: iam.Grant, *, sid: str | None = None) -> None:
+        """Move a grant made to :attr:`grantee` into this function's managed policy;
+        ``sid`` names its statement (a grant of one statement only)."""
         statements = list(grant.principal_statements)
         if not statements:
             raise ValueError("the grant carries no principal statement to adopt")
+        if sid is not None:
+            if len(statements) != 1:
+                raise ValueError(
+                    f"statement id {sid!r} names one statement; the grant carries {len(statements)}"
+                )
+            statements[0].sid = sid
         self.policy.add_statements(*statements)
 
     @property

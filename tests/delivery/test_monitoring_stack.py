@@ -28,7 +28,7 @@ from stacks.settings.monitoring import (
 )
 from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
-from tests.delivery.support import cdk_app, one, resources, statements
+from tests.delivery.support import as_list, cdk_app, one, resources, statements
 
 pytestmark = pytest.mark.xdist_group("delivery-monitoring")
 
@@ -327,6 +327,81 @@ def test_gauge_role_has_one_managed_policy_and_no_wildcard_action(template) -> N
     assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": GAUGE_NAMESPACE}}
     listing = next(s for s in granted if s["Action"] == "states:ListExecutions")
     assert "Fn::ImportValue" in json.dumps(listing["Resource"])
+
+
+# The logical ids the gauge's resources had as the monitoring stack's own children, before
+# the monitoring split and before the function moved into PlatformFunction: the function is
+# named (a new id would fail to replace it), the log group and queue hold data.
+GAUGE_LOGICAL_IDS = {
+    "GaugeFunction20741EDB": "AWS::Lambda::Function",
+    "GaugeLogsA3010CAE": "AWS::Logs::LogGroup",
+    "GaugeRoleC908D67B": "AWS::IAM::Role",
+    "GaugePolicy3187E233": "AWS::IAM::ManagedPolicy",
+    "GaugeDeadLetters5F3DC45F": "AWS::SQS::Queue",
+    "GaugeDeadLettersPolicy83D51955": "AWS::SQS::QueuePolicy",
+    "GaugeSchedule59456E90": "AWS::Events::Rule",
+}
+
+
+def test_gauge_resources_keep_their_logical_ids(template) -> None:
+    found = {
+        logical_id: template["Resources"].get(logical_id, {}).get("Type")
+        for logical_id in GAUGE_LOGICAL_IDS
+    }
+    assert found == GAUGE_LOGICAL_IDS
+
+
+def test_gauge_function_is_a_platform_function_without_powertools(template) -> None:
+    function = template["Resources"]["GaugeFunction20741EDB"]
+    assert function["Metadata"]["aws:cdk:path"].endswith("/Gauges/GaugeFunction/Function/Resource")
+    properties = function["Properties"]
+    assert properties["FunctionName"] == f"{PREFIX}-operations-gauges"
+    assert properties["MemorySize"] == 256
+    assert properties["Timeout"] == 120
+    assert properties["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": {"Ref": "GaugeLogsA3010CAE"},
+    }
+    assert "Layers" not in properties
+    # Plain boto3: no Powertools variables.
+    assert not [name for name in properties["Environment"]["Variables"] if "POWERTOOLS" in name]
+    # Created after its policy only (the role is implied by the GetAtt).
+    assert function["DependsOn"] == ["GaugePolicy3187E233"]
+    logs = template["Resources"]["GaugeLogsA3010CAE"]
+    assert logs["Properties"]["RetentionInDays"] == DEV.logs.retention_days
+    assert "KmsKeyId" in logs["Properties"]
+    # The generated name it had: a named log group would be a new one.
+    assert "LogGroupName" not in logs["Properties"]
+    assert logs["DeletionPolicy"] == "Retain"
+
+
+def test_gauge_policy_is_the_platform_functions_plus_its_reads(template) -> None:
+    policy = template["Resources"]["GaugePolicy3187E233"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "GaugeRoleC908D67B"}]
+    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    actions = {sid: sorted(as_list(s["Action"])) for sid, s in by_sid.items()}
+    assert actions == {
+        "WriteOwnLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "WriteTraces": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+        "SendToDeadLetterQueue": ["sqs:SendMessage"],
+        "EncryptDeadLetters": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "PublishGauges": ["cloudwatch:PutMetricData"],
+        "ReadEndpointTraffic": ["cloudwatch:GetMetricData"],
+        "ListInServiceCapacity": [
+            "bedrock:ListProvisionedModelThroughputs",
+            "sagemaker:ListEndpoints",
+        ],
+        "ListRunningExecutions": ["states:ListExecutions"],
+    }
+    # The log group's Arn attribute ends in ":*" and covers its streams.
+    assert by_sid["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": ["GaugeLogsA3010CAE", "Arn"]}
+    assert by_sid["SendToDeadLetterQueue"]["Resource"] == {
+        "Fn::GetAtt": ["GaugeDeadLetters5F3DC45F", "Arn"]
+    }
+    # The function encrypts nothing itself: the key only through SQS, for its dead letters.
+    assert by_sid["EncryptDeadLetters"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": f"sqs.{DEV.region}.amazonaws.com"}
+    }
 
 
 def test_without_state_machines_the_environment_still_gets_endpoint_and_gauge_alarms(
