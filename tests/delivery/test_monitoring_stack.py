@@ -353,7 +353,8 @@ def test_gauge_resources_keep_their_logical_ids(template) -> None:
 
 def test_gauge_function_is_a_platform_function_without_powertools(template) -> None:
     function = template["Resources"]["GaugeFunction20741EDB"]
-    assert function["Metadata"]["aws:cdk:path"].endswith("/Gauges/GaugeFunction/Function/Resource")
+    role = template["Resources"]["GaugeRoleC908D67B"]["Properties"]
+    assert role["Description"] == "Runs the operations_gauges monitoring function"
     properties = function["Properties"]
     assert properties["FunctionName"] == f"{PREFIX}-operations-gauges"
     assert properties["MemorySize"] == 256
