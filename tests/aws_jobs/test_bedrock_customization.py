@@ -144,7 +144,7 @@ def test_a_distillation_request_names_the_teacher_and_can_read_invocation_logs()
             training_data_uri=None,
             customization_type="DISTILLATION",
             distillation=DistillationSpec(
-                teacher_model="us.amazon.nova-premier-v1:0", max_response_length=1000
+                teacher_model="us.amazon.nova-pro-v1:0", max_response_length=1000
             ),
             invocation_logs=InvocationLogsSpec(
                 s3_uri="s3://data-bucket/training-data/raw/logs/", use_prompt_response=True
@@ -155,7 +155,7 @@ def test_a_distillation_request_names_the_teacher_and_can_read_invocation_logs()
     assert request["customizationConfig"] == {
         "distillationConfig": {
             "teacherModelConfig": {
-                "teacherModelIdentifier": "us.amazon.nova-premier-v1:0",
+                "teacherModelIdentifier": "us.amazon.nova-pro-v1:0",
                 "maxResponseLengthForInference": 1000,
             }
         }
@@ -226,29 +226,172 @@ def test_rft_ranges_match_the_botocore_service_model() -> None:
             assert list(spec.choices) == member.enum
 
 
+PAIRS_PAGE = "prequisites-model-distillation.html"
+
+
 @pytest.mark.parametrize(
-    ("teacher", "student", "ok"),
+    ("teacher", "student"),
     [
-        ("amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0:300k", True),
-        ("us.amazon.nova-premier-v1:0", "amazon.nova-micro-v1:0:128k", True),
+        ("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0:300k"),
+        ("us.amazon.nova-pro-v1:0", "amazon.nova-micro-v1:0:128k"),
         (
             "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0",
             "amazon.nova-lite-v1:0:300k",
-            True,
         ),
-        ("amazon.nova-pro-v1:0", "amazon.nova-pro-v1:0:300k", False),
-        ("amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0:128k", False),
-        ("anthropic.claude-3-5-sonnet-20240620-v1:0", "amazon.nova-lite-v1:0:300k", False),
+        (
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-pro-v1:0",
+            "amazon.nova-micro-v1:0:128k",
+        ),
+        ("meta.llama3-1-405b-instruct-v1:0", "meta.llama3-3-70b-instruct-v1:0:128k"),
+        ("meta.llama3-1-405b-instruct-v1:0", "meta.llama3-1-70b-instruct-v1:0:128k"),
+        ("us.meta.llama3-1-70b-instruct-v1:0", "meta.llama3-2-3b-instruct-v1:0:128k"),
+        ("meta.llama3-1-70b-instruct-v1:0", "meta.llama3-1-8b-instruct-v1:0:128k"),
+        ("us.meta.llama3-3-70b-instruct-v1:0", "meta.llama3-2-1b-instruct-v1:0:128k"),
     ],
 )
-def test_distillation_pairs_follow_the_docs_table(teacher, student, ok) -> None:
+def test_distillation_pairs_of_the_docs_table_are_accepted(teacher, student) -> None:
+    from finetuning.aws_jobs.bedrock_customization import check_distillation_pair
+
+    check_distillation_pair(teacher, student)
+
+
+@pytest.mark.parametrize(
+    ("teacher", "student", "field", "says"),
+    [
+        # Not a pair of the table: the refusal names the student's teachers.
+        (
+            "amazon.nova-pro-v1:0",
+            "amazon.nova-pro-v1:0:300k",
+            "base_model",
+            "no teacher that Bedrock takes now distils 'amazon.nova-pro-v1:0:300k'",
+        ),
+        (
+            "meta.llama3-1-405b-instruct-v1:0",
+            "meta.llama3-2-3b-instruct-v1:0:128k",
+            "base_model",
+            "teachers of 'meta.llama3-2-3b-instruct-v1:0:128k': meta.llama3-1-70b-instruct-v1:0 "
+            "or us.meta.llama3-1-70b-instruct-v1:0; us.meta.llama3-3-70b-instruct-v1:0",
+        ),
+        # The student by its invoke id: the customization id is asked for.
+        (
+            "amazon.nova-pro-v1:0",
+            "amazon.nova-lite-v1:0",
+            "base_model",
+            "amazon.nova-lite-v1:0:300k",
+        ),
+        (
+            "amazon.nova-lite-v1:0",
+            "amazon.nova-micro-v1:0:128k",
+            "distillation.teacher_model",
+            "teachers of 'amazon.nova-micro-v1:0:128k': amazon.nova-pro-v1:0 or "
+            "us.amazon.nova-pro-v1:0",
+        ),
+        # Providers differ: no pair.
+        (
+            "amazon.nova-pro-v1:0",
+            "meta.llama3-1-8b-instruct-v1:0:128k",
+            "base_model",
+            "a student of Amazon Nova Pro",
+        ),
+        # The table's "Inference profile support": profile only, on demand only, US profiles.
+        (
+            "meta.llama3-3-70b-instruct-v1:0",
+            "meta.llama3-2-3b-instruct-v1:0:128k",
+            "distillation.teacher_model",
+            "teaches as us.meta.llama3-3-70b-instruct-v1:0",
+        ),
+        (
+            "us.meta.llama3-1-405b-instruct-v1:0",
+            "meta.llama3-1-8b-instruct-v1:0:128k",
+            "distillation.teacher_model",
+            "teaches as meta.llama3-1-405b-instruct-v1:0 (",
+        ),
+        (
+            "eu.amazon.nova-pro-v1:0",
+            "amazon.nova-lite-v1:0:300k",
+            "distillation.teacher_model",
+            "teaches as amazon.nova-pro-v1:0 or us.amazon.nova-pro-v1:0",
+        ),
+        # In the table, but not taken now: with the reason, the page and the date.
+        (
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "anthropic.claude-3-haiku-20240307-v1:0:200k",
+            "distillation.teacher_model",
+            "Distillation is not currently available for Anthropic models",
+        ),
+        (
+            "us.amazon.nova-premier-v1:0",
+            "amazon.nova-lite-v1:0:300k",
+            "distillation.teacher_model",
+            "end of life on 2026-09-14",
+        ),
+    ],
+)
+def test_distillation_refusals_name_the_field_and_the_allowed_teachers(
+    teacher, student, field, says
+) -> None:
     from finetuning.aws_jobs.bedrock_customization import (
         CustomizationRuleError,
         check_distillation_pair,
     )
 
-    if ok:
+    with pytest.raises(CustomizationRuleError) as refused:
         check_distillation_pair(teacher, student)
-    else:
-        with pytest.raises(CustomizationRuleError, match=r"customization\.html"):
-            check_distillation_pair(teacher, student)
+    assert refused.value.field == field
+    assert says in refused.value.message
+    assert repr(teacher if field != "base_model" else student) in refused.value.message
+
+
+def test_the_distillation_table_is_pinned() -> None:
+    """Rows of the docs' table (prequisites-model-distillation.html, read 2026-12-05) and the
+    US profiles' destination Regions (inference-profiles-support.html)."""
+    from finetuning.aws_jobs.bedrock_customization import (
+        DISTILLATION_PAIRS,
+        DISTILLATION_PAIRS_URL,
+        DISTILLATION_TEACHERS,
+        distillation_teacher,
+    )
+
+    assert DISTILLATION_PAIRS_URL.endswith(PAIRS_PAGE)
+    assert [t.model_id for t in DISTILLATION_TEACHERS] == [
+        "amazon.nova-pro-v1:0",
+        "amazon.nova-premier-v1:0",
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "meta.llama3-1-405b-instruct-v1:0",
+        "meta.llama3-1-70b-instruct-v1:0",
+        "meta.llama3-3-70b-instruct-v1:0",
+    ]
+    assert DISTILLATION_PAIRS == {
+        "amazon.nova-pro-v1:0": ("amazon.nova-lite-v1:0:300k", "amazon.nova-micro-v1:0:128k"),
+        "meta.llama3-1-405b-instruct-v1:0": (
+            "meta.llama3-1-8b-instruct-v1:0:128k",
+            "meta.llama3-1-70b-instruct-v1:0:128k",
+            "meta.llama3-2-1b-instruct-v1:0:128k",
+            "meta.llama3-3-70b-instruct-v1:0:128k",
+        ),
+        "meta.llama3-1-70b-instruct-v1:0": (
+            "meta.llama3-1-8b-instruct-v1:0:128k",
+            "meta.llama3-2-1b-instruct-v1:0:128k",
+            "meta.llama3-2-3b-instruct-v1:0:128k",
+        ),
+        "meta.llama3-3-70b-instruct-v1:0": (
+            "meta.llama3-1-8b-instruct-v1:0:128k",
+            "meta.llama3-2-1b-instruct-v1:0:128k",
+            "meta.llama3-2-3b-instruct-v1:0:128k",
+        ),
+    }
+    premier = distillation_teacher("us.amazon.nova-premier-v1:0")
+    assert premier is not None and premier.students == (
+        "amazon.nova-lite-v1:0:300k",
+        "amazon.nova-micro-v1:0:128k",
+        "amazon.nova-pro-v1:0:300k",
+    )
+    regions = {t.model_id: t.region for t in DISTILLATION_TEACHERS}
+    assert regions["amazon.nova-pro-v1:0"] == "us-east-1"
+    assert regions["meta.llama3-3-70b-instruct-v1:0"] == "us-west-2"
+    profiles = {t.model_id: (t.profile_id, t.profile_regions) for t in DISTILLATION_TEACHERS}
+    us = ("us-east-1", "us-east-2", "us-west-2")
+    assert profiles["amazon.nova-pro-v1:0"] == ("us.amazon.nova-pro-v1:0", us)
+    assert profiles["meta.llama3-3-70b-instruct-v1:0"] == ("us.meta.llama3-3-70b-instruct-v1:0", us)
+    assert profiles["meta.llama3-1-405b-instruct-v1:0"] == (None, ())

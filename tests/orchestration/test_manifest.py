@@ -295,7 +295,7 @@ def test_rft_and_distillation_errors_name_the_line_and_the_field() -> None:
                 ),
                 "hyperparameters": {},
             },
-            "distillation.teacher_model: a teacher model of the distillation table",
+            "distillation.teacher_model: a teacher of the distillation table",
         ),
         (
             lambda: {
@@ -319,7 +319,7 @@ def test_a_distillation_from_invocation_logs_needs_no_training_file() -> None:
     spec = bedrock_manifest(
         customization_type="DISTILLATION",
         distillation={
-            "teacher_model": "us.amazon.nova-premier-v1:0",
+            "teacher_model": "us.amazon.nova-pro-v1:0",
             "invocation_logs_uri": "s3://data-bucket/training-data/raw/logs/",
             "use_prompt_response": True,
         },

@@ -165,7 +165,7 @@ def test_distillation_succeeds_with_the_teacher_in_the_request(
         base_model="amazon.nova-lite-v1:0:300k",
         customization_type="DISTILLATION",
         training_data_uri=f"s3://{DATA_BUCKET}/training-data/processed/support/prompts.jsonl",
-        distillation={"teacher_model": "us.amazon.nova-premier-v1:0", "max_response_length": 1000},
+        distillation={"teacher_model": "us.amazon.nova-pro-v1:0", "max_response_length": 1000},
     )
     spec.pop("hyperparameters")
     run, recorder = start(platform, definition, spec, distillation_prompts())
@@ -178,7 +178,7 @@ def test_distillation_succeeds_with_the_teacher_in_the_request(
     assert request["customizationConfig"] == {
         "distillationConfig": {
             "teacherModelConfig": {
-                "teacherModelIdentifier": "us.amazon.nova-premier-v1:0",
+                "teacherModelIdentifier": "us.amazon.nova-pro-v1:0",
                 "maxResponseLengthForInference": 1000,
             }
         }

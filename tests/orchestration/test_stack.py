@@ -642,20 +642,27 @@ def test_users_graders_are_named_lambda_arns() -> None:
             OrchestrationSettings(rft_grader_arns=(bad,))
 
 
-def test_the_bedrock_role_may_invoke_the_distillation_teachers_by_name(
+def test_the_bedrock_role_may_invoke_this_regions_distillation_teachers_by_name(
     template: Template,
 ) -> None:
+    """dev is in us-east-1: Nova Pro, on demand and through its US profile (the statements
+    themselves are pinned in tests/infra/test_distillation_teachers.py)."""
     (policy,) = [
         p["Properties"]
         for name, p in resources(template, "AWS::IAM::ManagedPolicy").items()
         if name.startswith("DistillationTeachersBedrockRoleInvokesTeachers")
     ]
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "bedrock:InvokeModel"
-    resources_text = json.dumps(statement["Resource"])
-    assert "*" not in resources_text
-    for model_id in ("amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0"):
-        assert f"::foundation-model/{model_id}" in resources_text
+    statements = policy["PolicyDocument"]["Statement"]
+    assert [s["Sid"] for s in statements] == [
+        "InvokeDistillationTeachers",
+        "InvokeAmazonNovaProProfile",
+        "InvokeAmazonNovaProThroughItsProfile",
+    ]
+    assert {s["Action"] for s in statements} == {"bedrock:InvokeModel"}
+    text = json.dumps(statements)
+    assert "*" not in text
+    assert "inference-profile/us.amazon.nova-pro-v1:0" in text
+    assert "nova-premier" not in text and "meta." not in text
 
 
 # The logical ids of the stateful and named resources as the stack had them before it was

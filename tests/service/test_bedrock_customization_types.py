@@ -94,7 +94,7 @@ def test_distillation_from_invocation_logs_through_the_library(fake_aws_credenti
         grader_lambda_arn=None,
         rft_hyperparameters=None,
         training_data_uri=None,
-        teacher_model="us.amazon.nova-premier-v1:0",
+        teacher_model="us.amazon.nova-pro-v1:0",
         teacher_max_response_length=2048,
         invocation_logs_uri="s3://data/training-data/raw/invocation-logs/",
     )
@@ -105,7 +105,7 @@ def test_distillation_from_invocation_logs_through_the_library(fake_aws_credenti
             "customizationConfig": {
                 "distillationConfig": {
                     "teacherModelConfig": {
-                        "teacherModelIdentifier": "us.amazon.nova-premier-v1:0",
+                        "teacherModelIdentifier": "us.amazon.nova-pro-v1:0",
                         "maxResponseLengthForInference": 2048,
                     }
                 }
