@@ -430,6 +430,30 @@ def _s3_read(uri: str) -> list[Request]:
     ]
 
 
+def _model_invocation(model: str) -> list[Request]:
+    """bedrock:InvokeModel as IAM authorizes it for a model id, inference profile id or ARN:
+    on the foundation model (no profile in the context), or on the profile and the model in
+    each Region the profile routes to, with the profile as bedrock:InferenceProfileArn
+    (https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-prereq.html)."""
+    model_id = model.rsplit("/", 1)[-1] if model.startswith("arn:") else model
+    match = PROFILE_ID.match(model_id)
+    if not match or ":foundation-model/" in model:
+        target = arn("bedrock", f"foundation-model/{model_id}", account=False)
+        return [Request("bedrock:InvokeModel", target, {"bedrock:InferenceProfileArn": None})]
+    profile = arn("bedrock", f"inference-profile/{model_id}")
+    return [
+        Request("bedrock:InvokeModel", profile),
+        *(
+            Request(
+                "bedrock:InvokeModel",
+                arn("bedrock", f"foundation-model/{match[2]}", region=region, account=False),
+                {"bedrock:InferenceProfileArn": profile},
+            )
+            for region in PROFILE_REGIONS[match[1]]
+        ),
+    ]
+
+
 def _s3_write(uri: str) -> Request:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return Request("s3:PutObject", f"arn:{PARTITION}:s3:::{bucket}/{key.rstrip('/')}/output")
@@ -441,6 +465,7 @@ def service_role_requests(call: AwsCall) -> tuple[str, list[Implied]] | None:
     https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-iam-role.html"""
     p = call.params
     found: list[Request] = []
+    teacher_calls: list[Implied] = []
     if call.service == "sagemaker" and call.operation == "CreateTrainingJob":
         why = (
             "a training job reads its channels and writes its output and checkpoints "
@@ -470,7 +495,22 @@ def service_role_requests(call: AwsCall) -> tuple[str, list[Implied]] | None:
             "a customization job reads its data and reads, lists and writes its output "
             "(https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-iam-role.html)"
         )
-        found += _s3_read(p["trainingDataConfig"]["s3Uri"])
+        # Distillation from invocation logs may have no training file.
+        training = p["trainingDataConfig"].get("s3Uri")
+        found += _s3_read(training) if training else []
+        logs = _dig(p, "trainingDataConfig", "invocationLogsConfig", "invocationLogSource")
+        found += _s3_read(logs["s3Uri"]) if logs else []
+        teacher = _dig(p, "customizationConfig", "distillationConfig", "teacherModelConfig")
+        if teacher:
+            distils = (
+                "a distillation job has the teacher answer with the service role: the teacher, "
+                "or its inference profile and the model in each Region of the profile "
+                "(https://docs.aws.amazon.com/bedrock/latest/userguide/"
+                "prequisites-model-distillation.html)"
+            )
+            teacher_calls = [
+                Implied(r, distils) for r in _model_invocation(teacher["teacherModelIdentifier"])
+            ]
         for validator in _dig(p, "validationDataConfig", "validators") or []:
             found += _s3_read(validator["s3Uri"])
         output = p["outputDataConfig"]["s3Uri"]
@@ -486,7 +526,7 @@ def service_role_requests(call: AwsCall) -> tuple[str, list[Implied]] | None:
     else:
         return None
     role = p.get("RoleArn") or p.get("roleArn")
-    implied = [Implied(r, why) for r in found]
+    implied = [Implied(r, why) for r in found] + teacher_calls
     if key:
         via_s3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
         implied += [

@@ -211,6 +211,51 @@ def test_bedrock_path_calls_are_allowed(run: Run) -> None:
     )
 
 
+def distillation_manifest(teacher: str, **distillation: Any) -> dict[str, Any]:
+    spec = bedrock_manifest(
+        job_name="distil-support",
+        base_model="amazon.nova-lite-v1:0:300k",
+        customization_type="DISTILLATION",
+        training_data_uri=f"s3://{DATA_BUCKET}/training-data/processed/support/prompts.jsonl",
+        distillation={"teacher_model": teacher, "max_response_length": 1000, **distillation},
+    )
+    spec.pop("hyperparameters")
+    return spec
+
+
+@pytest.mark.parametrize("teacher", ["us.amazon.nova-pro-v1:0", "amazon.nova-pro-v1:0"])
+def test_a_distillation_jobs_teacher_calls_are_allowed(run: Run, teacher: str) -> None:
+    """The job's service role invokes the teacher: on demand, or through its US profile and
+    the model in each Region of the profile (checked by ``service_role_requests``), and reads
+    the invocation logs it distils from."""
+    logs = f"s3://{DATA_BUCKET}/training-data/raw/invocation-logs/"
+    event = started(run, distillation_manifest(teacher, invocation_logs_uri=logs))
+    (start,) = [c for c in run.calls.by("StartBedrockJob") if c.operation.startswith("Create")]
+    config = start.params["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+    assert config["teacherModelIdentifier"] == teacher
+    assert event["input"]["launch"]
+    run.check("RegisterJob", "StartBedrockJob")
+
+
+def test_the_recorder_sees_a_teacher_the_role_may_not_invoke(run: Run) -> None:
+    """The check can fail: a teacher outside the grant (Llama 3.3 70B distils in us-west-2,
+    not in this us-east-1 app) is denied on its profile and on the model in each Region."""
+    from tests.contracts.iam_recorder import AwsCall
+
+    event = started(run, distillation_manifest("us.amazon.nova-pro-v1:0"))
+    (start,) = [c for c in run.calls.by("StartBedrockJob") if c.operation.startswith("Create")]
+    params = json.loads(json.dumps(start.params))
+    teacher = params["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+    teacher["teacherModelIdentifier"] = "us.meta.llama3-3-70b-instruct-v1:0"
+    forged = AwsCall(start.actor, start.service, start.operation, params)
+    denied = run.calls._check_service_role(run.app, forged)
+    assert {d.request.resource.rsplit("/", 1)[-1] for d in denied} == {
+        "us.meta.llama3-3-70b-instruct-v1:0",
+        "meta.llama3-3-70b-instruct-v1:0",
+    }
+    assert len(denied) == 4 and event["input"]["launch"]
+
+
 def test_failure_handling_calls_are_allowed(run: Run) -> None:
     event = started(run, bedrock_manifest(serving={"provisioned_throughput": {}}))
     job_id = event["input"]["job_id"]
