@@ -320,6 +320,36 @@ def test_validate_and_estimate_rft_and_distillation_data(capsys, tmp_path: Path)
         "0.004",
     )
     assert code == 0 and "teacher:" in out and "at most 100 output tokens" in out
+    code, out, _ = run(
+        capsys,
+        "estimate",
+        str(prompts),
+        "--model",
+        "amazon.nova-lite-v1:0:300k",
+        "--epochs",
+        "1",
+        "--customization-type",
+        "DISTILLATION",
+        "--teacher-model",
+        "us.amazon.nova-pro-v1:0",
+        "--teacher-max-response-length",
+        "100",
+    )
+    assert code == 0 and "teacher prices: $0.0008 input, $0.0032 output" in out
+    code, _, err = run(
+        capsys,
+        "estimate",
+        str(prompts),
+        "--model",
+        "amazon.nova-lite-v1:0:300k",
+        "--epochs",
+        "1",
+        "--customization-type",
+        "DISTILLATION",
+        "--teacher-model",
+        "us.amazon.nova-premier-v1:0",
+    )
+    assert code == 2 and "end of life on 2026-09-14" in err
 
 
 def test_help_runs_as_a_subprocess() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,84 @@ def test_distillation_counts_and_prices_the_teachers_tokens(tmp_path: Path) -> N
             teacher_price_per_1k_input=0.002,
             teacher_price_per_1k_output=0.01,
         )
+
+
+def _prompts(tmp_path: Path, count: int = 4) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    row = {
+        "schemaVersion": "bedrock-conversation-2024",
+        "messages": [{"role": "user", "content": [{"text": "y" * 600}]}],
+    }
+    path.write_text((json.dumps(row) + "\n") * count)
+    return path
+
+
+def test_a_named_teacher_is_priced_at_its_on_demand_list_price(tmp_path: Path) -> None:
+    """Nova Pro's list price in the table the evaluation uses (us-east-1, USD per 1,000
+    tokens, https://aws.amazon.com/bedrock/pricing/): $0.0008 input, $0.0032 output."""
+    estimate = estimate_cost(
+        _prompts(tmp_path),
+        "amazon.nova-lite-v1:0:300k",
+        epochs=2,
+        customization="DISTILLATION",
+        teacher_model="us.amazon.nova-pro-v1:0",
+        teacher_max_response_length=500,
+        price_per_1k_tokens=0.004,
+    )
+    assert (estimate.teacher_price_per_1k_input, estimate.teacher_price_per_1k_output) == (
+        0.0008,
+        0.0032,
+    )
+    expected = estimate.teacher_input_tokens / 1000 * 0.0008 + 2000 / 1000 * 0.0032
+    assert estimate.teacher_cost == pytest.approx(expected)
+    # The student trains on the prompts and the teacher's answers, every epoch.
+    assert estimate.trained_tokens == (estimate.teacher_input_tokens + 2000) * 2
+    assert estimate.training_cost == pytest.approx(estimate.trained_tokens / 1000 * 0.004)
+    text = "\n".join(estimate.lines())
+    assert "teacher prices: $0.0008 input, $0.0032 output per 1,000 tokens" in text
+    assert "on-demand list price of us.amazon.nova-pro-v1:0" in text
+
+
+def test_a_teacher_without_a_list_price_asks_for_one_and_a_wrong_pair_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = _prompts(tmp_path)
+    with pytest.raises(EstimateError, match=re.escape("teachers of 'amazon.nova-lite-v1:0:300k'")):
+        estimate_cost(
+            path,
+            "amazon.nova-lite-v1:0:300k",
+            epochs=1,
+            customization="DISTILLATION",
+            teacher_model="meta.llama3-1-405b-instruct-v1:0",
+        )
+    with pytest.raises(EstimateError, match="applies to --customization-type DISTILLATION"):
+        estimate_cost(path, "amazon.nova-lite-v1:0:300k", epochs=1, teacher_model="x")
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    estimate = estimate_cost(
+        _prompts(llama),
+        "meta.llama3-2-1b-instruct-v1:0:128k",
+        epochs=1,
+        customization="DISTILLATION",
+        teacher_model="us.meta.llama3-3-70b-instruct-v1:0",
+        teacher_max_response_length=100,
+    )
+    assert estimate.teacher_cost is None
+    assert "no on-demand list price for us.meta.llama3-3-70b" in "\n".join(estimate.lines())
+
+
+def test_no_customization_price_is_encoded_without_a_source() -> None:
+    """No current customization price could be read from an AWS page (searched 2026-12-05):
+    the table is empty, and storage keeps its published figure."""
+    from finetuning.data.estimate import (
+        BEDROCK_PRICE_SOURCE,
+        BEDROCK_STORAGE_PER_MONTH,
+        BEDROCK_TRAINING_PRICE_PER_1K,
+    )
+
+    assert BEDROCK_TRAINING_PRICE_PER_1K == {}
+    assert BEDROCK_STORAGE_PER_MONTH == 1.95
+    assert BEDROCK_PRICE_SOURCE == "https://aws.amazon.com/bedrock/pricing/"
 
 
 def test_bedrock_family_without_a_price_asks_for_one(titan_file: Path) -> None:
