@@ -480,8 +480,9 @@ def _register_estimate(commands: argparse._SubParsersAction) -> None:
         "--price-per-1k-tokens",
         type=float,
         metavar="USD",
-        help="the Bedrock training price per 1,000 tokens (AWS publishes no price this toolkit "
-        "could read for the current models: take it from https://aws.amazon.com/bedrock/pricing/)",
+        help="the Bedrock training price per 1,000 tokens (no current customization price is "
+        "encoded, none could be read from an AWS page: take it from "
+        "https://aws.amazon.com/bedrock/pricing/)",
     )
     parser.add_argument(
         "--price-per-hour", type=float, metavar="USD", help="override the instance-hour price"
