@@ -15,6 +15,12 @@ function of a resource and the time:
 - past the expiry and warned: deleted, and the owners told. Deletion always follows a
   warning by at least one cleanup interval, even when the cleanup first sees a resource
   after its expiry.
+
+A deletion Bedrock refuses because the resource is busy (``ConflictException``: a
+deployment or throughput still Creating) is ``deferred``: nothing fails, the tags stay, and
+the next pass tries again. The failure handler uses the same hand-over
+(:func:`hand_over`) for what a failed run leaves still Creating: it tags the resource
+expired and warned (the failure notification is the warning), so the next pass deletes it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from finetuning.orchestration import bedrock, notifications, tags
 from finetuning.orchestration.aws import error_code, retryable_errors
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.errors import ServingResourceBusyError
 from finetuning.orchestration.records import JobTable, timestamp, utc_now
 
 WARNED_AT = "finetuning:expiry-warned-at"
@@ -46,6 +53,8 @@ class Action(StrEnum):
     WARN = "warn"
     DELETE = "delete"
     BLOCKED = "blocked"
+    # Not a decision of the policy: a deletion Bedrock refused for now (still Creating).
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,17 @@ def _mark_warned(resource: ServingResource, clients: Clients, now: datetime) -> 
             )
 
 
+def hand_over(client: Any, arn: str, now: datetime | None = None) -> None:
+    """Tag a Bedrock serving resource that cannot be deleted yet as expired and warned, so
+    the next cleanup pass deletes it (and keeps trying until Bedrock lets it)."""
+    value = timestamp(now or utc_now())
+    with retryable_errors(f"tagging {arn} for deletion by the expiry cleanup"):
+        client.tag_resource(
+            resourceARN=arn,
+            tags=tags.as_key_value_list({tags.EXPIRES_AT: value, WARNED_AT: value}),
+        )
+
+
 def _delete(resource: ServingResource, clients: Clients) -> bool:
     if resource.kind == THROUGHPUT:
         return bedrock.delete_throughput(clients("bedrock"), resource.arn)
@@ -214,7 +234,12 @@ def clean_up_expired(
             )
             _mark_warned(resource, clients, now)
         elif decision.action == Action.DELETE:
-            deleted = _delete(resource, clients)
+            try:
+                deleted = _delete(resource, clients)
+            except ServingResourceBusyError as busy:
+                report[Action.DELETE.value].remove(entry)
+                report[Action.DEFERRED.value].append({**entry, "reason": str(busy)})
+                continue
             if deleted:
                 notifications.publish(
                     sns,
