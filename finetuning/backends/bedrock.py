@@ -28,6 +28,7 @@ from finetuning.aws_jobs.bedrock_customization import (
     check_rft_hyperparameters,
     customization_job_request,
     customization_job_status,
+    open_weight_rft_refusal,
     rft_model_refusal,
 )
 from finetuning.backends.base import request_token
@@ -179,6 +180,11 @@ class BedrockBackend:
                     "output_uri)",
                     getattr(config, name),
                 )
+        refusal = config.customization_type == REINFORCEMENT_FINE_TUNING and (
+            open_weight_rft_refusal(config.base_model)
+        )
+        if refusal:  # before the hyperparameter tables, which have no open-weight models
+            raise InvalidJobConfigError("base_model", refusal, config.base_model)
         family = require_family(config.base_model)
         check_model_type(config.model_type, family)
         if config.training_data_uri:

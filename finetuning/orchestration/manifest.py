@@ -446,7 +446,7 @@ class JobManifest(_Strict):
         if kind == REINFORCEMENT_FINE_TUNING:
             refusal = rft_model_refusal(self.base_model)
             if refusal:
-                raise ValueError(f"REINFORCEMENT_FINE_TUNING: base_model: expected {refusal}")
+                raise ValueError(f"REINFORCEMENT_FINE_TUNING: base_model must be {refusal}")
             if self.hyperparameters:
                 raise ValueError(
                     "REINFORCEMENT_FINE_TUNING takes its hyperparameters in "
