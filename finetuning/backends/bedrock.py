@@ -180,11 +180,12 @@ class BedrockBackend:
                     "output_uri)",
                     getattr(config, name),
                 )
-        refusal = config.customization_type == REINFORCEMENT_FINE_TUNING and (
+        open_weight = config.customization_type == REINFORCEMENT_FINE_TUNING and (
             open_weight_rft_refusal(config.base_model)
         )
-        if refusal:  # before the hyperparameter tables, which have no open-weight models
-            raise InvalidJobConfigError("base_model", refusal, config.base_model)
+        if open_weight:  # before the hyperparameter tables, which have no open-weight models
+            refusal = rft_model_refusal(config.base_model)
+            raise InvalidJobConfigError("base_model", str(refusal), config.base_model)
         family = require_family(config.base_model)
         check_model_type(config.model_type, family)
         if config.training_data_uri:
