@@ -20,7 +20,7 @@ from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ManifestError, ServingResourceBusyError
 from finetuning.orchestration.failures import remove_partial_resources
 from finetuning.orchestration.manifest import ServingMode, parse_manifest
-from finetuning.orchestration.records import JobRecord, JobTable, timestamp
+from finetuning.orchestration.records import JobRecord, JobStatus, JobTable, timestamp
 from finetuning.orchestration.serving import serving_mode
 from tests.orchestration.fakes import (
     ACCOUNT,
@@ -532,3 +532,59 @@ def test_expiry_cleanup_defers_a_busy_deletion_and_deletes_it_on_the_next_pass(
     (note,) = platform.notifications()
     assert note["kind"] == "expired"
     assert table.require("job-1").serving["deleted_at"]
+
+
+def test_expiry_cleanup_adopts_a_failed_runs_deployment_it_was_never_told_about(
+    platform: Platform,
+) -> None:
+    """The job failed and its record names no deployment (the function that created it
+    failed before recording it): the deployment, tagged with the job, gets an expiry one
+    warning window ahead and a warning now; the normal policy deletes it after that."""
+    now = datetime.now(UTC)
+    table = JobTable(platform.dynamodb, JOB_TABLE)
+    table.register(
+        JobRecord(job_id="job-9", job_name="j", backend="bedrock", base_model="m", spec={})
+    )
+    table.finish("job-9", JobStatus.FAILED, failure={"error": "RetryableServiceError"})
+    bedrock_client, stubber = stubbed("bedrock")
+    stubber.add_response("list_provisioned_model_throughputs", {"provisionedModelSummaries": []})
+    summary = {
+        "customModelDeploymentArn": DEPLOYMENT_ARN,
+        "customModelDeploymentName": "job-9-od",
+        "modelArn": MODEL_ARN,
+        "createdAt": now,
+        "status": "Active",
+    }
+    stubber.add_response("list_custom_model_deployments", {"modelDeploymentSummaries": [summary]})
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"tags": tags.as_key_value_list({tags.PLATFORM: PREFIX, tags.JOB_ID: "job-9"})},
+        {"resourceARN": DEPLOYMENT_ARN},
+    )
+    stubber.add_response(
+        "tag_resource",
+        {},
+        {
+            "resourceARN": DEPLOYMENT_ARN,
+            "tags": [{"key": tags.EXPIRES_AT, "value": ANY}, {"key": WARNED_AT, "value": ANY}],
+        },
+    )
+    operations = {
+        "get_paginator",
+        "list_provisioned_model_throughputs",
+        "list_custom_model_deployments",
+        "list_tags_for_resource",
+        "tag_resource",
+    }
+    env = Environment(platform.environment)
+    with stubber:
+        report = clean_up_expired(
+            env=env, table=table, clients=_clients(bedrock_client, operations), now=now
+        )
+    stubber.assert_no_pending_responses()
+    (adopted,) = report["adopt"]
+    assert adopted["arn"] == DEPLOYMENT_ARN and "its job failed" in adopted["reason"]
+    (warning,) = platform.notifications()
+    assert warning["kind"] == "expiry-warning"
+    deadline = timestamp(now + timedelta(hours=env.expiry_warning_hours))
+    assert f"expires at {deadline} and will then be deleted" in warning["message"]
