@@ -51,6 +51,28 @@ CUSTOMIZATION_TYPES = (FINE_TUNING, CONTINUED_PRE_TRAINING, DISTILLATION, REINFO
 # https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html).
 RFT_BASE_MODEL_PREFIXES = ("amazon.nova-2-lite-v1",)
 
+# The open-weight models Bedrock reinforcement fine-tunes, "Models supported for reinforcement
+# fine-tuning" (read 2026-12-05), with their Regions:
+# https://docs.aws.amazon.com/bedrock/latest/userguide/reinforcement-fine-tuning.html
+# | model       | model id           | Region    |
+# |-------------|--------------------|-----------|
+# | gpt-oss-20b | openai.gpt-oss-20b | us-west-2 |
+# | Qwen3 32B   | qwen.qwen3-32b     | us-west-2 |
+# Bedrock trains them through its OpenAI-compatible fine-tuning API only (Files API upload,
+# then POST /v1/fine_tuning/jobs with method "reinforcement" and a Lambda grader, on the
+# bedrock-mantle endpoint), not CreateModelCustomizationJob:
+# https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html
+# https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-job-create.html
+# The botocore bedrock model has no trace of them either. The dataset toolkit validates
+# their records (finetuning.data.models); the job entry points refuse them with this reason.
+OPEN_WEIGHT_RFT_MODELS: dict[str, tuple[str, ...]] = {
+    "openai.gpt-oss-20b": ("us-west-2",),
+    "qwen.qwen3-32b": ("us-west-2",),
+}
+OPEN_WEIGHT_RFT_API_URL = (
+    "https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html"
+)
+
 # Distillation teachers and their students, the table "Supported models and Regions for Amazon
 # Bedrock Model Distillation" of
 # https://docs.aws.amazon.com/bedrock/latest/userguide/prequisites-model-distillation.html
@@ -254,7 +276,36 @@ def _model_id(identifier: str) -> str:
 
 
 def supports_rft(base_model: str) -> bool:
+    """Whether CreateModelCustomizationJob reinforcement fine-tunes ``base_model``."""
     return _model_id(base_model).startswith(RFT_BASE_MODEL_PREFIXES)
+
+
+def open_weight_rft_refusal(base_model: str) -> str | None:
+    """Why an open-weight RFT model cannot be started here, or None for any other model."""
+    model = _model_id(base_model)
+    if model not in OPEN_WEIGHT_RFT_MODELS:
+        return None
+    regions = ", ".join(OPEN_WEIGHT_RFT_MODELS[model])
+    return (
+        f"{model} is reinforcement fine-tuned by Bedrock ({regions}) only through its "
+        f"OpenAI-compatible fine-tuning API (bedrock-mantle endpoint), not "
+        f"CreateModelCustomizationJob, which this platform starts; see {OPEN_WEIGHT_RFT_API_URL}. "
+        f"Validate the data here with --customization-type {REINFORCEMENT_FINE_TUNING}"
+    )
+
+
+def rft_model_refusal(base_model: str) -> str | None:
+    """None when CreateModelCustomizationJob reinforcement fine-tunes ``base_model``; else
+    what was expected, with the open-weight models' own reason where it applies."""
+    if supports_rft(base_model):
+        return None
+    expected = (
+        "a model Bedrock reinforcement fine-tunes through CreateModelCustomizationJob "
+        "(amazon.nova-2-lite-v1:0:256k; see "
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html)"
+    )
+    open_weight = open_weight_rft_refusal(base_model)
+    return f"{expected}; {open_weight}" if open_weight else expected
 
 
 def check_rft_hyperparameters(

@@ -324,7 +324,10 @@ def estimate_cost(
             price_per_1k_tokens=price,
             # Distillation trains the student on the prompts and the teacher's answers.
             training_cost=None if price is None else common["trained_tokens"] / 1000 * price,
-            storage_per_month=BEDROCK_STORAGE_PER_MONTH,
+            # No storage price is published for the open-weight RFT models (their tuned models
+            # are used on demand through the OpenAI-compatible APIs,
+            # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html).
+            storage_per_month=None if family.only_customization else BEDROCK_STORAGE_PER_MONTH,
             price_source=BEDROCK_PRICE_SOURCE,
             prices_as_of=BEDROCK_PRICES_AS_OF,
             note=note,

@@ -27,7 +27,7 @@ from finetuning.aws_jobs.bedrock_customization import (
     CustomizationRuleError,
     check_distillation_pair,
     check_rft_hyperparameters,
-    supports_rft,
+    rft_model_refusal,
 )
 from finetuning.aws_jobs.instance_types import INSTANCE_TYPE
 from finetuning.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
@@ -444,12 +444,9 @@ class JobManifest(_Strict):
         if self.distillation is not None and kind != DISTILLATION:
             raise ValueError(f"distillation applies only to DISTILLATION (got {kind})")
         if kind == REINFORCEMENT_FINE_TUNING:
-            if not supports_rft(self.base_model):
-                raise ValueError(
-                    "REINFORCEMENT_FINE_TUNING: base_model must be a model Bedrock "
-                    "reinforcement fine-tunes (amazon.nova-2-lite-v1:0:256k; see "
-                    "https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html)"
-                )
+            refusal = rft_model_refusal(self.base_model)
+            if refusal:
+                raise ValueError(f"REINFORCEMENT_FINE_TUNING: base_model must be {refusal}")
             if self.hyperparameters:
                 raise ValueError(
                     "REINFORCEMENT_FINE_TUNING takes its hyperparameters in "

@@ -259,6 +259,14 @@ class JobPermissions:
             [deployments],
             own_and_not_kept,
         )
+        # What Bedrock cannot delete yet (still Creating) is tagged expired for the expiry
+        # cleanup to delete later (finetuning.orchestration.cleanup.hand_over).
+        f.allow(
+            "MarkOwnResourcesExpired",
+            ["bedrock:TagResource"],
+            [throughputs, deployments],
+            {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
+        )
         wildcards = [throughputs, deployments]
         if endpoints:
             endpoint_arns = self._arn("sagemaker", "endpoint/*")
@@ -277,12 +285,6 @@ class JobPermissions:
                 [throughputs, deployments],
             )
             f.allow("ReadEndpointTags", ["sagemaker:ListTags"], [endpoint_arns])
-            f.allow(
-                "MarkOwnResourcesWarned",
-                ["bedrock:TagResource"],
-                [throughputs, deployments],
-                {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
-            )
             f.allow(
                 "MarkOwnEndpointsWarned",
                 ["sagemaker:AddTags"],

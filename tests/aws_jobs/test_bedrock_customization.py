@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 
 from finetuning.aws_jobs.bedrock_customization import (
+    OPEN_WEIGHT_RFT_MODELS,
     CustomizationJobSpec,
     customization_job_request,
     customization_job_status,
+    open_weight_rft_refusal,
+    rft_model_refusal,
+    supports_rft,
 )
 from finetuning.jobs import JobStatus
 from tests.aws_jobs.support import assert_valid
@@ -395,3 +399,21 @@ def test_the_distillation_table_is_pinned() -> None:
     assert profiles["amazon.nova-pro-v1:0"] == ("us.amazon.nova-pro-v1:0", us)
     assert profiles["meta.llama3-3-70b-instruct-v1:0"] == ("us.meta.llama3-3-70b-instruct-v1:0", us)
     assert profiles["meta.llama3-1-405b-instruct-v1:0"] == (None, ())
+
+
+def test_open_weight_rft_models_are_the_documented_ones_and_refused_with_their_api() -> None:
+    """reinforcement-fine-tuning.html (read 2026-12-05): gpt-oss-20b and Qwen3 32B in
+    us-west-2, trained through the OpenAI-compatible API (fine-tuning-openai-apis.html)."""
+    assert OPEN_WEIGHT_RFT_MODELS == {
+        "openai.gpt-oss-20b": ("us-west-2",),
+        "qwen.qwen3-32b": ("us-west-2",),
+    }
+    assert not supports_rft("openai.gpt-oss-20b") and not supports_rft("qwen.qwen3-32b")
+    assert rft_model_refusal("amazon.nova-2-lite-v1:0:256k") is None
+    assert rft_model_refusal("us.amazon.nova-2-lite-v1:0") is None
+    assert open_weight_rft_refusal("amazon.nova-lite-v1:0:300k") is None
+    refusal = rft_model_refusal("arn:aws:bedrock:us-west-2::foundation-model/qwen.qwen3-32b")
+    assert refusal is not None
+    assert "qwen.qwen3-32b is reinforcement fine-tuned by Bedrock (us-west-2) only" in refusal
+    assert refusal.endswith("--customization-type REINFORCEMENT_FINE_TUNING")
+    assert "nova-rft.html" in (rft_model_refusal("amazon.nova-lite-v1:0:300k") or "")

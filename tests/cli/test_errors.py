@@ -491,6 +491,11 @@ def _client_error(code: str) -> ClientError:
         (_client_error("ExpiredTokenException"), 3, "aws configure"),
         (_client_error("AccessDeniedException"), 1, "lacks a permission"),
         (_client_error("ValidationException"), 1, "CreateTrainingJob failed: ValidationException"),
+        (
+            ClientError({"Error": {"Code": "ConflictException"}}, "DeleteCustomModelDeployment"),
+            1,
+            "cannot delete the deployment in its present state (still being created?)",
+        ),
         ("NoRegionError", 3, "no AWS region configured"),
         ("NoCredentialsError", 3, "no AWS credentials found"),
         ("EndpointConnectionError", 3, "cannot reach AWS"),

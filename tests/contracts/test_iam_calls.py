@@ -288,6 +288,31 @@ def test_failure_handling_calls_are_allowed(run: Run) -> None:
     run.check("HandleFailure", "ExecutionEnded")
 
 
+def test_failure_handler_may_hand_a_busy_deployment_to_the_expiry_cleanup(run: Run) -> None:
+    """DeleteCustomModelDeployment refused (still Creating): the failure handler tags it
+    expired instead, which its role must allow."""
+    event = started(run, bedrock_manifest(serving={"mode": "on_demand"}))
+    job_id = event["input"]["job_id"]
+    JobTable(run.platform.dynamodb, JOB_TABLE).annotate(
+        job_id, serving={"mode": "on_demand", "deployment_arn": DEPLOYMENT_ARN}
+    )
+    bedrock, stubber = stubbed("bedrock")
+    stubber.add_client_error(
+        "delete_custom_model_deployment",
+        service_error_code="ConflictException",
+        expected_params={"customModelDeploymentIdentifier": DEPLOYMENT_ARN},
+    )
+    stubber.add_response("tag_resource", {}, {"resourceARN": DEPLOYMENT_ARN, "tags": ANY})
+    routed = Routed(client("bedrock"), bedrock, {"delete_custom_model_deployment", "tag_resource"})
+    event["input"]["error"] = {"Error": "DeploymentFailedError", "Cause": "still Creating"}
+    with stubber:
+        result = run.invoke("HandleFailure", event, bedrock=routed)
+    stubber.assert_no_pending_responses()
+    left = f"left custom model deployment {DEPLOYMENT_ARN} to the expiry cleanup"
+    assert any(entry.startswith(left) for entry in result["cleanup"]), result
+    run.check("HandleFailure")
+
+
 # -- orchestration: the SageMaker path and its evaluation -------------------------------------
 
 

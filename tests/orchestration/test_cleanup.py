@@ -80,6 +80,30 @@ def test_decide(candidate: ServingResource, action: Action) -> None:
     assert decision.action is action, decision.reason
 
 
+@pytest.mark.parametrize(
+    ("candidate", "job_status", "action"),
+    [
+        (resource(None), "failed", Action.ADOPT),
+        (resource(None), "cancelled", Action.ADOPT),
+        (resource(None), "completed", Action.NONE),
+        (resource(None), "running", Action.NONE),
+        (resource(None), None, Action.NONE),
+        (resource(None, tags={tags.KEEP: "true"}), "failed", Action.KEEP),
+        (resource(None, tags={tags.PLATFORM: "other-env"}), "failed", Action.IGNORE),
+        (resource(-timedelta(hours=1), warned=True), "failed", Action.DELETE),
+    ],
+)
+def test_a_failed_runs_resource_without_expiry_is_adopted(
+    candidate: ServingResource, job_status: str | None, action: Action
+) -> None:
+    """What a failed run's own cleanup missed (its ARN never reached the job record) gets an
+    expiry instead of living on untagged."""
+    decision = decide(
+        candidate, resource_prefix=PREFIX, now=NOW, warning=WARNING, job_status=job_status
+    )
+    assert decision.action is action, decision.reason
+
+
 def test_cleanup_pass_warns_deletes_and_keeps(platform: Platform) -> None:
     now = datetime.now(UTC)
     sagemaker = client("sagemaker")

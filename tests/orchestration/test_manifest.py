@@ -276,6 +276,10 @@ def test_rft_and_distillation_errors_name_the_line_and_the_field() -> None:
     [
         (lambda: rft_manifest(base_model=NOVA), "REINFORCEMENT_FINE_TUNING: base_model must be"),
         (
+            lambda: rft_manifest(base_model="openai.gpt-oss-20b"),
+            "only through its OpenAI-compatible fine-tuning API",
+        ),
+        (
             lambda: rft_manifest(hyperparameters={"epochCount": 2}),
             "takes its hyperparameters in rft.hyperparameters",
         ),

@@ -17,10 +17,10 @@ from finetuning.orchestration import bedrock, tags
 from finetuning.orchestration.cleanup import DEPLOYMENT, WARNED_AT, clean_up_expired
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
-from finetuning.orchestration.errors import ManifestError
+from finetuning.orchestration.errors import ManifestError, ServingResourceBusyError
 from finetuning.orchestration.failures import remove_partial_resources
 from finetuning.orchestration.manifest import ServingMode, parse_manifest
-from finetuning.orchestration.records import JobRecord, JobTable, timestamp
+from finetuning.orchestration.records import JobRecord, JobStatus, JobTable, timestamp
 from finetuning.orchestration.serving import serving_mode
 from tests.orchestration.fakes import (
     ACCOUNT,
@@ -378,3 +378,213 @@ def test_deployment_error_outside_not_found_is_raised() -> None:
     )
     with stubber, pytest.raises(bedrock_client.exceptions.ClientError):
         bedrock.delete_deployment(bedrock_client, DEPLOYMENT_ARN)
+
+
+# -- deletion refused while the resource is still being created -------------------------------
+
+THROUGHPUT_ARN = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:provisioned-model/abcdefghijkl"
+
+
+def test_conflict_on_deletion_is_a_busy_resource_not_a_failure() -> None:
+    """DeleteCustomModelDeployment and DeleteProvisionedModelThroughput both list
+    ConflictException (API reference, Errors); it becomes ServingResourceBusyError."""
+    bedrock_client, stubber = stubbed("bedrock")
+    stubber.add_client_error(
+        "delete_custom_model_deployment",
+        service_error_code="ConflictException",
+        service_message="Deployment is in Creating state",
+        expected_params={"customModelDeploymentIdentifier": DEPLOYMENT_ARN},
+    )
+    stubber.add_client_error(
+        "delete_provisioned_model_throughput",
+        service_error_code="ConflictException",
+        expected_params={"provisionedModelId": THROUGHPUT_ARN},
+    )
+    with stubber:
+        with pytest.raises(ServingResourceBusyError, match="Creating state") as busy:
+            bedrock.delete_deployment(bedrock_client, DEPLOYMENT_ARN)
+        assert f"custom model deployment {DEPLOYMENT_ARN}" in str(busy.value)
+        with pytest.raises(ServingResourceBusyError, match="provisioned throughput"):
+            bedrock.delete_throughput(bedrock_client, THROUGHPUT_ARN)
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("serving", "operation", "arn", "kind"),
+    [
+        (
+            {"deployment_arn": DEPLOYMENT_ARN},
+            "delete_custom_model_deployment",
+            DEPLOYMENT_ARN,
+            "custom model deployment",
+        ),
+        (
+            {"provisioned_model_arn": THROUGHPUT_ARN},
+            "delete_provisioned_model_throughput",
+            THROUGHPUT_ARN,
+            "provisioned throughput",
+        ),
+    ],
+)
+def test_failure_cleanup_hands_a_busy_resource_to_the_expiry_cleanup(
+    serving: dict[str, Any], operation: str, arn: str, kind: str
+) -> None:
+    """Tagged expired and warned (the failure notification is the warning): the next
+    cleanup pass deletes it; the failure handler itself does not fail."""
+    record = JobRecord(
+        job_id="job-3",
+        job_name="j",
+        backend="bedrock",
+        base_model="m",
+        spec={},
+        serving={**serving, "keep": False},
+    )
+    bedrock_client, stubber = stubbed("bedrock")
+    stubber.add_client_error(operation, service_error_code="ConflictException")
+    stubber.add_response(
+        "tag_resource",
+        {},
+        {
+            "resourceARN": arn,
+            "tags": [{"key": tags.EXPIRES_AT, "value": ANY}, {"key": WARNED_AT, "value": ANY}],
+        },
+    )
+    with stubber:
+        removed = remove_partial_resources(
+            record, _clients(bedrock_client, {operation, "tag_resource"})
+        )
+    stubber.assert_no_pending_responses()
+    assert removed == [
+        f"left {kind} {arn} to the expiry cleanup: Bedrock cannot delete it yet (still being "
+        f"created); tagged {tags.EXPIRES_AT}, it is deleted on the cleanup's next run"
+    ]
+
+
+def test_expiry_cleanup_defers_a_busy_deletion_and_deletes_it_on_the_next_pass(
+    platform: Platform,
+) -> None:
+    now = datetime.now(UTC)
+    table = JobTable(platform.dynamodb, JOB_TABLE)
+    table.register(
+        JobRecord(job_id="job-1", job_name="j", backend="bedrock", base_model="m", spec={})
+    )
+    handed_over = {
+        tags.PLATFORM: PREFIX,
+        tags.JOB_ID: "job-1",
+        tags.EXPIRES_AT: timestamp(now - timedelta(minutes=5)),
+        WARNED_AT: timestamp(now - timedelta(minutes=5)),
+    }
+    operations = {
+        "get_paginator",
+        "list_provisioned_model_throughputs",
+        "list_custom_model_deployments",
+        "list_tags_for_resource",
+        "delete_custom_model_deployment",
+    }
+    env = Environment(platform.environment)
+
+    def cleanup_pass(status: str, *, deletion_conflicts: bool) -> dict[str, Any]:
+        bedrock_client, stubber = stubbed("bedrock")
+        stubber.add_response(
+            "list_provisioned_model_throughputs", {"provisionedModelSummaries": []}
+        )
+        summary = {
+            "customModelDeploymentArn": DEPLOYMENT_ARN,
+            "customModelDeploymentName": "job-1-od",
+            "modelArn": MODEL_ARN,
+            "createdAt": now,
+            "status": status,
+        }
+        stubber.add_response(
+            "list_custom_model_deployments", {"modelDeploymentSummaries": [summary]}, {}
+        )
+        stubber.add_response(
+            "list_tags_for_resource",
+            {"tags": tags.as_key_value_list(handed_over)},
+            {"resourceARN": DEPLOYMENT_ARN},
+        )
+        expected = {"customModelDeploymentIdentifier": DEPLOYMENT_ARN}
+        if deletion_conflicts:
+            stubber.add_client_error(
+                "delete_custom_model_deployment",
+                service_error_code="ConflictException",
+                expected_params=expected,
+            )
+        else:
+            stubber.add_response("delete_custom_model_deployment", {}, expected)
+        with stubber:
+            report = clean_up_expired(
+                env=env, table=table, clients=_clients(bedrock_client, operations)
+            )
+        stubber.assert_no_pending_responses()
+        return report
+
+    first = cleanup_pass("Creating", deletion_conflicts=True)
+    assert "delete" not in first
+    (deferred,) = first["deferred"]
+    assert deferred["arn"] == DEPLOYMENT_ARN and "cannot delete" in deferred["reason"]
+    assert platform.notifications() == []
+    assert "deleted_at" not in (table.require("job-1").serving or {})
+
+    second = cleanup_pass("Active", deletion_conflicts=False)
+    assert [entry["arn"] for entry in second["delete"]] == [DEPLOYMENT_ARN]
+    assert "deferred" not in second
+    (note,) = platform.notifications()
+    assert note["kind"] == "expired"
+    assert table.require("job-1").serving["deleted_at"]
+
+
+def test_expiry_cleanup_adopts_a_failed_runs_deployment_it_was_never_told_about(
+    platform: Platform,
+) -> None:
+    """The job failed and its record names no deployment (the function that created it
+    failed before recording it): the deployment, tagged with the job, gets an expiry one
+    warning window ahead and a warning now; the normal policy deletes it after that."""
+    now = datetime.now(UTC)
+    table = JobTable(platform.dynamodb, JOB_TABLE)
+    table.register(
+        JobRecord(job_id="job-9", job_name="j", backend="bedrock", base_model="m", spec={})
+    )
+    table.finish("job-9", JobStatus.FAILED, failure={"error": "RetryableServiceError"})
+    bedrock_client, stubber = stubbed("bedrock")
+    stubber.add_response("list_provisioned_model_throughputs", {"provisionedModelSummaries": []})
+    summary = {
+        "customModelDeploymentArn": DEPLOYMENT_ARN,
+        "customModelDeploymentName": "job-9-od",
+        "modelArn": MODEL_ARN,
+        "createdAt": now,
+        "status": "Active",
+    }
+    stubber.add_response("list_custom_model_deployments", {"modelDeploymentSummaries": [summary]})
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"tags": tags.as_key_value_list({tags.PLATFORM: PREFIX, tags.JOB_ID: "job-9"})},
+        {"resourceARN": DEPLOYMENT_ARN},
+    )
+    stubber.add_response(
+        "tag_resource",
+        {},
+        {
+            "resourceARN": DEPLOYMENT_ARN,
+            "tags": [{"key": tags.EXPIRES_AT, "value": ANY}, {"key": WARNED_AT, "value": ANY}],
+        },
+    )
+    operations = {
+        "get_paginator",
+        "list_provisioned_model_throughputs",
+        "list_custom_model_deployments",
+        "list_tags_for_resource",
+        "tag_resource",
+    }
+    env = Environment(platform.environment)
+    with stubber:
+        report = clean_up_expired(
+            env=env, table=table, clients=_clients(bedrock_client, operations), now=now
+        )
+    stubber.assert_no_pending_responses()
+    (adopted,) = report["adopt"]
+    assert adopted["arn"] == DEPLOYMENT_ARN and "its job failed" in adopted["reason"]
+    (warning,) = platform.notifications()
+    assert warning["kind"] == "expiry-warning"
+    deadline = timestamp(now + timedelta(hours=env.expiry_warning_hours))
+    assert f"expires at {deadline} and will then be deleted" in warning["message"]

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from botocore.stub import ANY
 
+from finetuning.orchestration import serving, tags
+from finetuning.orchestration.cleanup import WARNED_AT
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.manifest import parse_manifest
 from finetuning.orchestration.records import JobStatus, JobTable, utc_now
@@ -371,6 +374,38 @@ def test_failed_throughput_is_deleted(platform: Platform, definition: dict[str, 
     stubber.assert_no_pending_responses()
     assert outcome.status == "FAILED" and outcome.error == "ThroughputFailedError"
     assert any("deleted provisioned throughput" in line for line in run.record.failure["cleanup"])
+
+
+def test_throughput_still_creating_past_the_wait_limit_is_handed_to_the_expiry_cleanup(
+    platform: Platform, definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteProvisionedModelThroughput refused (ConflictException) while it is still
+    Creating: the failure handler tags it expired for the expiry cleanup and does not fail."""
+    later = utc_now() + timedelta(days=1)
+    monkeypatch.setattr(serving, "utc_now", lambda: later)
+    run = prepared(platform, definition, bedrock_manifest(serving={"provisioned_throughput": {}}))
+    run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
+    stubber = with_throughput(run, ["Creating"])
+    stubber.add_client_error(
+        "delete_provisioned_model_throughput", service_error_code="ConflictException"
+    )
+    stubber.add_response(
+        "tag_resource",
+        {},
+        {
+            "resourceARN": ANY,
+            "tags": [{"key": tags.EXPIRES_AT, "value": ANY}, {"key": WARNED_AT, "value": ANY}],
+        },
+    )
+    with stubber:
+        outcome = run.execute()
+    stubber.assert_no_pending_responses()
+    assert outcome.status == "FAILED" and outcome.error == "ThroughputFailedError"
+    assert "is still Creating after" in outcome.cause
+    assert outcome.path[-2:] == [States.HANDLE_FAILURE, States.FAILED]
+    (line,) = run.record.failure["cleanup"]
+    assert line.startswith("left provisioned throughput arn:aws:bedrock:")
+    assert "to the expiry cleanup" in line
 
 
 def test_duplicate_starts_make_one_execution_and_one_job(

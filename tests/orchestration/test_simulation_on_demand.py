@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from botocore.stub import ANY
 
-from finetuning.orchestration import tags
+from finetuning.orchestration import serving, tags
+from finetuning.orchestration.cleanup import WARNED_AT, clean_up_expired
 from finetuning.orchestration.clients import Clients
-from finetuning.orchestration.environment import Var
+from finetuning.orchestration.environment import Environment, Var
 from finetuning.orchestration.manifest import parse_manifest
-from finetuning.orchestration.records import JobStatus, JobTable, utc_now
+from finetuning.orchestration.records import JobStatus, JobTable, timestamp, utc_now
 from finetuning.orchestration.workflow import States, execution_input
 from stacks.settings.orchestration import OrchestrationSettings
 from tests.orchestration.engine import TASK_FUNCTIONS, Interpreter, workflow_definition
@@ -171,6 +173,24 @@ class Run:
             "delete_custom_model_deployment",
             {},
             {"customModelDeploymentIdentifier": DEPLOYMENT_ARN},
+        )
+
+    def expect_busy_deletion(self) -> None:
+        """DeleteCustomModelDeployment refused while the deployment is still Creating; the
+        failure handler tags it expired and warned for the expiry cleanup instead."""
+        self.bedrock.add_client_error(
+            "delete_custom_model_deployment",
+            service_error_code="ConflictException",
+            service_message="Custom model deployment is in Creating state",
+            expected_params={"customModelDeploymentIdentifier": DEPLOYMENT_ARN},
+        )
+        self.bedrock.add_response(
+            "tag_resource",
+            {},
+            {
+                "resourceARN": DEPLOYMENT_ARN,
+                "tags": [{"key": tags.EXPIRES_AT, "value": ANY}, {"key": WARNED_AT, "value": ANY}],
+            },
         )
 
     def expect_answers(self, answers: list[str]) -> None:
@@ -372,3 +392,116 @@ def test_on_demand_in_a_region_without_deployments_is_refused_before_any_job(
     assert "Region eu-central-1 has no on-demand custom model deployments" in outcome.cause
     assert "serving.mode: provisioned_throughput" in outcome.cause
     assert run.record.status == JobStatus.FAILED
+
+
+HANDED_OVER = (
+    f"left custom model deployment {DEPLOYMENT_ARN} to the expiry cleanup: Bedrock cannot "
+    f"delete it yet (still being created); tagged {tags.EXPIRES_AT}, it is deleted on the "
+    "cleanup's next run"
+)
+
+
+def expiry_cleanup_pass(
+    platform: Platform, run: Run, status: str, *, conflict: bool, handed_over: dict[str, str]
+) -> dict[str, Any]:
+    """One pass of the scheduled cleanup over the one deployment, carrying the tags the
+    failure handler gave it; the deletion is refused (``conflict``) or done."""
+    bedrock, stubber = stubbed("bedrock")
+    stubber.add_response("list_provisioned_model_throughputs", {"provisionedModelSummaries": []})
+    stubber.add_response(
+        "list_custom_model_deployments",
+        {
+            "modelDeploymentSummaries": [
+                {
+                    "customModelDeploymentArn": DEPLOYMENT_ARN,
+                    "customModelDeploymentName": run.deployment_name,
+                    "modelArn": f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/x",
+                    "createdAt": utc_now(),
+                    "status": status,
+                }
+            ]
+        },
+    )
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"tags": tags.as_key_value_list(handed_over)},
+        {"resourceARN": DEPLOYMENT_ARN},
+    )
+    deletion = {"customModelDeploymentIdentifier": DEPLOYMENT_ARN}
+    if conflict:
+        stubber.add_client_error(
+            "delete_custom_model_deployment",
+            service_error_code="ConflictException",
+            expected_params=deletion,
+        )
+    else:
+        stubber.add_response("delete_custom_model_deployment", {}, deletion)
+    operations = {
+        "get_paginator",
+        "list_provisioned_model_throughputs",
+        "list_custom_model_deployments",
+        "list_tags_for_resource",
+        "delete_custom_model_deployment",
+    }
+    clients = Clients(
+        REGION, factory_with({"bedrock": Routed(client("bedrock"), bedrock, operations)})
+    )
+    with stubber:
+        report = clean_up_expired(
+            env=Environment(platform.environment), table=run.table, clients=clients
+        )
+    stubber.assert_no_pending_responses()
+    return report
+
+
+def test_failed_gate_with_the_deployment_still_creating_hands_it_to_the_expiry_cleanup(
+    platform: Platform, definition: dict[str, Any]
+) -> None:
+    """Bedrock refuses DeleteCustomModelDeployment (ConflictException) after the gate fails:
+    the failure handler does not fail, the run ends with the gate's error, the deployment is
+    tagged expired; the expiry cleanup defers while Bedrock still refuses, then deletes it."""
+    run = evaluated_run(platform, definition)
+    run.expect_deployment(["Active"])
+    run.expect_expiry_tag()
+    run.expect_answers(["memo", "memo", "memo", "memo"])
+    run.expect_busy_deletion()
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "QualityGateFailedError"
+    assert outcome.path[-3:] == [States.GATE_FAILED, States.HANDLE_FAILURE, States.FAILED]
+    assert outcome.output["failure"]["cleanup"] == [HANDED_OVER]
+    record = run.record
+    assert record.status == JobStatus.FAILED and record.failure["cleanup"] == [HANDED_OVER]
+    (failed,) = platform.notifications()
+    assert HANDED_OVER in failed["message"]
+
+    handed_over = {
+        tags.PLATFORM: PREFIX,
+        tags.JOB_ID: run.job_id,
+        tags.EXPIRES_AT: timestamp(utc_now()),
+        WARNED_AT: timestamp(utc_now()),
+    }
+    first = expiry_cleanup_pass(platform, run, "Creating", conflict=True, handed_over=handed_over)
+    assert [entry["arn"] for entry in first["deferred"]] == [DEPLOYMENT_ARN]
+    assert "delete" not in first and platform.notifications() == []
+    second = expiry_cleanup_pass(platform, run, "Active", conflict=False, handed_over=handed_over)
+    assert [entry["arn"] for entry in second["delete"]] == [DEPLOYMENT_ARN]
+    (expired,) = platform.notifications()
+    assert expired["kind"] == "expired"
+    assert run.table.require(run.job_id).serving["deleted_at"]
+
+
+def test_deployment_still_creating_past_the_wait_limit_is_handed_to_the_expiry_cleanup(
+    platform: Platform, definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check gives up on a deployment still Creating (DeploymentFailedError); Bedrock
+    cannot delete it yet, so the failure handler tags it for the expiry cleanup."""
+    later = utc_now() + timedelta(days=1)
+    monkeypatch.setattr(serving, "utc_now", lambda: later)
+    run = Run(platform, definition, bedrock_manifest(serving={"mode": "on_demand"}))
+    run.expect_deployment(["Creating"])
+    run.expect_busy_deletion()
+    outcome = run.execute()
+    assert outcome.status == "FAILED" and outcome.error == "DeploymentFailedError"
+    assert "is still Creating after" in outcome.cause
+    assert outcome.path[-3:] == [States.CHECK_DEPLOYMENT, States.HANDLE_FAILURE, States.FAILED]
+    assert run.record.failure["cleanup"] == [HANDED_OVER]

@@ -380,3 +380,84 @@ def test_the_automatic_validation_split_applies_only_where_training_takes_one(
     job = bedrock_backends[ACCOUNT][REGION].model_customization_jobs["split-or-not"].to_dict()
     assert ("validationDataConfig" in job and bool(job["validationDataConfig"])) is split
     assert (job["trainingDataConfig"]["s3Uri"] != train) is split
+
+
+# -- open-weight RFT (gpt-oss-20b, Qwen3 32B): data validated, jobs refused with the reason ----
+
+GPT_OSS = "openai.gpt-oss-20b"
+QWEN = "qwen.qwen3-32b"
+
+
+def open_weight_record(index: int, **changes) -> bytes:
+    """The OpenAI chat format of "Prepare data for open-weight models" (assistant turns may
+    be part of the prompt)."""
+    record = {
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant"},
+            {"role": "user", "content": f"What is {index} + 1?"},
+            {"role": "assistant", "content": "Let me think."},
+            {"role": "user", "content": "Answer with the number only."},
+        ],
+        "reference_answer": str(index + 1),
+        "difficulty": "easy",  # extra keys are for the grader
+    }
+    record.update(changes)
+    return json.dumps(record).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "model", [GPT_OSS, QWEN, f"arn:aws:bedrock:us-west-2::foundation-model/{QWEN}"]
+)
+def test_open_weight_rft_records_follow_the_documented_format_and_limits(model: str) -> None:
+    kind = "REINFORCEMENT_FINE_TUNING"
+    report = validate_lines([open_weight_record(i) for i in range(100)], model, customization=kind)
+    assert (report.errors, report.warnings, report.records) == (0, 0, 100)
+    assert report.format == "rft-prompts"
+
+    few = validate_lines([open_weight_record(i) for i in range(99)], model, customization=kind)
+    (problem,) = few.problems
+    assert problem.code == "record-count" and problem.severity == "error"
+    assert "99 records" in problem.message and "at least 100" in problem.message
+    assert "rft-prepare-data-open-weight.html" in problem.message
+
+    bad = [
+        open_weight_record(0, reference_answer=None),
+        open_weight_record(1, messages=[{"role": "tool", "content": "x"}]),
+        open_weight_record(2, messages=[{"role": "system", "content": "only a system turn"}]),
+        open_weight_record(3, messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+        *[open_weight_record(i) for i in range(4, 100)],
+    ]
+    report = validate_lines(bad, model, customization=kind)
+    found = {(p.line, p.code) for p in report.problems}
+    assert found == {(1, "reference-answer"), (2, "role"), (3, "role"), (4, "content")}
+    assert "expected system, user or assistant, found 'tool'" in str(report.problems)
+
+
+def test_open_weight_rft_record_count_has_a_documented_maximum() -> None:
+    lines = [open_weight_record(0)] * 20_001
+    report = validate_lines(lines, GPT_OSS, customization="REINFORCEMENT_FINE_TUNING")
+    assert [(p.code, p.severity) for p in report.problems] == [("record-count", "error")]
+    assert "accepts at most 20,000" in report.problems[0].message
+
+
+def test_open_weight_models_are_validated_only_for_rft() -> None:
+    with pytest.raises(ValueError, match="only by REINFORCEMENT_FINE_TUNING") as error:
+        validate_lines([open_weight_record(0)], GPT_OSS)
+    assert "--customization-type REINFORCEMENT_FINE_TUNING" in str(error.value)
+
+
+@pytest.mark.parametrize("model", [GPT_OSS, QWEN])
+def test_open_weight_rft_jobs_are_refused_before_any_call_with_the_api_to_use(model: str) -> None:
+    """Bedrock trains them through its OpenAI-compatible fine-tuning API only, not
+    CreateModelCustomizationJob: the library says so instead of sending a request."""
+    client = boto3.client("bedrock", region_name="us-west-2")
+    with Stubber(client), pytest.raises(InvalidJobConfigError) as error:
+        BedrockBackend(client).check(config(base_model=model))
+    message = str(error.value)
+    assert error.value.field == "base_model"
+    assert (
+        f"{model} is reinforcement fine-tuned by Bedrock (us-west-2) only through its " in message
+    )
+    assert (
+        "OpenAI-compatible fine-tuning API" in message and "fine-tuning-openai-apis.html" in message
+    )
