@@ -16,7 +16,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from finetuning.aws_jobs.instance_types import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPE
+from finetuning.aws_jobs.instance_types import (
+    DEFAULT_INSTANCE_TYPE,
+    INSTANCE_TYPE,
+    INSTANCE_TYPE_DESCRIPTION,
+)
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPE",
@@ -26,9 +30,7 @@ __all__ = [
     "check_instance_type",
 ]
 
-INSTANCE_TYPE_RULE = (
-    f"expected a SageMaker instance type, ml.<family>.<size> such as {DEFAULT_INSTANCE_TYPE}"
-)
+INSTANCE_TYPE_RULE = f"expected {INSTANCE_TYPE_DESCRIPTION}"
 
 
 class StrictModel(BaseModel):
