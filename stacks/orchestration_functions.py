@@ -39,7 +39,7 @@ POWERTOOLS_NAMESPACE = "FineTuningPlatform"
 # Every function ships the orchestration package, the platform's discovery contract and the
 # evaluation package (pure Python at import: the manifest validates its quality gate, the
 # evaluation job and the failure handlers use its request model and channel names).
-BASE_LIBRARY = ("platform.py", "aws_jobs", "orchestration", "evaluation")
+BASE_LIBRARY = ("platform.py", "settings.py", "aws_jobs", "orchestration", "evaluation")
 
 
 def depend_only_on_policy(resource: Construct, policy: iam.ManagedPolicy) -> None:

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from stacks.compliance import add_compliance_gate, suppress
 from stacks.monitoring_stack import GAUGE_NAMESPACE, MonitoringStack
+from stacks.platform_stacks import platform_environment
 from stacks.settings import load_settings
 from stacks.settings.monitoring import (
     AlarmSettings,
@@ -26,7 +27,6 @@ from stacks.settings.monitoring import (
     BudgetThreshold,
     MonitoringSettings,
 )
-from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
 from tests.delivery.support import cdk_app, one, resources, statements
 

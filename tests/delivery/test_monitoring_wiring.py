@@ -1,4 +1,4 @@
-"""Monitoring wired to the real platform stacks by ``PlatformStacks`` (stacks/stage.py):
+"""Monitoring wired to the real platform stacks by ``PlatformStacks`` (stacks/platform_stacks.py):
 the dev environment with a budget, with the nag gate over all of it."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import pytest
 
 from stacks.compliance import add_compliance_gate
+from stacks.platform_stacks import PlatformStacks, platform_environment
 from stacks.settings import load_settings
 from stacks.settings.monitoring import BudgetSettings, MonitoringSettings
-from stacks.stage import PlatformStacks, platform_environment
 from tests.delivery.support import cdk_app, one, resources
 
 pytestmark = pytest.mark.xdist_group("delivery-monitoring")

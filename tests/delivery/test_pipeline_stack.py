@@ -22,8 +22,8 @@ from constructs import Construct
 from pipeline_app import build
 from stacks.compliance import add_compliance_gate
 from stacks.pipeline_stack import PIPELINE_ASSEMBLY_DIR, pinned_cdk_cli_version, synth_commands
+from stacks.platform_stacks import platform_environment
 from stacks.settings import PlatformSettings, SettingsError
-from stacks.stage import platform_environment
 from tests.delivery.support import REPO, as_list, cdk_app, one, resources, statements
 
 pytestmark = pytest.mark.xdist_group("delivery-pipeline")

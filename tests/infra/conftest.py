@@ -74,8 +74,8 @@ def synth_platform(data: dict[str, Any], outdir: Path) -> SynthResult:
     from aws_cdk import App
 
     from stacks.compliance import add_compliance_gate
+    from stacks.platform_stacks import PlatformStacks, platform_environment
     from stacks.settings import settings_from_mapping
-    from stacks.stage import PlatformStacks, platform_environment
 
     settings = settings_from_mapping(copy.deepcopy(data), Path("test-settings.yaml"))
     app = App(context=cdk_context(), outdir=str(outdir))

@@ -166,8 +166,8 @@ def test_no_permissions_boundary_by_default(dev: SynthResult) -> None:
 
 
 def test_grant_pass_role_is_scoped_to_the_role_and_service() -> None:
+    from stacks.platform_stacks import PlatformStacks, platform_environment
     from stacks.settings import load_settings
-    from stacks.stage import PlatformStacks, platform_environment
 
     settings = load_settings("dev")
     app = App(context=cdk_context())

@@ -102,7 +102,8 @@ def test_default_instance_type_outside_allowed_families() -> None:
 
 def test_malformed_instance_type() -> None:
     message = error_for(**{"training.default_instance_type": "g5.2xlarge"})
-    assert "expected ml.<family>.<size>" in message
+    assert "training.default_instance_type: expected a SageMaker instance type" in message
+    assert "ml.<family>.<size>" in message
 
 
 def test_unknown_field_lists_allowed_fields() -> None:

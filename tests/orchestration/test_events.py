@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
+from finetuning.approved_model_deployment import PackageStateChange
 from finetuning.orchestration.waiting import parse_job_event
 from finetuning.platform import JOB_MANIFESTS_PREFIX
-from finetuning.serving import PackageStateChange
 from stacks.settings import load_settings
 from stacks.storage_stack import bucket_name
 from tests.fixtures.events import (

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import ANY
 
 from finetuning.aws_jobs import on_demand
-from finetuning.backends.bedrock_serving import BedrockServing
+from finetuning.backends.bedrock_inference import BedrockInference
 from finetuning.jobs import CustomModelDeploymentConfig
 from finetuning.orchestration import bedrock, tags
 from finetuning.orchestration.cleanup import DEPLOYMENT, WARNED_AT, clean_up_expired
@@ -21,7 +21,7 @@ from finetuning.orchestration.errors import ManifestError, ServingResourceBusyEr
 from finetuning.orchestration.failures import remove_partial_resources
 from finetuning.orchestration.manifest import ServingMode, parse_manifest
 from finetuning.orchestration.records import JobRecord, JobStatus, JobTable, timestamp
-from finetuning.orchestration.serving import serving_mode
+from finetuning.orchestration.workflow_serving import serving_mode
 from tests.orchestration.fakes import (
     ACCOUNT,
     DATA_BUCKET,
@@ -188,7 +188,7 @@ def test_the_region_is_checked_where_it_is_known() -> None:
 
 
 def test_one_request_builder_for_the_library_and_the_workflow() -> None:
-    """The workflow's request and the library's BedrockServing request come from the same
+    """The workflow's request and the library's BedrockInference request come from the same
     builder; both pass botocore's validation of CreateCustomModelDeployment."""
     serving_tags = {tags.PLATFORM: PREFIX, tags.JOB_ID: "support-bot-1234"}
     request = bedrock.deployment_request(
@@ -211,7 +211,7 @@ def test_one_request_builder_for_the_library_and_the_workflow() -> None:
     )
     with stubber:
         assert bedrock.create_deployment(bedrock_client, request) == DEPLOYMENT_ARN
-        result = BedrockServing(bedrock_client).create_deployment(
+        result = BedrockInference(bedrock_client).create_deployment(
             CustomModelDeploymentConfig(
                 model_arn=MODEL_ARN,
                 deployment_name="support-bot-1234-od",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.stub import ANY
 
-from finetuning.orchestration import serving, tags
+from finetuning.orchestration import tags, workflow_serving
 from finetuning.orchestration.cleanup import WARNED_AT
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.manifest import parse_manifest
@@ -382,7 +382,7 @@ def test_throughput_still_creating_past_the_wait_limit_is_handed_to_the_expiry_c
     """DeleteProvisionedModelThroughput refused (ConflictException) while it is still
     Creating: the failure handler tags it expired for the expiry cleanup and does not fail."""
     later = utc_now() + timedelta(days=1)
-    monkeypatch.setattr(serving, "utc_now", lambda: later)
+    monkeypatch.setattr(workflow_serving, "utc_now", lambda: later)
     run = prepared(platform, definition, bedrock_manifest(serving={"provisioned_throughput": {}}))
     run.on_wait = lambda token: (run.end_job("Completed"), run.job_event("Completed"))
     stubber = with_throughput(run, ["Creating"])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.stub import ANY
 
-from finetuning.orchestration import serving, tags
+from finetuning.orchestration import tags, workflow_serving
 from finetuning.orchestration.cleanup import WARNED_AT, clean_up_expired
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment, Var
@@ -496,7 +496,7 @@ def test_deployment_still_creating_past_the_wait_limit_is_handed_to_the_expiry_c
     """The check gives up on a deployment still Creating (DeploymentFailedError); Bedrock
     cannot delete it yet, so the failure handler tags it for the expiry cleanup."""
     later = utc_now() + timedelta(days=1)
-    monkeypatch.setattr(serving, "utc_now", lambda: later)
+    monkeypatch.setattr(workflow_serving, "utc_now", lambda: later)
     run = Run(platform, definition, bedrock_manifest(serving={"mode": "on_demand"}))
     run.expect_deployment(["Creating"])
     run.expect_busy_deletion()

@@ -20,10 +20,10 @@ from finetuning.orchestration.workflow import States
 from stacks.compliance import add_compliance_gate, apply_tags
 from stacks.network_stack import NetworkStack
 from stacks.orchestration_stack import OrchestrationStack
+from stacks.platform_stacks import platform_environment
 from stacks.security_stack import SecurityStack
 from stacks.settings import load_settings
 from stacks.settings.orchestration import OrchestrationSettings
-from stacks.stage import platform_environment
 from stacks.storage_stack import StorageStack
 from tests.orchestration.definition import definition_document, workflow_definition
 from tests.orchestration.engine import FUNCTION_CONSTRUCTS

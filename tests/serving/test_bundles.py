@@ -40,6 +40,14 @@ sys.path.insert(0, bundle)
 import index, finetuning
 assert finetuning.__file__.startswith(bundle), finetuning.__file__
 assert callable(index.handler)
+# The editable install's finder would find a module the bundle lacks in this checkout.
+outside = sorted(
+    name
+    for name, module in sys.modules.items()
+    if name.startswith("finetuning.")
+    and not (getattr(module, "__file__", None) or bundle).startswith(bundle)
+)
+assert not outside, f"imported from outside the bundle: {outside}"
 print(sorted(m for m in sys.modules if m.startswith("finetuning.")))
 """
 

@@ -8,15 +8,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from finetuning.approved_model_deployment import EndpointSettings, ServingError, ServingSettings
 from finetuning.evaluation.document import EvaluationDocument
-from finetuning.orchestration.errors import QualityGateFailedError
-from finetuning.registry import (
+from finetuning.model_package_registry import (
     RegistrationError,
     RegistrationRequest,
     model_quality_statistics,
     register_evaluated_model,
 )
-from finetuning.serving import EndpointSettings, ServingError, ServingSettings
+from finetuning.orchestration.errors import QualityGateFailedError
 from tests.serving.support import ACCOUNT, GATE, GOOD, REGION, WEAK, results_document
 
 GROUP = "llm-finetuning-dev-models"

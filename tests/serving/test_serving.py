@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from finetuning.serving import (
+from finetuning.approved_model_deployment import (
     BedrockServingSettings,
     DeploymentContext,
     EndpointSettings,
@@ -555,7 +555,7 @@ def test_bedrock_on_demand_deployment(fake_aws_credentials):
             "settings": ServingSettings(bedrock=BedrockServingSettings(mode="on_demand")),
         }
     )
-    from finetuning.serving import deploy_bedrock_model
+    from finetuning.approved_model_deployment import deploy_bedrock_model
 
     deployment = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model-deployment/fedcba654321"
     with Stubber(bedrock) as br:

@@ -15,7 +15,7 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
 
-from finetuning.serving import (
+from finetuning.approved_model_deployment import (
     DEFAULT_INFERENCE_IMAGE_TAG,
     BedrockServingSettings,
     EndpointSettings,
@@ -23,8 +23,8 @@ from finetuning.serving import (
 )
 from stacks.compliance import add_compliance_gate, suppressions
 from stacks.container_images import INFERENCE_DOCKERFILE
+from stacks.platform_stacks import PlatformStacks, platform_environment
 from stacks.settings import load_settings
-from stacks.stage import PlatformStacks, platform_environment
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -139,7 +139,8 @@ def settings_of(variables: dict) -> dict:
 
 def test_approved_models_are_served_from_the_platform_inference_image(synthesized):
     serving, _, template, assembly = synthesized
-    # The asset: containers/inference/Dockerfile on the DLC tag finetuning.serving names.
+    # The asset: containers/inference/Dockerfile on the DLC tag that
+    # finetuning.approved_model_deployment names.
     artifact = assembly.get_stack_by_name(serving.stack_name)
     manifest = json.loads((Path(assembly.directory) / f"{artifact.id}.assets.json").read_text())
     (image,) = manifest["dockerImages"].values()

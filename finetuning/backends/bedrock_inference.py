@@ -1,4 +1,8 @@
-"""Serving Bedrock custom models: Provisioned Throughput and on-demand deployments.
+"""Bedrock inference capacity for the ``ModelFinetuningService`` API: Provisioned Throughput
+and on-demand custom model deployments that a user creates, reads, lists and deletes.
+
+(Not the deployment of approved model packages, :mod:`finetuning.approved_model_deployment`,
+nor the workflow's serving step, :mod:`finetuning.orchestration.workflow_serving`.)
 
 Request and response fields follow the API reference:
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateProvisionedModelThroughput.html
@@ -90,7 +94,9 @@ def check_deployment(config: CustomModelDeploymentConfig) -> None:
     check_tags(config.tags, "tags")
 
 
-class BedrockServing:
+class BedrockInference:
+    """Provisioned Throughput and on-demand deployments through one Bedrock client."""
+
     def __init__(self, client: Any) -> None:
         self.client = client
 

@@ -1,5 +1,7 @@
 """The local model registry: fine-tuned model ids to directories, and base model lookup.
 
+(Not the SageMaker Model Registry, :mod:`finetuning.model_package_registry`.)
+
 A completed local job registers its output directory under the job's ``model_name`` (or its
 job id). A later job may name that id as its ``base_model``; LoRA outputs are usable as a base
 only when they were also saved merged (``merge_adapter``), since ``train.py`` loads a full model.
@@ -35,7 +37,7 @@ class RegisteredModel:
         return (self.path / "adapter_config.json").is_file()
 
 
-class ModelRegistry:
+class LocalModelRegistry:
     def __init__(self, store: JobStore) -> None:
         self.store = store
 

@@ -1,4 +1,8 @@
-"""Serving a tuned Bedrock model, with an expiry so it never bills (or lingers) forever.
+"""The workflow's serving step: a tuned Bedrock model served inside the fine-tuning state
+machine, with an expiry so it never bills (or lingers) forever.
+
+(The deployment of approved model packages is :mod:`finetuning.approved_model_deployment`;
+the API's throughput and deployment calls are :mod:`finetuning.backends.bedrock_inference`.)
 
 Two modes (``serving.mode`` of the job manifest, resolved once by :func:`serving_mode` when
 the data is validated, and kept as ``$.validation.serving_mode`` for the state machine):
@@ -34,8 +38,8 @@ from finetuning.orchestration.errors import (
 )
 from finetuning.orchestration.manifest import NO_COMMITMENT, JobManifest, ServingMode
 from finetuning.orchestration.records import (
+    JobStage,
     JobTable,
-    Stage,
     parse_timestamp,
     timestamp,
     utc_now,
@@ -135,7 +139,7 @@ def deploy_on_demand(
     spec = manifest.serving.on_demand
     keep = bool(spec and spec.keep)
     model_arn = _custom_model_arn(job_id, results, "deploy on demand", DeploymentFailedError)
-    table.update(job_id, stage=Stage.PROVISIONING.value)
+    table.update(job_id, stage=JobStage.PROVISIONING.value)
     request = bedrock.deployment_request(
         job_id=job_id,
         model_arn=model_arn,
@@ -218,7 +222,7 @@ def provision_throughput(
     model_arn = _custom_model_arn(
         job_id, results, "provision throughput for", ThroughputFailedError
     )
-    table.update(job_id, stage=Stage.PROVISIONING.value)
+    table.update(job_id, stage=JobStage.PROVISIONING.value)
     request = bedrock.throughput_request(
         job_id=job_id,
         model_arn=model_arn,

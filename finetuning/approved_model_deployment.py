@@ -1,10 +1,14 @@
-"""Serving approved models: SageMaker real-time endpoints and Bedrock custom model serving.
+"""Deployment of approved model packages: SageMaker real-time endpoints and Bedrock custom
+model serving, when a package in the Model Registry is approved.
+
+(Not the workflow's serving step, :mod:`finetuning.orchestration.workflow_serving`, nor the
+API's throughput calls, :mod:`finetuning.backends.bedrock_inference`.)
 
 The deploy function (``lambda/deploy_endpoint``) calls :func:`deploy_approved_package` when
 a model package is approved and :func:`apply_autoscaling` when an endpoint comes into
 service; everything here is plain boto3 so it is tested against moto and Stubber.
 
-SageMaker path, for a package registered with a container (``finetuning.registry``):
+SageMaker path, for a package registered with a container (``finetuning.model_package_registry``):
 
 1. a model from the package (VPC, network isolation, the platform's execution role);
 2. an endpoint config with a unique name (``<endpoint>-v<version>-<timestamp>``), data capture
@@ -33,12 +37,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from finetuning.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES
+from finetuning.aws_jobs.instance_types import INSTANCE_STORE_FAMILIES, instance_family
 from finetuning.aws_jobs.on_demand import custom_model_deployment_request
 from finetuning.aws_jobs.provisioned_throughput import provisioned_throughput_request
 from finetuning.aws_jobs.tags import as_key_value_list, platform_resource_tags
+from finetuning.settings import DEFAULT_INSTANCE_TYPE, InstanceType, StrictModel
 
 if TYPE_CHECKING:
     from finetuning.orchestration.environment import Environment
@@ -78,14 +83,10 @@ class ServingError(RuntimeError):
     """A deployment that cannot go ahead; the message names the package or endpoint."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EndpointSettings(_Strict):
+class EndpointSettings(StrictModel):
     """A real-time endpoint for approved SageMaker model packages."""
 
-    instance_type: str = "ml.g5.2xlarge"
+    instance_type: InstanceType = DEFAULT_INSTANCE_TYPE
     initial_instance_count: int = Field(default=1, ge=1)
     # Target tracking on invocations per instance, between these bounds, see
     # https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-add-code-define.html
@@ -110,13 +111,6 @@ class EndpointSettings(_Strict):
     expire_after_hours: int | None = Field(default=None, ge=1)
     network_isolation: bool = True
 
-    @field_validator("instance_type")
-    @classmethod
-    def _instance(cls, value: str) -> str:
-        if not re.fullmatch(r"ml\.[a-z0-9]+\.[a-z0-9]+", value):
-            raise ValueError("expected a SageMaker instance type such as ml.g5.2xlarge")
-        return value
-
     @model_validator(mode="after")
     def _capacity(self) -> EndpointSettings:
         if self.max_capacity < self.min_capacity:
@@ -132,7 +126,7 @@ class EndpointSettings(_Strict):
 
     @property
     def instance_family(self) -> str:
-        return self.instance_type.split(".")[1]
+        return instance_family(self.instance_type)
 
     def image(self, region: str) -> str:
         if self.container == "vllm":
@@ -147,7 +141,7 @@ class EndpointSettings(_Strict):
         return self.huggingface_image.format(region=region)
 
 
-class BedrockServingSettings(_Strict):
+class BedrockServingSettings(StrictModel):
     """How an approved Bedrock custom model is served."""
 
     mode: Literal["none", "provisioned", "on_demand"] = "none"
@@ -155,7 +149,7 @@ class BedrockServingSettings(_Strict):
     expire_after_hours: int | None = Field(default=None, ge=1)
 
 
-class ServingSettings(_Strict):
+class ServingSettings(StrictModel):
     """The ``serving`` block of an environment's settings."""
 
     # What the registry records for a model that passed its quality gate.
@@ -252,7 +246,7 @@ def expiry(hours: int | None, now: datetime) -> datetime | None:
     return None if hours is None else now + timedelta(hours=hours)
 
 
-def serving_tags(
+def deployment_tags(
     resource_prefix: str, package_arn: str, *, expires_at: datetime | None = None
 ) -> dict[str, str]:
     """The platform's tags (the expiry cleanup finds the resource by them), and the package."""
@@ -331,7 +325,7 @@ def endpoint_config_request(
         "ProductionVariants": [variant],
         "Tags": as_key_value_list(
             {
-                **serving_tags(context.resource_prefix, package_arn),
+                **deployment_tags(context.resource_prefix, package_arn),
                 "endpoint": endpoint,
             },
             "Key",
@@ -452,7 +446,7 @@ def deploy_sagemaker_package(
         "Containers": [{"ModelPackageName": arn}],
         "ExecutionRoleArn": context.execution_role_arn,
         "EnableNetworkIsolation": settings.network_isolation,
-        "Tags": as_key_value_list(serving_tags(context.resource_prefix, arn), "Key", "Value"),
+        "Tags": as_key_value_list(deployment_tags(context.resource_prefix, arn), "Key", "Value"),
     }
     if context.subnet_ids:
         model_request["VpcConfig"] = {
@@ -465,7 +459,7 @@ def deploy_sagemaker_package(
     )
     put_rollback_alarms(cloudwatch, context, endpoint)
     tags = as_key_value_list(
-        serving_tags(
+        deployment_tags(
             context.resource_prefix, arn, expires_at=expiry(settings.expire_after_hours, now)
         ),
         "Key",
@@ -593,7 +587,7 @@ def deploy_bedrock_model(
         f"-v{package.get('ModelPackageVersion', 0)}"
     )
     tags = as_key_value_list(
-        serving_tags(
+        deployment_tags(
             context.resource_prefix, arn, expires_at=expiry(settings.expire_after_hours, now)
         )
     )

@@ -1,11 +1,14 @@
-"""Registering evaluated models in the SageMaker Model Registry.
+"""Registering evaluated models as model packages in the SageMaker Model Registry.
+
+(The local backend's registry of model directories is :mod:`finetuning.local.model_registry`.)
 
 The workflow's register step (``lambda/register_model``) calls :func:`register_evaluated_model`
 after an evaluation: it reads the results JSON that ``finetune evaluate`` (or the evaluation
 step) wrote, refuses a model whose quality gate failed, stores the metrics as the package's
 model quality statistics, and creates a model package version whose approval status comes
 from the settings (``PendingManualApproval`` for a person to approve, or ``Approved`` to
-deploy at once). Approving a package is what triggers serving (``finetuning.serving``).
+deploy at once). Approving a package is what triggers its deployment
+(``finetuning.approved_model_deployment``).
 
 Registration is idempotent: a package carries a registration key derived from the job and
 its results, and a retried call finds it instead of adding a version.
@@ -20,16 +23,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from finetuning.evaluation.document import EvaluationDocument
-from finetuning.orchestration.errors import QualityGateFailedError
-from finetuning.platform import EVALUATION_REPORTS_PREFIX
-from finetuning.serving import (
+from finetuning.approved_model_deployment import (
     META_BACKEND,
     META_BEDROCK_MODEL_ARN,
     META_MODEL_NAME,
     META_REGISTRATION_KEY,
     ServingSettings,
 )
+from finetuning.evaluation.document import EvaluationDocument
+from finetuning.orchestration.errors import QualityGateFailedError
+from finetuning.platform import EVALUATION_REPORTS_PREFIX
 
 ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:custom-model/.+$")
 S3_URI_PATTERN = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+$")
