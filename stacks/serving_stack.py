@@ -46,7 +46,7 @@ from stacks.storage_stack import bucket_name
 
 __all__ = ["RUNTIME", "SERVING_LIBRARIES", "ServingStack"]
 # What each function ships from finetuning/ (not the whole library);
-# tests/serving/test_bundles.py imports each handler from its bundle alone.
+# tests/stacks/test_serving_bundles.py imports each handler from its bundle alone.
 _REGISTRY = ("platform.py", "evaluation", "orchestration", "registry.py", "serving.py")
 SERVING_LIBRARIES = {
     "evaluate_candidate": ("platform.py", "evaluation", "orchestration"),

@@ -25,10 +25,9 @@ from finetuning.orchestration import tags
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import JobTable, timestamp, utc_now
-from tests.contracts.iam_policy import Templates
-from tests.contracts.iam_recorder import AwsCallRecorder, aws_calls  # noqa: F401  (fixture)
-from tests.infra.conftest import synth  # noqa: F401  (session fixture: synthesized once)
-from tests.orchestration.fakes import (
+from tests.support.iam_policy import Templates
+from tests.support.iam_recorder import AwsCallRecorder, aws_calls  # noqa: F401  (fixture)
+from tests.support.platform_fakes import (
     ACCOUNT,
     DATA_BUCKET,
     EVALUATION_BUCKET,
@@ -53,7 +52,8 @@ from tests.orchestration.fakes import (
     stubbed,
     task_event,
 )
-from tests.serving.support import GATE, GOOD, WEAK, results_document
+from tests.support.serving import GATE, GOOD, WEAK, results_document
+from tests.support.synth import synth  # noqa: F401  (session fixture: synthesized once)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
