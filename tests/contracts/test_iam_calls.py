@@ -25,10 +25,9 @@ from finetuning.orchestration import tags
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import JobTable, timestamp, utc_now
-from tests.contracts.iam_policy import Templates
-from tests.contracts.iam_recorder import AwsCallRecorder, aws_calls  # noqa: F401  (fixture)
-from tests.infra.conftest import synth  # noqa: F401  (session fixture: synthesized once)
-from tests.orchestration.fakes import (
+from tests.support.iam_policy import Templates
+from tests.support.iam_recorder import AwsCallRecorder, aws_calls  # noqa: F401  (fixture)
+from tests.support.platform_fakes import (
     ACCOUNT,
     DATA_BUCKET,
     EVALUATION_BUCKET,
@@ -53,7 +52,8 @@ from tests.orchestration.fakes import (
     stubbed,
     task_event,
 )
-from tests.serving.support import GATE, GOOD, WEAK, results_document
+from tests.support.serving import GATE, GOOD, WEAK, results_document
+from tests.support.synth import synth  # noqa: F401  (session fixture: synthesized once)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -240,7 +240,7 @@ def test_a_distillation_jobs_teacher_calls_are_allowed(run: Run, teacher: str) -
 def test_the_recorder_sees_a_teacher_the_role_may_not_invoke(run: Run) -> None:
     """The check can fail: a teacher outside the grant (Llama 3.3 70B distils in us-west-2,
     not in this us-east-1 app) is denied on its profile and on the model in each Region."""
-    from tests.contracts.iam_recorder import AwsCall
+    from tests.support.iam_recorder import AwsCall
 
     event = started(run, distillation_manifest("us.amazon.nova-pro-v1:0"))
     (start,) = [c for c in run.calls.by("StartBedrockJob") if c.operation.startswith("Create")]

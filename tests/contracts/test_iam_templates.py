@@ -2,7 +2,7 @@
 synthesized dev app with the policy evaluator; and every action named in any policy exists.
 
 Each requirement names the page that requires it. The app is synthesized once per test
-session (``tests/infra/conftest.py``'s cached ``synth`` fixture).
+session (``tests/support/synth.py``'s cached ``synth`` fixture).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.contracts.iam_policy import (
+from tests.support.iam_policy import (
     ACCOUNT,
     REGION,
     Request,
@@ -24,7 +24,7 @@ from tests.contracts.iam_policy import (
     resource_policy_decision,
     service_principal_statements,
 )
-from tests.infra.conftest import synth  # noqa: F401  (session fixture: synthesized once)
+from tests.support.synth import synth  # noqa: F401  (session fixture: synthesized once)
 
 PREFIX = "llm-finetuning-dev"
 

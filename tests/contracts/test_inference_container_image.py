@@ -22,7 +22,7 @@ from finetuning.approved_model_deployment import (
     HUGGINGFACE_INFERENCE_IMAGE,
 )
 from stacks import container_images
-from tests.evaluation.test_container import pins
+from tests.finetuning.evaluation.test_container import pins
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER = ROOT / "containers" / "inference"
