@@ -6,8 +6,8 @@ import sys
 from aws_cdk import App
 
 from stacks.compliance import add_compliance_gate
+from stacks.platform_stacks import PlatformStacks, platform_environment
 from stacks.settings import SettingsError, load_settings
-from stacks.stage import PlatformStacks, platform_environment
 
 
 def main() -> None:

@@ -31,9 +31,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from finetuning import __version__
+from finetuning.aws_jobs.instance_types import DEFAULT_INSTANCE_TYPE
 from finetuning.backends.base import JobBackend
 from finetuning.backends.bedrock import JOB_ARN_MARKER
-from finetuning.backends.bedrock_serving import DEPLOYMENT_ARN_MARKER, BedrockServing
+from finetuning.backends.bedrock_inference import DEPLOYMENT_ARN_MARKER, BedrockInference
 from finetuning.discovery import PlatformResources, discover_platform, platform_coordinates
 from finetuning.errors import InvalidJobConfigError, WaitTimeoutError
 from finetuning.hyperparameters import family_for_model
@@ -54,7 +55,6 @@ from finetuning.uris import is_s3_uri
 logger = logging.getLogger(__name__)
 
 DEFAULT_REGION = "us-east-1"
-DEFAULT_SAGEMAKER_INSTANCE_TYPE = "ml.g5.2xlarge"
 # What a job that names no base model (and whose config names none) fine-tunes on Bedrock, as
 # the old create_finetuning_job.py did. Model id from the fine-tuning support table:
 # https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html
@@ -277,7 +277,7 @@ class ModelFinetuningService:
         if job.job_name is None:
             job = job.replace(job_name=_default_job_name(job))
         if job.backend is Backend.SAGEMAKER and not job.instance_type:
-            job = job.replace(instance_type=DEFAULT_SAGEMAKER_INSTANCE_TYPE)
+            job = job.replace(instance_type=DEFAULT_INSTANCE_TYPE)
         backend = self.backend(job.backend)
         # Everything the user gave is checked now; fields a platform may still supply are
         # stood in for by placeholders that pass validation.
@@ -410,12 +410,12 @@ class ModelFinetuningService:
     ) -> ProvisionedThroughputResult:
         """Create Provisioned Throughput; no commitment unless ``commitment_duration`` says."""
         throughput = ProvisionedThroughputConfig.from_dict(config)
-        return self._serving().create_throughput(throughput)
+        return self._bedrock_inference().create_throughput(throughput)
 
     def get_provisioned_throughput_status(
         self, provisioned_model_id: str, model_type: str | None = "nova"
     ) -> ProvisionedThroughputResult:
-        return self._serving().get_throughput(provisioned_model_id)
+        return self._bedrock_inference().get_throughput(provisioned_model_id)
 
     def wait_for_provisioning_completion(
         self,
@@ -439,12 +439,12 @@ class ModelFinetuningService:
     def delete_provisioned_throughput(
         self, provisioned_model_id: str, model_type: str | None = "nova"
     ) -> dict[str, Any]:
-        return self._serving().delete_throughput(provisioned_model_id)
+        return self._bedrock_inference().delete_throughput(provisioned_model_id)
 
     def list_provisioned_throughputs(
         self, status_filter: str | None = None
     ) -> list[ProvisionedThroughputResult]:
-        return self._serving().list_throughputs(status_filter)
+        return self._bedrock_inference().list_throughputs(status_filter)
 
     # -- on-demand custom model deployments ---------------------------------------------------
 
@@ -454,10 +454,10 @@ class ModelFinetuningService:
         """Deploy a custom model for on-demand inference (Nova custom models)."""
         if isinstance(config, Mapping):
             config = CustomModelDeploymentConfig(**config)
-        return self._serving().create_deployment(config)
+        return self._bedrock_inference().create_deployment(config)
 
     def get_custom_model_deployment_status(self, identifier: str) -> CustomModelDeploymentResult:
-        return self._serving().get_deployment(identifier)
+        return self._bedrock_inference().get_deployment(identifier)
 
     def wait_for_deployment_completion(
         self,
@@ -477,7 +477,7 @@ class ModelFinetuningService:
         )
 
     def delete_custom_model_deployment(self, identifier: str) -> dict[str, Any]:
-        return self._serving().delete_deployment(identifier)
+        return self._bedrock_inference().delete_deployment(identifier)
 
     @staticmethod
     def is_deployment_arn(identifier: str) -> bool:
@@ -485,8 +485,8 @@ class ModelFinetuningService:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _serving(self) -> BedrockServing:
-        return BedrockServing(self.client("bedrock"))
+    def _bedrock_inference(self) -> BedrockInference:
+        return BedrockInference(self.client("bedrock"))
 
     def _wait(
         self,

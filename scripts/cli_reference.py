@@ -4,7 +4,7 @@
 The options, their help and defaults come from argparse itself and the exit codes from
 ``finetuning.cli._errors.EXIT_CODES``, so the page cannot drift from the code. Run it after
 changing an option (``make docs`` does); ``--check`` exits 1 when docs/cli.md is out of date
-(tests/cli/test_docs.py runs it).
+(tests/installed_cli/test_docs.py runs it).
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ def collect() -> dict[tuple[str, str], set[str]]:
     from aws_cdk import App
 
     from stacks.compliance import suppressions
+    from stacks.platform_stacks import PlatformStacks, platform_environment
     from stacks.settings import settings_from_mapping
-    from stacks.stage import PlatformStacks, platform_environment
 
     # Suppressions are recorded at construction; asset bundling is not needed for them.
     context = {

@@ -1,1 +1,1 @@
-"""The platform's CDK stacks. `stacks.stage.FineTuningPlatformStage` assembles them."""
+"""The platform's CDK stacks. `stacks.platform_stacks.FineTuningPlatformStage` assembles them."""

@@ -32,8 +32,8 @@ from finetuning.orchestration.errors import (
     QualityGateFailedError,
 )
 from finetuning.orchestration.manifest import ServingMode
-from finetuning.orchestration.serving import SERVING_MODE_KEY
 from finetuning.orchestration.workflow import ResultKeys, States
+from finetuning.orchestration.workflow_serving import SERVING_MODE_KEY
 from stacks.settings.orchestration import OrchestrationSettings
 
 # Errors the Lambda service itself raises that are worth retrying, see

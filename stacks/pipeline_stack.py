@@ -81,8 +81,8 @@ def pinned_cdk_cli_version(package_json: Path = REPO_ROOT / "package.json") -> s
 
 
 def platform_stage(scope: Construct, construct_id: str, settings: PlatformSettings) -> Stage:
-    """Every platform stack of one environment (stacks/stage.py)."""
-    from stacks.stage import FineTuningPlatformStage
+    """Every platform stack of one environment (stacks/platform_stacks.py)."""
+    from stacks.platform_stacks import FineTuningPlatformStage
 
     return FineTuningPlatformStage(scope, construct_id, settings=settings)
 

@@ -11,8 +11,9 @@
   key, rollback alarms), or provisions Bedrock serving; on "SageMaker Endpoint State Change"
   puts target-tracking autoscaling on the endpoint.
 
-The deployment logic lives in ``finetuning/serving.py`` and ``finetuning/registry.py``; the
-functions are thin handlers bundled with that package and their pinned requirements.
+The deployment logic lives in ``finetuning/approved_model_deployment.py`` and
+``finetuning/model_package_registry.py``; the functions are thin handlers bundled with those
+modules and their pinned requirements.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from finetuning.approved_model_deployment import DEFAULT_INFERENCE_IMAGE_TAG, ServingSettings
 from finetuning.orchestration.environment import Var
 from finetuning.platform import (
     EVALUATION_REPORTS_PREFIX,
@@ -34,7 +36,6 @@ from finetuning.platform import (
     TRAINING_DATA_RAW_PREFIX,
     ServingParameter,
 )
-from finetuning.serving import DEFAULT_INFERENCE_IMAGE_TAG, ServingSettings
 from stacks.compliance import suppress, suppress_wildcards
 from stacks.constructs.logical_ids import unique_id
 from stacks.constructs.platform_function import RUNTIME, PlatformFunction, PlatformFunctionProps
@@ -46,12 +47,12 @@ from stacks.storage_stack import bucket_name
 
 __all__ = ["RUNTIME", "SERVING_LIBRARIES", "ServingStack"]
 # What each function ships from finetuning/ (not the whole library);
-# tests/serving/test_bundles.py imports each handler from its bundle alone.
-_REGISTRY = ("platform.py", "evaluation", "orchestration", "registry.py", "serving.py")
+# tests/finetuning/test_bundles.py imports each handler from its bundle alone.
+_EVALUATION = ("platform.py", "settings.py", "aws_jobs", "evaluation", "orchestration")
 SERVING_LIBRARIES = {
-    "evaluate_candidate": ("platform.py", "evaluation", "orchestration"),
-    "register_model": _REGISTRY,
-    "deploy_endpoint": ("orchestration", "serving.py"),
+    "evaluate_candidate": _EVALUATION,
+    "register_model": (*_EVALUATION, "model_package_registry.py", "approved_model_deployment.py"),
+    "deploy_endpoint": ("settings.py", "aws_jobs", "orchestration", "approved_model_deployment.py"),
 }
 
 

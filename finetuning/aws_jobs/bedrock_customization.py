@@ -51,26 +51,167 @@ CUSTOMIZATION_TYPES = (FINE_TUNING, CONTINUED_PRE_TRAINING, DISTILLATION, REINFO
 # https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-supported.html).
 RFT_BASE_MODEL_PREFIXES = ("amazon.nova-2-lite-v1",)
 
-# Distillation teacher -> students, for Amazon Nova ("Amazon Bedrock Distillation: Teacher /
-# Student / Teacher and student" column of
-# https://docs.aws.amazon.com/nova/latest/userguide/customization.html); teacher and student
-# come from the same provider (https://docs.aws.amazon.com/bedrock/latest/userguide/
-# prequisites-model-distillation.html). Students are customization ids with their context
-# suffix; teachers are matched by model id prefix, so inference profiles
-# (us.amazon.nova-premier-v1:0) and ARNs match too.
-# | teacher      | students                        |
-# |--------------|---------------------------------|
-# | Nova Premier | Nova Pro, Nova Lite, Nova Micro |
-# | Nova Pro     | Nova Lite, Nova Micro           |
-DISTILLATION_PAIRS: dict[str, tuple[str, ...]] = {
-    "amazon.nova-premier-v1": (
-        "amazon.nova-pro-v1:0:300k",
-        "amazon.nova-lite-v1:0:300k",
-        "amazon.nova-micro-v1:0:128k",
-    ),
-    "amazon.nova-pro-v1": ("amazon.nova-lite-v1:0:300k", "amazon.nova-micro-v1:0:128k"),
+# The open-weight models Bedrock reinforcement fine-tunes, "Models supported for reinforcement
+# fine-tuning" (read 2026-12-05), with their Regions:
+# https://docs.aws.amazon.com/bedrock/latest/userguide/reinforcement-fine-tuning.html
+# | model       | model id           | Region    |
+# |-------------|--------------------|-----------|
+# | gpt-oss-20b | openai.gpt-oss-20b | us-west-2 |
+# | Qwen3 32B   | qwen.qwen3-32b     | us-west-2 |
+# Bedrock trains them through its OpenAI-compatible fine-tuning API only (Files API upload,
+# then POST /v1/fine_tuning/jobs with method "reinforcement" and a Lambda grader, on the
+# bedrock-mantle endpoint), not CreateModelCustomizationJob:
+# https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html
+# https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-job-create.html
+# The botocore bedrock model has no trace of them either. The dataset toolkit validates
+# their records (finetuning.data.models); the job entry points refuse them with this reason.
+OPEN_WEIGHT_RFT_MODELS: dict[str, tuple[str, ...]] = {
+    "openai.gpt-oss-20b": ("us-west-2",),
+    "qwen.qwen3-32b": ("us-west-2",),
 }
-DISTILLATION_PAIRS_URL = "https://docs.aws.amazon.com/nova/latest/userguide/customization.html"
+OPEN_WEIGHT_RFT_API_URL = (
+    "https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html"
+)
+
+# Distillation teachers and their students, the table "Supported models and Regions for Amazon
+# Bedrock Model Distillation" of
+# https://docs.aws.amazon.com/bedrock/latest/userguide/prequisites-model-distillation.html
+# (read 2026-12-05). Students are customization ids as Bedrock expects them (context suffix
+# included); teachers are foundation-model ids. "Inference profile support" says how the
+# teacher may be named: by its model id (on demand), by its cross-Region (system) inference
+# profile, or both; "If you use a Cross Region Inference Profile, only System Inference
+# Profiles are supported" (same page). The job runs in the teacher's Region.
+# | teacher              | named as        | students                          | Region    |
+# |----------------------|-----------------|-----------------------------------|-----------|
+# | Nova Pro             | both            | Nova Lite, Nova Micro             | us-east-1 |
+# | Nova Premier (EOL)   | profile only    | Nova Lite, Nova Micro, Nova Pro   | us-east-1 |
+# | Claude 3.5 Sonnet v1 | (suspended)     | Claude 3 Haiku                    | us-west-2 |
+# | Claude 3.5 Sonnet v2 | (suspended)     | Claude 3 Haiku                    | us-west-2 |
+# | Llama 3.1 405B       | on demand       | Llama 3.1 8B/70B, 3.2 1B, 3.3 70B | us-west-2 |
+# | Llama 3.1 70B        | both            | Llama 3.1 8B, 3.2 1B, 3.2 3B      | us-west-2 |
+# | Llama 3.3 70B        | profile only    | Llama 3.1 8B, 3.2 1B, 3.2 3B      | us-west-2 |
+# The profiles' destination Regions, called from the job's Region, are from "Supported
+# cross-Region inference profiles",
+# https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-support.html
+# (us.amazon.nova-pro-v1:0 and us.amazon.nova-premier-v1:0 from us-east-1,
+# us.meta.llama3-1-70b-instruct-v1:0 and us.meta.llama3-3-70b-instruct-v1:0 from us-west-2:
+# us-east-1, us-east-2, us-west-2).
+DISTILLATION_PAIRS_URL = (
+    "https://docs.aws.amazon.com/bedrock/latest/userguide/prequisites-model-distillation.html"
+)
+DISTILLATION_TABLE_READ = "2026-12-05"
+ON_DEMAND = "on-demand"
+INFERENCE_PROFILE = "inference-profile"
+_US_PROFILE_REGIONS = ("us-east-1", "us-east-2", "us-west-2")
+_NOVA_STUDENTS = ("amazon.nova-lite-v1:0:300k", "amazon.nova-micro-v1:0:128k")
+_LLAMA_SMALL_STUDENTS = (
+    "meta.llama3-1-8b-instruct-v1:0:128k",
+    "meta.llama3-2-1b-instruct-v1:0:128k",
+    "meta.llama3-2-3b-instruct-v1:0:128k",
+)
+
+
+@dataclass(frozen=True)
+class DistillationTeacher:
+    """One row of the docs' distillation table."""
+
+    model_id: str  # foundation-model id, amazon.nova-pro-v1:0
+    name: str
+    students: tuple[str, ...]  # customization ids
+    region: str  # where Bedrock runs the distillation job
+    invoked_as: tuple[str, ...]  # ON_DEMAND and/or INFERENCE_PROFILE
+    profile_regions: tuple[str, ...] = ()  # the profile's destinations from ``region``
+    # Why Bedrock does not take this teacher now (None: it does), with the page and date.
+    unavailable: str | None = None
+
+    @property
+    def profile_id(self) -> str | None:
+        """The system (US) inference profile, where the table lets the teacher use one."""
+        return f"us.{self.model_id}" if INFERENCE_PROFILE in self.invoked_as else None
+
+
+_ANTHROPIC_SUSPENDED = (
+    'Bedrock does not distil Anthropic models at present ("Distillation is not currently '
+    f'available for Anthropic models on Amazon Bedrock", {DISTILLATION_PAIRS_URL}, read '
+    f"{DISTILLATION_TABLE_READ})"
+)
+DISTILLATION_TEACHERS: tuple[DistillationTeacher, ...] = (
+    DistillationTeacher(
+        model_id="amazon.nova-pro-v1:0",
+        name="Amazon Nova Pro",
+        students=_NOVA_STUDENTS,
+        region="us-east-1",
+        invoked_as=(ON_DEMAND, INFERENCE_PROFILE),
+        profile_regions=_US_PROFILE_REGIONS,
+    ),
+    DistillationTeacher(
+        model_id="amazon.nova-premier-v1:0",
+        name="Amazon Nova Premier",
+        students=(*_NOVA_STUDENTS, "amazon.nova-pro-v1:0:300k"),
+        region="us-east-1",
+        invoked_as=(INFERENCE_PROFILE,),
+        profile_regions=_US_PROFILE_REGIONS,
+        # Still in the distillation table, but past its end of life: requests to a model
+        # fail after its EOL date (https://docs.aws.amazon.com/bedrock/latest/userguide/
+        # model-lifecycle-legacy.html).
+        unavailable=(
+            'Amazon Nova Premier reached its end of life on 2026-09-14 ("Model lifecycle: '
+            'Legacy", "Model EOL date: September 14, 2026", https://docs.aws.amazon.com/'
+            "bedrock/latest/userguide/model-card-amazon-nova-premier.html, read "
+            f"{DISTILLATION_TABLE_READ}); Bedrock no longer runs it"
+        ),
+    ),
+    DistillationTeacher(
+        model_id="anthropic.claude-3-5-sonnet-20240620-v1:0",
+        name="Anthropic Claude 3.5 Sonnet v1",
+        students=("anthropic.claude-3-haiku-20240307-v1:0:200k",),
+        region="us-west-2",
+        invoked_as=(ON_DEMAND, INFERENCE_PROFILE),
+        unavailable=_ANTHROPIC_SUSPENDED,
+    ),
+    DistillationTeacher(
+        model_id="anthropic.claude-3-5-sonnet-20241022-v2:0",
+        name="Anthropic Claude 3.5 Sonnet v2",
+        students=("anthropic.claude-3-haiku-20240307-v1:0:200k",),
+        region="us-west-2",
+        invoked_as=(ON_DEMAND, INFERENCE_PROFILE),
+        unavailable=_ANTHROPIC_SUSPENDED,
+    ),
+    DistillationTeacher(
+        model_id="meta.llama3-1-405b-instruct-v1:0",
+        name="Meta Llama 3.1 405B Instruct",
+        students=(
+            "meta.llama3-1-8b-instruct-v1:0:128k",
+            "meta.llama3-1-70b-instruct-v1:0:128k",
+            "meta.llama3-2-1b-instruct-v1:0:128k",
+            "meta.llama3-3-70b-instruct-v1:0:128k",
+        ),
+        region="us-west-2",
+        invoked_as=(ON_DEMAND,),
+    ),
+    DistillationTeacher(
+        model_id="meta.llama3-1-70b-instruct-v1:0",
+        name="Meta Llama 3.1 70B Instruct",
+        students=_LLAMA_SMALL_STUDENTS,
+        region="us-west-2",
+        invoked_as=(ON_DEMAND, INFERENCE_PROFILE),
+        profile_regions=_US_PROFILE_REGIONS,
+    ),
+    DistillationTeacher(
+        model_id="meta.llama3-3-70b-instruct-v1:0",
+        name="Meta Llama 3.3 70B Instruct",
+        students=_LLAMA_SMALL_STUDENTS,
+        region="us-west-2",
+        invoked_as=(INFERENCE_PROFILE,),
+        profile_regions=_US_PROFILE_REGIONS,
+    ),
+)
+# Teacher model id -> the customization ids of its students, for the teachers Bedrock takes.
+DISTILLATION_PAIRS: dict[str, tuple[str, ...]] = {
+    teacher.model_id: teacher.students
+    for teacher in DISTILLATION_TEACHERS
+    if teacher.unavailable is None
+}
 
 
 @dataclass(frozen=True)
@@ -135,7 +276,36 @@ def _model_id(identifier: str) -> str:
 
 
 def supports_rft(base_model: str) -> bool:
+    """Whether CreateModelCustomizationJob reinforcement fine-tunes ``base_model``."""
     return _model_id(base_model).startswith(RFT_BASE_MODEL_PREFIXES)
+
+
+def open_weight_rft_refusal(base_model: str) -> str | None:
+    """Why an open-weight RFT model cannot be started here, or None for any other model."""
+    model = _model_id(base_model)
+    if model not in OPEN_WEIGHT_RFT_MODELS:
+        return None
+    regions = ", ".join(OPEN_WEIGHT_RFT_MODELS[model])
+    return (
+        f"{model} is reinforcement fine-tuned by Bedrock ({regions}) only through its "
+        f"OpenAI-compatible fine-tuning API (bedrock-mantle endpoint), not "
+        f"CreateModelCustomizationJob, which this platform starts; see {OPEN_WEIGHT_RFT_API_URL}. "
+        f"Validate the data here with --customization-type {REINFORCEMENT_FINE_TUNING}"
+    )
+
+
+def rft_model_refusal(base_model: str) -> str | None:
+    """None when CreateModelCustomizationJob reinforcement fine-tunes ``base_model``; else
+    what was expected, with the open-weight models' own reason where it applies."""
+    if supports_rft(base_model):
+        return None
+    expected = (
+        "a model Bedrock reinforcement fine-tunes through CreateModelCustomizationJob "
+        "(amazon.nova-2-lite-v1:0:256k; see "
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html)"
+    )
+    open_weight = open_weight_rft_refusal(base_model)
+    return f"{expected}; {open_weight}" if open_weight else expected
 
 
 def check_rft_hyperparameters(
@@ -188,25 +358,91 @@ def _number(value: Any, kind: type) -> int | float | None:
     return float(value)
 
 
+def _teacher_forms(teacher: DistillationTeacher) -> str:
+    """How a teacher may be named in teacherModelIdentifier: its id and/or its profile."""
+    forms = [teacher.model_id] if ON_DEMAND in teacher.invoked_as else []
+    if teacher.profile_id:
+        forms.append(teacher.profile_id)
+    return " or ".join(forms)
+
+
+def _student_key(model_id: str) -> str:
+    """A student id without its context suffix (amazon.nova-lite-v1:0:300k -> ...-v1:0)."""
+    return re.sub(r"(:\d+):\d+k$", r"\1", model_id)
+
+
+def distillation_teachers_for(student: str) -> list[DistillationTeacher]:
+    """The teachers Bedrock takes now for ``student`` (any id form of it)."""
+    key = _student_key(_model_id(student))
+    return [
+        teacher
+        for teacher in DISTILLATION_TEACHERS
+        if teacher.unavailable is None
+        and key in {_student_key(candidate) for candidate in teacher.students}
+    ]
+
+
+def _teachers_of(student: str) -> str:
+    teachers = distillation_teachers_for(student)
+    if not teachers:
+        return f"no teacher that Bedrock takes now distils {student!r}"
+    return f"teachers of {student!r}: " + "; ".join(_teacher_forms(t) for t in teachers)
+
+
+def distillation_teacher(identifier: str) -> DistillationTeacher | None:
+    """The table's row for a teacher id, inference profile id or ARN (None: not a teacher)."""
+    model_id = _model_id(identifier)
+    return next((t for t in DISTILLATION_TEACHERS if t.model_id == model_id), None)
+
+
+def _teacher_kind(identifier: str) -> str:
+    """ON_DEMAND, INFERENCE_PROFILE, or the ARN's resource type when it is neither."""
+    text = identifier.strip().lower()
+    if text.startswith("arn:"):
+        resource = text.split(":", 5)[-1].partition("/")[0]
+        return {"foundation-model": ON_DEMAND, "inference-profile": INFERENCE_PROFILE}.get(
+            resource, resource
+        )
+    return INFERENCE_PROFILE if _model_id(text) != text else ON_DEMAND
+
+
 def check_distillation_pair(teacher: str, student: str) -> None:
-    """Refuse a teacher/student pair that the docs' table does not list."""
-    teacher_id, student_id = _model_id(teacher), _model_id(student)
-    for prefix, students in DISTILLATION_PAIRS.items():
-        if teacher_id.startswith(prefix):
-            if student_id not in students:
-                raise CustomizationRuleError(
-                    "base_model",
-                    f"a student of {teacher}: one of {', '.join(students)} "
-                    f"(see {DISTILLATION_PAIRS_URL}); got {student!r}",
-                )
-            return
-    raise CustomizationRuleError(
-        "distillation.teacher_model",
-        "a teacher model of the distillation table: "
-        + ", ".join(DISTILLATION_PAIRS)
-        + f" (or an inference profile or ARN of one; see {DISTILLATION_PAIRS_URL}); "
-        f"got {teacher!r}",
-    )
+    """Refuse a teacher/student pair that the docs' table does not list, a teacher Bedrock no
+    longer takes, or a teacher named in a form the table does not allow for it."""
+    field_name = "distillation.teacher_model"
+    row = distillation_teacher(teacher)
+    if row is None:
+        raise CustomizationRuleError(
+            field_name,
+            f"a teacher of the distillation table ({_teachers_of(student)}; see "
+            f"{DISTILLATION_PAIRS_URL}); got {teacher!r}",
+        )
+    if row.unavailable:
+        raise CustomizationRuleError(
+            field_name, f"{row.unavailable}; {_teachers_of(student)}; got {teacher!r}"
+        )
+    kind = _teacher_kind(teacher)
+    geo = _model_id(teacher) if kind == INFERENCE_PROFILE else ""
+    profile = teacher.strip().lower().rsplit("/", 1)[-1]
+    if (
+        kind not in (ON_DEMAND, INFERENCE_PROFILE)
+        or kind not in row.invoked_as
+        or (geo and profile != row.profile_id)
+    ):
+        # Application inference profiles, other geographies, or the form the table excludes.
+        raise CustomizationRuleError(
+            field_name,
+            f"{row.name} teaches as {_teacher_forms(row)} (the table's inference profile "
+            f"support; see {DISTILLATION_PAIRS_URL}); got {teacher!r}",
+        )
+    student_id = _model_id(student)
+    if student_id not in row.students:
+        raise CustomizationRuleError(
+            "base_model",
+            f"a student of {row.name}: one of {', '.join(row.students)} (customization ids, "
+            f"with the context suffix; {_teachers_of(student)}; see {DISTILLATION_PAIRS_URL}); "
+            f"got {student!r}",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

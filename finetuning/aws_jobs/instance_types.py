@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import re
 
+# SageMaker instance types: ml.<family>.<size>.
 INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+# The one default for training, evaluation and endpoint instances when nothing names one (the
+# library, the job manifest, the serving settings and the stacks' TrainingSettings): one
+# NVIDIA A10G with 24 GB, see https://docs.aws.amazon.com/ec2/latest/instancetypes/ac.html
+DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
+# What an instance-type error says was expected (settings, manifest and job config alike).
+INSTANCE_TYPE_DESCRIPTION = (
+    f"a SageMaker instance type, ml.<family>.<size> such as {DEFAULT_INSTANCE_TYPE}"
+)
 
 # GPUs per instance; torchrun starts one process per GPU. The SDK's table for the families it
 # lists, https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/image_uri_config/instance_gpu_info.json

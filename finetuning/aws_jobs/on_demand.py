@@ -1,5 +1,5 @@
 """On-demand serving of Bedrock custom models: which models can be deployed on demand, and
-the CreateCustomModelDeployment request (the library's ``BedrockServing`` and the
+the CreateCustomModelDeployment request (the library's ``BedrockInference`` and the
 workflow both build it here).
 
 An on-demand custom model deployment has no hourly charge: its tokens are billed as used.

@@ -1,5 +1,5 @@
 """Bedrock Provisioned Throughput: its commitment terms and the
-CreateProvisionedModelThroughput request (the library's ``BedrockServing``, the workflow's
+CreateProvisionedModelThroughput request (the library's ``BedrockInference``, the workflow's
 throughput step and deploy-on-approval all build it here).
 
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateProvisionedModelThroughput.html

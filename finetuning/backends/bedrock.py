@@ -28,7 +28,8 @@ from finetuning.aws_jobs.bedrock_customization import (
     check_rft_hyperparameters,
     customization_job_request,
     customization_job_status,
-    supports_rft,
+    open_weight_rft_refusal,
+    rft_model_refusal,
 )
 from finetuning.backends.base import request_token
 from finetuning.errors import InvalidJobConfigError, JobNotFoundError
@@ -102,13 +103,9 @@ def check_customization_settings(config: FinetuningJobConfig) -> None:
         )
     try:
         if kind == REINFORCEMENT_FINE_TUNING:
-            if not supports_rft(config.base_model):
-                raise InvalidJobConfigError(
-                    "base_model",
-                    "a model Bedrock reinforcement fine-tunes (amazon.nova-2-lite-v1:0:256k; "
-                    "see https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html)",
-                    config.base_model,
-                )
+            refusal = rft_model_refusal(config.base_model)
+            if refusal:
+                raise InvalidJobConfigError("base_model", refusal, config.base_model)
             if not config.grader_lambda_arn or not LAMBDA_ARN.match(config.grader_lambda_arn):
                 raise InvalidJobConfigError(
                     "grader_lambda_arn",
@@ -183,6 +180,12 @@ class BedrockBackend:
                     "output_uri)",
                     getattr(config, name),
                 )
+        open_weight = config.customization_type == REINFORCEMENT_FINE_TUNING and (
+            open_weight_rft_refusal(config.base_model)
+        )
+        if open_weight:  # before the hyperparameter tables, which have no open-weight models
+            refusal = rft_model_refusal(config.base_model)
+            raise InvalidJobConfigError("base_model", str(refusal), config.base_model)
         family = require_family(config.base_model)
         check_model_type(config.model_type, family)
         if config.training_data_uri:

@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from finetuning.aws_jobs.hyperparameter_values import json_decoded
-from finetuning.aws_jobs.instance_types import INSTANCE_TYPE
+from finetuning.aws_jobs.instance_types import INSTANCE_TYPE, INSTANCE_TYPE_DESCRIPTION
 from finetuning.aws_jobs.sagemaker_training import (
     FRAMEWORK_PREFIX,
     MODEL_CHANNEL,
@@ -126,7 +126,7 @@ class SageMakerBackend:
         if not INSTANCE_TYPE.match(config.instance_type):
             raise InvalidJobConfigError(
                 "instance_type",
-                "a SageMaker instance type such as ml.g5.2xlarge",
+                INSTANCE_TYPE_DESCRIPTION,
                 config.instance_type,
             )
         if config.kms_key_id and not KMS_KEY.match(config.kms_key_id):

@@ -117,6 +117,22 @@ def _is_manifest_error(exc: BaseException) -> bool:
     return isinstance(exc, ManifestError)
 
 
+# Deletions Bedrock refuses with ConflictException while the resource is in a state that
+# cannot be deleted, e.g. still Creating (API reference, Errors of each operation):
+# https://docs.aws.amazon.com/bedrock/latest/APIReference/API_DeleteCustomModelDeployment.html
+# https://docs.aws.amazon.com/bedrock/latest/APIReference/API_DeleteProvisionedModelThroughput.html
+BUSY_DELETIONS = {
+    "DeleteCustomModelDeployment": (
+        "; Bedrock cannot delete the deployment in its present state (still being created?): "
+        "check it with `finetune throughput status` and delete it once it is Active or Failed"
+    ),
+    "DeleteProvisionedModelThroughput": (
+        "; Bedrock cannot delete the throughput in its present state (still being created, "
+        "or within its commitment term?): check it with `finetune throughput status`"
+    ),
+}
+
+
 def _classify_aws(exc: BaseException) -> tuple[int, str] | None:
     try:
         from botocore import exceptions as errors
@@ -161,6 +177,8 @@ def _classify_aws(exc: BaseException) -> tuple[int, str] | None:
         hint = ""
         if code.startswith("AccessDenied") or code == "UnauthorizedOperation":
             hint = "; the identity lacks a permission (see docs/orchestration.md for the policy)"
+        elif code == "ConflictException" and operation in BUSY_DELETIONS:
+            hint = BUSY_DELETIONS[operation]
         return EXIT_FAILED, f"{operation} failed: {code}: {message}{hint}"
     if isinstance(exc, errors.BotoCoreError):
         return EXIT_FAILED, f"AWS: {exc}"

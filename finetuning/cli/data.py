@@ -480,12 +480,20 @@ def _register_estimate(commands: argparse._SubParsersAction) -> None:
         "--price-per-1k-tokens",
         type=float,
         metavar="USD",
-        help="override the Bedrock training price per 1,000 tokens",
+        help="the Bedrock training price per 1,000 tokens (no current customization price is "
+        "encoded, none could be read from an AWS page: take it from "
+        "https://aws.amazon.com/bedrock/pricing/)",
     )
     parser.add_argument(
         "--price-per-hour", type=float, metavar="USD", help="override the instance-hour price"
     )
     _add_customization_type(parser)
+    parser.add_argument(
+        "--teacher-model",
+        metavar="ID",
+        help="DISTILLATION: the teacher (id or inference profile); the pair is checked against "
+        "the docs' table and the teacher's on-demand list price is used when it has one",
+    )
     parser.add_argument(
         "--teacher-max-response-length",
         type=_positive_int,
@@ -496,13 +504,15 @@ def _register_estimate(commands: argparse._SubParsersAction) -> None:
         "--teacher-price-per-1k-input",
         type=float,
         metavar="USD",
-        help="DISTILLATION: the teacher's on-demand price per 1,000 input tokens",
+        help="DISTILLATION: the teacher's on-demand price per 1,000 input tokens (default: "
+        "the --teacher-model's list price, where the table has one)",
     )
     parser.add_argument(
         "--teacher-price-per-1k-output",
         type=float,
         metavar="USD",
-        help="DISTILLATION: the teacher's on-demand price per 1,000 output tokens",
+        help="DISTILLATION: the teacher's on-demand price per 1,000 output tokens (default: "
+        "the --teacher-model's list price, where the table has one)",
     )
     parser.add_argument(
         "--tokenizer", metavar="NAME_OR_PATH", help="count tokens exactly with this tokenizer"
@@ -532,6 +542,7 @@ def _estimate(args: argparse.Namespace) -> int:
             teacher_max_response_length=args.teacher_max_response_length,
             teacher_price_per_1k_input=args.teacher_price_per_1k_input,
             teacher_price_per_1k_output=args.teacher_price_per_1k_output,
+            teacher_model=args.teacher_model,
         )
     except (EstimateError, UnknownModelError) as exc:
         raise UsageError(str(exc)) from None

@@ -378,11 +378,11 @@ def _local_model(path: Path) -> Path:
     if not database.is_file():
         return path
     from finetuning.errors import ModelNotFoundError
-    from finetuning.local.registry import ModelRegistry
+    from finetuning.local.model_registry import LocalModelRegistry
     from finetuning.local.store import JobStore
 
     try:
-        return ModelRegistry(JobStore(database)).get(str(path)).path
+        return LocalModelRegistry(JobStore(database)).get(str(path)).path
     except ModelNotFoundError:
         return path
 

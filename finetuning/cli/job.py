@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuning.aws_jobs.bedrock_customization import CUSTOMIZATION_TYPES
+from finetuning.aws_jobs.instance_types import DEFAULT_INSTANCE_TYPE
 from finetuning.cli import EXIT_FAILED, EXIT_OK, UsageError
 from finetuning.cli._service_common import (
     ProgressPrinter,
@@ -239,7 +240,9 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
 
     open_models = parser.add_argument_group("sagemaker and local")
     open_models.add_argument("--method", choices=("full", "lora", "qlora"), default="lora")
-    open_models.add_argument("--instance-type", help="SageMaker instance (default ml.g5.2xlarge)")
+    open_models.add_argument(
+        "--instance-type", help=f"SageMaker instance (default {DEFAULT_INSTANCE_TYPE})"
+    )
     open_models.add_argument("--instance-count", type=int, default=1)
     open_models.add_argument("--volume-size", type=int, default=100, metavar="GB")
     open_models.add_argument("--max-run", type=int, default=24 * 3600, metavar="SECONDS")

@@ -12,6 +12,15 @@ models", https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html:
 - single-turn only (one user turn), text only (no images or videos);
 - "Minimum 100 training examples" as the starting point (a warning below that).
 
+Reinforcement fine-tuning of the open-weight models (gpt-oss-20b, Qwen3 32B), "Prepare data
+for open-weight models",
+https://docs.aws.amazon.com/bedrock/latest/userguide/rft-prepare-data-open-weight.html:
+- the OpenAI chat completions format, one prompt per line: ``messages`` with system, user
+  or assistant turns holding the prompt, and ``reference_answer``; other keys are for the
+  grader;
+- "100-20K examples", "A minimum of 100 records in training dataset" (errors here, since
+  Bedrock validates the dataset and refuses it).
+
 Distillation, "Option 1: Provide your own prompts for data preparation",
 https://docs.aws.amazon.com/bedrock/latest/userguide/distillation-data-prep-option-1.html
 (summarised on https://docs.aws.amazon.com/bedrock/latest/userguide/prequisites-model-distillation.html):
@@ -28,17 +37,18 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from finetuning.data.models import ModelFamily
+from finetuning.data.models import OPEN_WEIGHT_RFT_FAMILY, ModelFamily
 
 RFT_RECOMMENDED_MIN_RECORDS = 100
 RFT_ROLES = ("system", "user")
+OPEN_WEIGHT_RFT_ROLES = ("system", "user", "assistant")
 DISTILLATION_SCHEMA = "bedrock-conversation-2024"
 REINFORCEMENT_FINE_TUNING = "REINFORCEMENT_FINE_TUNING"
 DISTILLATION = "DISTILLATION"
 
 
 def check_rft_record(record: Any) -> list[tuple[str, str]]:
-    """(code, message) for each problem of one RFT record."""
+    """(code, message) for each problem of one RFT record (Nova 2 Lite)."""
     if not isinstance(record, dict):
         return [("schema", f"expected a JSON object, found {type(record).__name__}")]
     problems: list[tuple[str, str]] = []
@@ -89,6 +99,43 @@ def check_rft_record(record: Any) -> list[tuple[str, str]]:
         problems.append(
             ("role", f"messages: expected exactly one user turn (single-turn only), found {users}")
         )
+    return problems
+
+
+def check_open_weight_rft_record(record: Any) -> list[tuple[str, str]]:
+    """(code, message) for each problem of one open-weight RFT record: the prompt in OpenAI
+    chat format (system, user and assistant turns), text, with a user turn, and a
+    ``reference_answer``."""
+    if not isinstance(record, dict):
+        return [("schema", f"expected a JSON object, found {type(record).__name__}")]
+    problems = [p for p in check_rft_record(record) if p[0] in ("reference-answer", "schema")]
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return problems
+    users = 0
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            continue  # reported by check_rft_record
+        role = message.get("role")
+        if role not in OPEN_WEIGHT_RFT_ROLES:
+            problems.append(
+                ("role", f"{where}.role: expected system, user or assistant, found {role!r}")
+            )
+        users += role == "user"
+        text = _text(message.get("content"))
+        if text is None:
+            problems.append(
+                (
+                    "content",
+                    f"{where}.content: expected text, found "
+                    f"{json.dumps(message.get('content'))[:80]}",
+                )
+            )
+        elif not text.strip():
+            problems.append(("empty-turn", f"{where}.content: empty text"))
+    if users == 0:
+        problems.append(("role", "messages: expected a user turn holding the prompt, found none"))
     return problems
 
 
@@ -161,11 +208,11 @@ def feed_customization_records(
     """Check each line with the rules of ``customization``, reporting through the
     ``ProblemLog`` of ``finetuning.data.validation.report`` (its error/warning/report
     interface)."""
-    check = (
-        check_rft_record
-        if customization == REINFORCEMENT_FINE_TUNING
-        else (check_distillation_record)
-    )
+    open_weight = family.name == OPEN_WEIGHT_RFT_FAMILY
+    if customization == REINFORCEMENT_FINE_TUNING:
+        check = check_open_weight_rft_record if open_weight else check_rft_record
+    else:
+        check = check_distillation_record
     report = validator.report
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -183,12 +230,32 @@ def feed_customization_records(
             characters = len(json.dumps(record.get("messages"), ensure_ascii=False))
             report.characters += characters
             report.tokens += -(-characters // family.chars_per_token)
-    if customization == REINFORCEMENT_FINE_TUNING and 0 < report.records < (
+    if open_weight:
+        _check_record_count(validator, family, report.records)
+    elif customization == REINFORCEMENT_FINE_TUNING and 0 < report.records < (
         RFT_RECOMMENDED_MIN_RECORDS
     ):
         validator.warning(
             "record-count",
             f"{report.records:,} records; the RFT guide recommends at least "
             f"{RFT_RECOMMENDED_MIN_RECORDS} to start with",
+            None,
+        )
+
+
+def _check_record_count(validator: Any, family: ModelFamily, records: int) -> None:
+    """The documented record range of the family, as errors (Bedrock refuses the dataset)."""
+    if family.min_records is not None and 0 < records < family.min_records:
+        validator.error(
+            "record-count",
+            f"{records:,} records; {family.display_name} needs at least "
+            f"{family.min_records:,} (see {family.source_url})",
+            None,
+        )
+    if family.max_train_records is not None and records > family.max_train_records:
+        validator.error(
+            "record-count",
+            f"{records:,} records; {family.display_name} accepts at most "
+            f"{family.max_train_records:,} (see {family.source_url})",
             None,
         )

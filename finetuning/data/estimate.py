@@ -12,7 +12,9 @@ Reinforcement fine-tuning and distillation are counted in their own units: RFT i
 tokens (the answers are generated during training and scored by the grader), distillation in
 the tokens sent to the teacher and, at most, ``records x max response length`` tokens it
 writes (the teacher's on-demand inference is billed per input and output token, then the
-student is fine-tuned on the result). Their prices come from the command line.
+student is fine-tuned on the result). The teacher's list price comes from the on-demand price
+table (``finetuning.evaluation.pricing``) when the teacher is named and listed there; training
+prices come from the command line.
 
 Only prices found published are in the tables; for anything else pass the price on the
 command line. Update the tables (and their dates) when AWS changes prices.
@@ -44,10 +46,11 @@ __all__ = [
 # Amazon Bedrock model customization, us-east-1, USD, "Price to train 1,000 tokens" and
 # "Price to store each custom model per month", from https://aws.amazon.com/bedrock/pricing/.
 # The three families whose training price was confirmed in March 2024 (Cohere Command and
-# Command Light, Titan Text Lite) are no longer customizable (finetuning/data/models.py),
-# and no price for a current family (Nova, Nova 2 Lite RFT, distillation) could be confirmed
-# from a published AWS page in December 2026, so the table is empty: pass
-# --price-per-1k-tokens (and the teacher's prices for distillation) from the pricing page.
+# Command Light, Titan Text Lite) are no longer customizable (finetuning/data/models.py).
+# Searched again on 2026-12-05 for every current family and type (Nova and Nova 2 Lite
+# fine-tuning, Nova 2 Lite RFT, distillation students, Llama, Claude 3 Haiku): the pricing
+# page renders its customization prices client-side and no copy of them, nor another AWS
+# page, could be read, so the table stays empty and --price-per-1k-tokens gives the price.
 BEDROCK_PRICE_SOURCE = "https://aws.amazon.com/bedrock/pricing/"
 BEDROCK_PRICES_AS_OF = "2026-12"
 BEDROCK_TRAINING_PRICE_PER_1K: dict[str, float] = {}
@@ -107,6 +110,11 @@ class CostEstimate:
     teacher_input_tokens: int | None = None
     teacher_max_output_tokens: int | None = None
     teacher_cost: float | None = None
+    teacher_model: str | None = None
+    teacher_price_per_1k_input: float | None = None
+    teacher_price_per_1k_output: float | None = None
+    # Where the teacher's prices came from: "command line", or the list-price table's entry.
+    teacher_prices_from: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +148,19 @@ class CostEstimate:
                 else "output up to the max response length per prompt"
             )
             lines.append(f"teacher: {self.teacher_input_tokens:,} input tokens, {most}")
+        priced = None not in (self.teacher_price_per_1k_input, self.teacher_price_per_1k_output)
+        if self.teacher_model and not priced:
+            lines.append(
+                f"note: no on-demand list price for {self.teacher_model} in the table; pass "
+                f"--teacher-price-per-1k-input and --teacher-price-per-1k-output (see "
+                f"{BEDROCK_PRICE_SOURCE})"
+            )
+        if priced:
+            lines.append(
+                f"teacher prices: ${self.teacher_price_per_1k_input:g} input, "
+                f"${self.teacher_price_per_1k_output:g} output per 1,000 tokens "
+                f"({self.teacher_prices_from})"
+            )
         if self.teacher_cost is not None:
             lines.append(f"estimated teacher inference cost: at most ${self.teacher_cost:,.2f}")
         if self.validation_errors:
@@ -186,12 +207,14 @@ def estimate_cost(
     teacher_max_response_length: int | None = None,
     teacher_price_per_1k_input: float | None = None,
     teacher_price_per_1k_output: float | None = None,
+    teacher_model: str | None = None,
 ) -> CostEstimate:
     """Count the tokens of ``path`` (one validation pass) and price ``epochs`` of training.
 
     ``customization`` ``REINFORCEMENT_FINE_TUNING`` counts prompt tokens of RFT records;
     ``DISTILLATION`` counts the teacher's input and (with ``teacher_max_response_length``) its
-    most output, priced with the teacher's per-1,000-token prices when given.
+    most output, priced with the teacher's per-1,000-token prices when given, or else with the
+    list price of ``teacher_model`` (checked against the distillation table) when it has one.
 
     Raises:
         EstimateError: bad numbers, or an instance type with no price and no override.
@@ -220,6 +243,13 @@ def estimate_cost(
     special = customization in ("REINFORCEMENT_FINE_TUNING", "DISTILLATION")
     if special and not family.is_bedrock:
         raise EstimateError(f"{customization} is a Bedrock customization type")
+    teacher_prices = _teacher_prices(
+        customization,
+        model_id,
+        teacher_model,
+        teacher_price_per_1k_input,
+        teacher_price_per_1k_output,
+    )
     report = validate_path(
         path,
         model_id,
@@ -255,20 +285,22 @@ def estimate_cost(
             report.records * teacher_max_response_length if teacher_max_response_length else None
         )
         teacher_cost = None
-        if teacher_price_per_1k_input is not None and teacher_price_per_1k_output is not None:
+        price_in, price_out, prices_from = teacher_prices
+        if price_in is not None and price_out is not None:
             if teacher_output is None:
                 raise EstimateError(
                     "the teacher's cost needs --teacher-max-response-length (the most tokens "
                     "it writes per prompt)"
                 )
-            teacher_cost = (
-                report.tokens / 1000 * teacher_price_per_1k_input
-                + teacher_output / 1000 * teacher_price_per_1k_output
-            )
+            teacher_cost = report.tokens / 1000 * price_in + teacher_output / 1000 * price_out
         common.update(
             teacher_input_tokens=report.tokens,
             teacher_max_output_tokens=teacher_output,
             teacher_cost=teacher_cost,
+            teacher_model=teacher_model,
+            teacher_price_per_1k_input=price_in,
+            teacher_price_per_1k_output=price_out,
+            teacher_prices_from=prices_from,
             # The student trains on the prompts and the teacher's answers (at most).
             trained_tokens=(report.tokens + (teacher_output or 0)) * epochs,
         )
@@ -290,8 +322,12 @@ def estimate_cost(
         return CostEstimate(
             **common,
             price_per_1k_tokens=price,
-            training_cost=None if price is None else trained / 1000 * price,
-            storage_per_month=BEDROCK_STORAGE_PER_MONTH,
+            # Distillation trains the student on the prompts and the teacher's answers.
+            training_cost=None if price is None else common["trained_tokens"] / 1000 * price,
+            # No storage price is published for the open-weight RFT models (their tuned models
+            # are used on demand through the OpenAI-compatible APIs,
+            # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html).
+            storage_per_month=None if family.only_customization else BEDROCK_STORAGE_PER_MONTH,
             price_source=BEDROCK_PRICE_SOURCE,
             prices_as_of=BEDROCK_PRICES_AS_OF,
             note=note,
@@ -323,4 +359,41 @@ def estimate_cost(
         price_source=SAGEMAKER_PRICE_SOURCE,
         prices_as_of=SAGEMAKER_PRICES_AS_OF,
         note=note,
+    )
+
+
+def _teacher_prices(
+    customization: str,
+    student: str,
+    teacher_model: str | None,
+    price_in: float | None,
+    price_out: float | None,
+) -> tuple[float | None, float | None, str]:
+    """The teacher's input and output prices per 1,000 tokens and where they came from: the
+    command line, else the on-demand list price of the named teacher (a pair of the
+    distillation table), else none."""
+    from finetuning.aws_jobs.bedrock_customization import (
+        CustomizationRuleError,
+        check_distillation_pair,
+    )
+    from finetuning.evaluation.pricing import on_demand_prices
+
+    if teacher_model is None:
+        return price_in, price_out, "command line"
+    if customization != "DISTILLATION":
+        raise EstimateError("--teacher-model applies to --customization-type DISTILLATION only")
+    try:
+        check_distillation_pair(teacher_model, student)
+    except CustomizationRuleError as exc:
+        raise EstimateError(str(exc)) from None
+    if price_in is not None and price_out is not None:
+        return price_in, price_out, "command line"
+    listed = on_demand_prices(teacher_model)
+    if listed is None:
+        return price_in, price_out, "command line"
+    return (
+        listed.input_per_1k if price_in is None else price_in,
+        listed.output_per_1k if price_out is None else price_out,
+        # The on-demand list prices the evaluation uses too (finetuning/evaluation/pricing.py).
+        f"on-demand list price of {teacher_model}, {BEDROCK_PRICE_SOURCE}",
     )

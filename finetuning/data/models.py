@@ -109,6 +109,9 @@ class ModelFamily:
     retired: tuple[str, str] | None = None
     # False where training takes no validation file (Nova 2 Lite SFT), so none is split off.
     accepts_validation_file: bool = True
+    # The one customization type Bedrock offers for the family (the open-weight models are
+    # reinforcement fine-tuned only); None: the types of the family's own rules.
+    only_customization: str | None = None
 
     @property
     def default_format(self) -> DataFormat:
@@ -254,7 +257,42 @@ _LLAMA_CONVERSE_MEDIA = MediaRules(
     max_image_side=8_192,
 )
 
+# Open-weight models that Bedrock reinforcement fine-tunes, "Models supported for
+# reinforcement fine-tuning" (read 2026-12-05):
+# https://docs.aws.amazon.com/bedrock/latest/userguide/reinforcement-fine-tuning.html
+# | provider | model       | model id           | Region    |
+# |----------|-------------|--------------------|-----------|
+# | OpenAI   | gpt-oss-20b | openai.gpt-oss-20b | us-west-2 |
+# | Qwen     | Qwen3 32B   | qwen.qwen3-32b     | us-west-2 |
+# Their data, "Prepare data for open-weight models":
+# https://docs.aws.amazon.com/bedrock/latest/userguide/rft-prepare-data-open-weight.html
+#   OpenAI chat completions format, one prompt per line: ``messages`` (system, user or
+#   assistant turns holding the prompt) and ``reference_answer``; optional keys for the
+#   grader; "100-20K examples", "A minimum of 100 records in training dataset".
+# Bedrock trains them through its OpenAI-compatible fine-tuning API, not
+# CreateModelCustomizationJob (finetuning.aws_jobs.bedrock_customization.OPEN_WEIGHT_RFT).
+OPEN_WEIGHT_RFT_DATA_URL = (
+    "https://docs.aws.amazon.com/bedrock/latest/userguide/rft-prepare-data-open-weight.html"
+)
+OPEN_WEIGHT_RFT_FAMILY = "open-weight-rft"
+
 _FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
+    (
+        r"(^|[./])(openai\.gpt-oss-20b|qwen\.qwen3-32b)($|[:/])",
+        ModelFamily(
+            name=OPEN_WEIGHT_RFT_FAMILY,
+            display_name="Open-weight models gpt-oss-20b / Qwen3 32B (reinforcement fine-tuning)",
+            backend="bedrock",
+            formats=(DataFormat.MESSAGES,),
+            source_url=OPEN_WEIGHT_RFT_DATA_URL,
+            min_records=100,
+            max_train_records=20_000,
+            chars_per_token=OPEN_MODEL_CHARS_PER_TOKEN,
+            model_ids=("openai.gpt-oss-20b", "qwen.qwen3-32b"),
+            regions=_US_WEST_2,
+            only_customization="REINFORCEMENT_FINE_TUNING",
+        ),
+    ),
     (
         r"amazon\.nova-2-lite-v1",
         ModelFamily(

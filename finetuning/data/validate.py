@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from finetuning.data.models import resolve_model
+from finetuning.data.models import ModelFamily, UnknownModelError, resolve_model
 from finetuning.data.sources import S3Uri, is_s3_uri, open_lines, source_size
 from finetuning.data.validation.report import (
     DatasetRole,
@@ -85,7 +85,7 @@ def validate_path(
         UnknownModelError: ``model_id`` is a Bedrock model without dataset rules.
         OSError / botocore errors: the file cannot be read.
     """
-    family = resolve_model(model_id)
+    family = _family_for(model_id, customization)
     text_path = str(path)
     bucket = None
     for candidate in (dataset_uri, text_path if is_s3_uri(text_path) else None):
@@ -109,6 +109,19 @@ def validate_path(
         validator.feed(lines)
     size = source_size(path, client=s3_client)
     return validator.finish(file_bytes=size, file_name=dataset_uri or text_path)
+
+
+def _family_for(model_id: str, customization: str | None) -> ModelFamily:
+    """The model's rules; refused where Bedrock offers the model only for another
+    customization type (the open-weight models: reinforcement fine-tuning only)."""
+    family = resolve_model(model_id)
+    only = family.only_customization
+    if only is not None and (customization or "FINE_TUNING") != only:
+        raise UnknownModelError(
+            f"{model_id!r}: Bedrock customizes {family.display_name} only by {only}; "
+            f"validate with --customization-type {only} (see {family.source_url})"
+        )
+    return family
 
 
 _CUSTOMIZATION_FORMATS = {
@@ -184,7 +197,7 @@ def validate_lines(
     """Validate JSONL lines already in hand (each with or without its line ending);
     ``customization`` as for :func:`validate_path`."""
     validator = Validator(
-        family=resolve_model(model_id),
+        family=_family_for(model_id, customization),
         model_id=model_id,
         path=path,
         role=DatasetRole(role),

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from finetuning.settings import StrictModel
 
 
 class GateError(ValueError):
     """A gate definition that cannot be used; names the file and field."""
 
 
-class QualityGate(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class QualityGate(StrictModel):
     min: dict[str, float] = Field(default_factory=dict)
     max: dict[str, float] = Field(default_factory=dict)
     min_improvement_over_base: dict[str, float] = Field(default_factory=dict)

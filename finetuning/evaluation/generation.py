@@ -15,9 +15,10 @@ Batched greedy decoding gives the tokens that one prompt at a time gives because
 
 What can still differ is floating-point rounding (a padded batch runs other matrix shapes), which
 changes a greedy choice only where two tokens' logits tie to within rounding;
-``tests/evaluation/test_generation.py`` checks token-for-token equality and ``bench/`` checks the
-scores of a real model. Sampling (``temperature > 0``) draws other random numbers in a batch than
-one prompt at a time, so sampled answers are not reproducible across batch sizes either way.
+``tests/finetuning/evaluation/test_generation.py`` checks token-for-token equality and
+``bench/`` checks the scores of a real model. Sampling (``temperature > 0``) draws other random
+numbers in a batch than one prompt at a time, so sampled answers are not reproducible across
+batch sizes either way.
 
 A row stops at its end of answer: the model's EOS token(s), the tokenizer's, and the chat
 template's end-of-turn token (``<|im_end|>``, ``<|eot_id|>``, ...). The batch ends when every

@@ -25,7 +25,7 @@ from typing import Any
 from finetuning.data.split import json_line_problem
 from finetuning.errors import FinetuningError, JobExecutionError
 from finetuning.jobs import JobStatus
-from finetuning.local.registry import ModelRegistry
+from finetuning.local.model_registry import LocalModelRegistry
 from finetuning.local.store import JobRow, JobStore
 from finetuning.uris import is_s3_uri, parse_s3_uri
 
@@ -76,7 +76,7 @@ class JobRunner:
     def __init__(
         self,
         store: JobStore,
-        registry: ModelRegistry,
+        registry: LocalModelRegistry,
         job: JobRow,
         *,
         python: str,

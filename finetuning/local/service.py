@@ -27,7 +27,7 @@ from typing import Any
 
 from finetuning.errors import InvalidJobConfigError, JobNotFoundError
 from finetuning.jobs import Backend, FinetuningJobResult, JobPage, JobStatus
-from finetuning.local.registry import ModelRegistry
+from finetuning.local.model_registry import LocalModelRegistry
 from finetuning.local.runner import JobRunner, terminate_group
 from finetuning.local.store import ACTIVE_STATUSES, JobRow, JobStore
 from finetuning.uris import is_s3_uri
@@ -104,7 +104,7 @@ class LocalJobService:
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(self.home / "state.db")
-        self.registry = ModelRegistry(self.store)
+        self.registry = LocalModelRegistry(self.store)
         self.max_concurrent_jobs = max_concurrent_jobs
         self.poll_interval = poll_interval
         self.cancel_grace_seconds = cancel_grace_seconds

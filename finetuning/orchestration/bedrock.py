@@ -10,6 +10,7 @@ https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetProvisionedModelT
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateCustomModelDeployment.html
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetCustomModelDeployment.html
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_DeleteCustomModelDeployment.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_DeleteProvisionedModelThroughput.html
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from finetuning.aws_jobs.provisioned_throughput import (
 from finetuning.orchestration import names, tags
 from finetuning.orchestration.aws import error_code, retryable_errors
 from finetuning.orchestration.environment import Environment
+from finetuning.orchestration.errors import ServingResourceBusyError
 from finetuning.orchestration.manifest import NO_COMMITMENT, JobManifest
 from finetuning.orchestration.state import JobState, finite_metrics
 from finetuning.platform import FINAL_MODELS_PREFIX
@@ -42,6 +44,10 @@ from finetuning.platform import FINAL_MODELS_PREFIX
 # GetProvisionedModelThroughput status values: Creating | InService | Updating | Failed.
 THROUGHPUT_IN_SERVICE = "InService"
 THROUGHPUT_FAILED = "Failed"
+# DeleteCustomModelDeployment and DeleteProvisionedModelThroughput answer ConflictException
+# ("a conflict while performing an operation", HTTP 400) when the resource cannot be deleted
+# in its present state, e.g. still Creating; see the Errors section of both API pages above.
+DELETE_CONFLICT = "ConflictException"
 
 
 def output_uri(manifest: JobManifest, env: Environment, job_id: str) -> str:
@@ -204,15 +210,25 @@ def throughput_status(client: Any, provisioned_model: str) -> tuple[str, str | N
 
 
 def delete_throughput(client: Any, provisioned_model: str) -> bool:
-    """Delete; False when it no longer exists."""
+    """Delete; False when it no longer exists. Raises :class:`ServingResourceBusyError`
+    when Bedrock cannot delete it yet (still Creating)."""
     with retryable_errors(f"deleting provisioned throughput {provisioned_model}"):
         try:
             client.delete_provisioned_model_throughput(provisionedModelId=provisioned_model)
         except client.exceptions.ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return False
-            raise
+            return _deletion_refused(exc, f"provisioned throughput {provisioned_model}")
     return True
+
+
+def _deletion_refused(exc: Exception, what: str) -> bool:
+    """False for a resource already gone; a busy one raises ServingResourceBusyError; any
+    other error is raised as it is."""
+    code = error_code(exc)
+    if code == "ResourceNotFoundException":
+        return False
+    if code == DELETE_CONFLICT:
+        raise ServingResourceBusyError(f"Bedrock cannot delete {what} yet: {exc}") from exc
+    raise exc
 
 
 # -- on-demand custom model deployments ------------------------------------------------
@@ -254,12 +270,11 @@ def deployment_status(client: Any, deployment: str) -> tuple[str, str | None]:
 
 
 def delete_deployment(client: Any, deployment: str) -> bool:
-    """Delete; False when it no longer exists."""
+    """Delete; False when it no longer exists. Raises :class:`ServingResourceBusyError`
+    when Bedrock cannot delete it yet (still Creating)."""
     with retryable_errors(f"deleting custom model deployment {deployment}"):
         try:
             client.delete_custom_model_deployment(customModelDeploymentIdentifier=deployment)
         except client.exceptions.ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return False
-            raise
+            return _deletion_refused(exc, f"custom model deployment {deployment}")
     return True

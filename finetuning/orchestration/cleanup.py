@@ -8,13 +8,21 @@ function of a resource and the time:
 
 - no platform tag, or another environment's: not ours, never touched;
 - ``finetuning:keep=true``: kept, whatever its expiry;
-- no expiry tag: nothing to do;
+- no expiry tag: nothing to do, unless its job failed or was cancelled: then the run's own
+  cleanup missed it (e.g. the function that created it failed before recording its ARN),
+  and it is adopted: given an expiry one warning window ahead, and warned now;
 - a commitment that has not ended: cannot be deleted yet (Bedrock refuses), warned once;
 - within the warning window (or past the expiry) and not yet warned: warned once, the
   warning remembered as the tag ``finetuning:expiry-warned-at``;
 - past the expiry and warned: deleted, and the owners told. Deletion always follows a
   warning by at least one cleanup interval, even when the cleanup first sees a resource
   after its expiry.
+
+A deletion Bedrock refuses because the resource is busy (``ConflictException``: a
+deployment or throughput still Creating) is ``deferred``: nothing fails, the tags stay, and
+the next pass tries again. The failure handler uses the same hand-over
+(:func:`hand_over`) for what a failed run leaves still Creating: it tags the resource
+expired and warned (the failure notification is the warning), so the next pass deletes it.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from finetuning.orchestration import bedrock, notifications, tags
 from finetuning.orchestration.aws import error_code, retryable_errors
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
-from finetuning.orchestration.records import JobTable, timestamp, utc_now
+from finetuning.orchestration.errors import ServingResourceBusyError
+from finetuning.orchestration.records import JobStatus, JobTable, timestamp, utc_now
 
 WARNED_AT = "finetuning:expiry-warned-at"
 THROUGHPUT = "provisioned throughput"
@@ -37,6 +46,9 @@ DEPLOYMENT = "custom model deployment"
 ENDPOINT = "endpoint"
 # Bedrock resources: tagged and deleted through the bedrock client.
 BEDROCK_KINDS = (THROUGHPUT, DEPLOYMENT)
+# A serving resource of a job that ended so, without an expiry, was missed by its run's
+# cleanup (HandleFailure deletes what the job record names).
+UNSUCCESSFUL = frozenset({JobStatus.FAILED.value, JobStatus.CANCELLED.value})
 
 
 class Action(StrEnum):
@@ -46,6 +58,9 @@ class Action(StrEnum):
     WARN = "warn"
     DELETE = "delete"
     BLOCKED = "blocked"
+    ADOPT = "adopt"
+    # Not a decision of the policy: a deletion Bedrock refused for now (still Creating).
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
@@ -73,14 +88,22 @@ class Decision:
 
 
 def decide(
-    resource: ServingResource, *, resource_prefix: str, now: datetime, warning: timedelta
+    resource: ServingResource,
+    *,
+    resource_prefix: str,
+    now: datetime,
+    warning: timedelta,
+    job_status: str | None = None,
 ) -> Decision:
+    """``job_status``: the status of the resource's job in the job table, where known."""
     if resource.tags.get(tags.PLATFORM) != resource_prefix:
         return Decision(Action.IGNORE, f"not tagged {tags.PLATFORM}={resource_prefix}")
     if tags.is_kept(resource.tags):
         return Decision(Action.KEEP, f"tagged {tags.KEEP}=true")
     expires_at = resource.expires_at
     if expires_at is None:
+        if job_status in UNSUCCESSFUL:
+            return Decision(Action.ADOPT, f"no {tags.EXPIRES_AT} tag and its job {job_status}")
         return Decision(Action.NONE, f"no {tags.EXPIRES_AT} tag")
     warned = WARNED_AT in resource.tags
     if resource.commitment_ends_at is not None and resource.commitment_ends_at > now:
@@ -150,17 +173,44 @@ def _endpoints(client: Any) -> Iterator[ServingResource]:
             )
 
 
-def _mark_warned(resource: ServingResource, clients: Clients, now: datetime) -> None:
-    value = timestamp(now)
+def _mark_warned(resource: ServingResource, clients: Clients, now: datetime, **more: str) -> None:
+    """Tag it warned (and with ``more`` tags, given by key)."""
+    values = {**more, WARNED_AT: timestamp(now)}
     with retryable_errors(f"tagging {resource.arn} as warned"):
         if resource.kind in BEDROCK_KINDS:
             clients("bedrock").tag_resource(
-                resourceARN=resource.arn, tags=[{"key": WARNED_AT, "value": value}]
+                resourceARN=resource.arn, tags=tags.as_key_value_list(values)
             )
         else:
             clients("sagemaker").add_tags(
-                ResourceArn=resource.arn, Tags=[{"Key": WARNED_AT, "Value": value}]
+                ResourceArn=resource.arn,
+                Tags=[{"Key": key, "Value": value} for key, value in values.items()],
             )
+
+
+def _job_status(resource: ServingResource, prefix: str, table: JobTable) -> str | None:
+    """The job's status, read only where it can change the decision (own, unkept, no
+    expiry, a job id)."""
+    if (
+        resource.tags.get(tags.PLATFORM) != prefix
+        or tags.is_kept(resource.tags)
+        or resource.expires_at is not None
+        or not resource.job_id
+    ):
+        return None
+    record = table.get(resource.job_id)
+    return str(record.status) if record is not None else None
+
+
+def hand_over(client: Any, arn: str, now: datetime | None = None) -> None:
+    """Tag a Bedrock serving resource that cannot be deleted yet as expired and warned, so
+    the next cleanup pass deletes it (and keeps trying until Bedrock lets it)."""
+    value = timestamp(now or utc_now())
+    with retryable_errors(f"tagging {arn} for deletion by the expiry cleanup"):
+        client.tag_resource(
+            resourceARN=arn,
+            tags=tags.as_key_value_list({tags.EXPIRES_AT: value, WARNED_AT: value}),
+        )
 
 
 def _delete(resource: ServingResource, clients: Clients) -> bool:
@@ -194,11 +244,21 @@ def clean_up_expired(
         *_endpoints(clients("sagemaker")),
     ]
     for resource in candidates:
-        decision = decide(resource, resource_prefix=prefix, now=now, warning=warning)
+        decision = decide(
+            resource,
+            resource_prefix=prefix,
+            now=now,
+            warning=warning,
+            job_status=_job_status(resource, prefix, table),
+        )
         entry = {"kind": resource.kind, "arn": resource.arn, "reason": decision.reason}
         report[decision.action.value].append(entry)
         expires = timestamp(resource.expires_at) if resource.expires_at else "unknown"
-        if decision.action in (Action.WARN, Action.BLOCKED):
+        adopted = {}
+        if decision.action == Action.ADOPT:
+            expires = timestamp(now + warning)
+            adopted = {tags.EXPIRES_AT: expires}
+        if decision.action in (Action.WARN, Action.BLOCKED, Action.ADOPT):
             notifications.publish(
                 sns,
                 env.topic_arn,
@@ -212,9 +272,14 @@ def clean_up_expired(
                     job_id=resource.job_id,
                 ),
             )
-            _mark_warned(resource, clients, now)
+            _mark_warned(resource, clients, now, **adopted)
         elif decision.action == Action.DELETE:
-            deleted = _delete(resource, clients)
+            try:
+                deleted = _delete(resource, clients)
+            except ServingResourceBusyError as busy:
+                report[Action.DELETE.value].remove(entry)
+                report[Action.DEFERRED.value].append({**entry, "reason": str(busy)})
+                continue
             if deleted:
                 notifications.publish(
                     sns,

@@ -7,7 +7,7 @@ from typing import Any
 from finetuning.orchestration import notifications
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.evaluation import evaluation_record
-from finetuning.orchestration.records import JobStatus, JobTable, Stage
+from finetuning.orchestration.records import JobStage, JobStatus, JobTable
 
 
 def complete_job(
@@ -24,7 +24,7 @@ def complete_job(
 
     ``evaluation`` and ``registration`` are the evaluation step's outcome and the model
     package the register step created, if the run evaluated and registered the model."""
-    attributes: dict[str, Any] = {"stage": Stage.DONE.value}
+    attributes: dict[str, Any] = {"stage": JobStage.DONE.value}
     if evaluation:
         record = table.require(job_id)
         attributes["evaluation"] = {

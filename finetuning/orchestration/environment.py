@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from finetuning.orchestration.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from finetuning.serving import ServingSettings
+    from finetuning.approved_model_deployment import ServingSettings
 
 
 class Var:
@@ -197,7 +197,7 @@ class Environment:
         here (at cold start), naming the variable, instead of running on defaults."""
         from pydantic import ValidationError
 
-        from finetuning.serving import ServingSettings
+        from finetuning.approved_model_deployment import ServingSettings
 
         text = self._get(Var.SERVING_SETTINGS)
         try:
@@ -205,5 +205,6 @@ class Environment:
         except ValidationError as exc:
             raise ConfigurationError(
                 f"environment variable {Var.SERVING_SETTINGS}: expected the serving settings "
-                f"as JSON (finetuning.serving.ServingSettings), found {text[:200]!r}: {exc}"
+                "as JSON (finetuning.approved_model_deployment.ServingSettings), found "
+                f"{text[:200]!r}: {exc}"
             ) from None

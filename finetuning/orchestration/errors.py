@@ -50,6 +50,12 @@ class DeploymentFailedError(OrchestrationError):
     """An on-demand custom model deployment ended in Failed or never became Active in time."""
 
 
+class ServingResourceBusyError(OrchestrationError):
+    """Bedrock refused to delete a provisioned throughput or custom model deployment in its
+    present state (``ConflictException``, e.g. while it is still Creating). The failure
+    handler hands it to the expiry cleanup, which retries on each run until it is deleted."""
+
+
 class QualityGateFailedError(OrchestrationError):
     """The evaluated model did not pass its quality gate: the workflow's QualityGate state
     fails the run with this name, and the register step refuses the model with it."""

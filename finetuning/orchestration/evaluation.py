@@ -26,13 +26,13 @@ from finetuning.orchestration.aws import retryable_errors
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ManifestError
 from finetuning.orchestration.manifest import JobManifest
-from finetuning.orchestration.records import JobTable, Stage, timestamp
+from finetuning.orchestration.records import JobStage, JobTable, timestamp
 from finetuning.platform import EVALUATION_REPORTS_PREFIX
 
 ROUTE_BEDROCK = "bedrock"
 ROUTE_PROCESSING = "processing"
 ROUTE_NONE = "none"
-# Registry model names: 1-63 characters (finetuning.registry.RegistrationRequest).
+# Registry model names: 1-63 characters (finetuning.model_package_registry.RegistrationRequest).
 MAX_MODEL_NAME = 63
 
 
@@ -59,7 +59,7 @@ def plan_evaluation(
     plan: dict[str, Any] = {"route": ROUTE_NONE, "training_metrics_uri": metrics_uri}
     if not spec.runs:
         plan["reason"] = "no evaluation.test_set_uri in the job spec: training metrics recorded"
-        table.update(job_id, stage=Stage.EVALUATING.value, evaluation=plan)
+        table.update(job_id, stage=JobStage.EVALUATING.value, evaluation=plan)
         return plan
 
     bedrock = manifest.backend == Backend.BEDROCK
@@ -86,7 +86,7 @@ def plan_evaluation(
         "bedrock_custom_model_arn": None,
     }
     if bedrock:
-        # A custom model answers only through what serves it (serving.py).
+        # A custom model answers only through what serves it (workflow_serving.py).
         served = serving.get("deployment_arn") or serving.get("provisioned_model_arn")
         custom_model = artifacts.get("custom_model_arn")
         if not served or not custom_model:
@@ -130,7 +130,7 @@ def plan_evaluation(
     plan["reason"] = f"evaluating on {spec.test_set_uri} ({plan['route']})"
     table.update(
         job_id,
-        stage=Stage.EVALUATING.value,
+        stage=JobStage.EVALUATING.value,
         evaluation={"route": plan["route"], "training_metrics_uri": metrics_uri},
     )
     return plan

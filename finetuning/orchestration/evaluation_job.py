@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from finetuning.aws_jobs.instance_types import has_instance_storage
+from finetuning.aws_jobs.instance_types import DEFAULT_INSTANCE_TYPE, has_instance_storage
 from finetuning.evaluation.processing import (
     BASE_CHANNEL,
     CONFIG_CHANNEL,
@@ -48,7 +48,6 @@ from finetuning.platform import EVALUATION_REPORTS_PREFIX
 NAME_SUFFIX = "eval"
 CONFIG_OBJECT = "evaluation-request.json"
 REPORT_OUTPUT = "report"
-DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
 DEFAULT_VOLUME_SIZE_GB = 50
 DEFAULT_MAX_RUNTIME_SECONDS = 2 * 3600
 # ProcessingClusterConfig.VolumeSizeInGB: 1 to 16384.

@@ -13,9 +13,10 @@ import json
 from typing import Any
 
 from finetuning.orchestration import bedrock, notifications, tags
+from finetuning.orchestration.cleanup import hand_over
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
-from finetuning.orchestration.errors import JOB_STOPPED
+from finetuning.orchestration.errors import JOB_STOPPED, ServingResourceBusyError
 from finetuning.orchestration.evaluation_job import stop_evaluation_job
 from finetuning.orchestration.launch import describe_job, stop_job
 from finetuning.orchestration.records import JobRecord, JobStatus, JobTable
@@ -45,7 +46,8 @@ def error_message(cause: str | None) -> str:
 
 def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
     """Stop a job still running, stop its evaluation job, delete the provisioned throughput
-    or on-demand deployment the failed run created."""
+    or on-demand deployment the failed run created. One that Bedrock cannot delete yet
+    (still Creating) is handed to the expiry cleanup, which deletes it on its next run."""
     removed = []
     if record.backend_job_arn:
         state = describe_job(record.backend, record.job_id, clients)
@@ -64,9 +66,20 @@ def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
             continue
         if serving.get("keep"):
             removed.append(f"kept {kind} {arn} (tagged {tags.KEEP}=true)")
-        elif delete(clients("bedrock"), arn):
-            removed.append(f"deleted {kind} {arn}")
+        else:
+            removed.extend(_delete_or_hand_over(kind, arn, delete, clients))
     return removed
+
+
+def _delete_or_hand_over(kind: str, arn: str, delete: Any, clients: Clients) -> list[str]:
+    try:
+        return [f"deleted {kind} {arn}"] if delete(clients("bedrock"), arn) else []
+    except ServingResourceBusyError:
+        hand_over(clients("bedrock"), arn)
+        return [
+            f"left {kind} {arn} to the expiry cleanup: Bedrock cannot delete it yet (still "
+            f"being created); tagged {tags.EXPIRES_AT}, it is deleted on the cleanup's next run"
+        ]
 
 
 def handle_failure(

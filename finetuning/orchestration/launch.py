@@ -11,7 +11,7 @@ from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ConfigurationError
 from finetuning.orchestration.manifest import JobManifest
-from finetuning.orchestration.records import JobStatus, JobTable, Stage, timestamp
+from finetuning.orchestration.records import JobStage, JobStatus, JobTable, timestamp
 from finetuning.orchestration.state import JobState
 
 
@@ -55,7 +55,7 @@ def start_job(
             f"this function starts {env.expected_backend} jobs; job {job_id} is a "
             f"{manifest.backend.value} job (the workflow's Backend choice routes by backend)"
         )
-    table.update(job_id, stage=Stage.STARTING.value)
+    table.update(job_id, stage=JobStage.STARTING.value)
     if manifest.backend == Backend.BEDROCK:
         job_arn = bedrock.start(
             clients("bedrock"), bedrock.customization_request(manifest, job_id, env)
@@ -73,7 +73,7 @@ def start_job(
         job_id,
         backend_job_arn=job_arn,
         status=status.value,
-        stage=Stage.TRAINING.value,
+        stage=JobStage.TRAINING.value,
         started_at=timestamp(),
     )
     return {"job_arn": job_arn, "job_name": job_id, "status": state.status.value}

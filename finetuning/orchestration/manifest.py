@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from finetuning.aws_jobs.backends import PLATFORM_BACKENDS, Backend
 from finetuning.aws_jobs.bedrock_customization import (
@@ -27,15 +27,15 @@ from finetuning.aws_jobs.bedrock_customization import (
     CustomizationRuleError,
     check_distillation_pair,
     check_rft_hyperparameters,
-    supports_rft,
+    rft_model_refusal,
 )
-from finetuning.aws_jobs.instance_types import INSTANCE_TYPE
 from finetuning.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
 from finetuning.aws_jobs.provisioned_throughput import CommitmentDuration
 from finetuning.aws_jobs.source_archives import TRAINING_ENTRY_POINT
 from finetuning.evaluation.gate import QualityGate
 from finetuning.orchestration import names
 from finetuning.orchestration.errors import ManifestError
+from finetuning.settings import DEFAULT_INSTANCE_TYPE, InstanceType, StrictModel
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_VERSION = 1
@@ -74,7 +74,7 @@ BEDROCK_ONLY = ("model_name", "customization_type", "rft", "distillation")
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingStoppingCondition.html
 MAX_PROCESSING_SECONDS = 777_600
 # Model Registry names (model package group members, endpoint names): the pattern that
-# finetuning.registry.RegistrationRequest enforces.
+# finetuning.model_package_registry.RegistrationRequest enforces.
 REGISTRY_MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_.]{0,62}$")
 EVALUATION_SAGEMAKER_ONLY = ("instance_type", "volume_size_gb", "max_runtime_seconds", "batch_size")
 EVALUATION_BEDROCK_ONLY = ("base_model_id",)
@@ -95,11 +95,7 @@ def _one_of(values: tuple[str, ...]) -> str:
     )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProvisionedThroughputSpec(_Strict):
+class ProvisionedThroughputSpec(StrictModel):
     """Bedrock provisioned throughput created for the tuned model after success."""
 
     model_units: Annotated[int, Field(ge=1, le=100)] = 1
@@ -138,7 +134,7 @@ class ServingMode(StrEnum):
     PROVISIONED_THROUGHPUT = "provisioned_throughput"
 
 
-class OnDemandSpec(_Strict):
+class OnDemandSpec(StrictModel):
     """The on-demand custom model deployment created for the tuned model after success."""
 
     # Deleted by the scheduled cleanup this many hours after it is Active (None takes the
@@ -148,7 +144,7 @@ class OnDemandSpec(_Strict):
     keep: bool = False
 
 
-class RftSpec(_Strict):
+class RftSpec(StrictModel):
     """Reinforcement fine-tuning: the grader and rftConfig.hyperParameters.
 
     Without ``grader_lambda_arn`` the platform's own grader scores each response (exact
@@ -177,7 +173,7 @@ class RftSpec(_Strict):
             raise ValueError(f"{name}: expected {exc.message}") from None
 
 
-class DistillationSpec(_Strict):
+class DistillationSpec(StrictModel):
     """Distillation: the teacher (model id, inference profile or ARN) and its prompts."""
 
     teacher_model: Annotated[str, Field(min_length=1, max_length=2048)]
@@ -196,7 +192,7 @@ class DistillationSpec(_Strict):
         return value
 
 
-class ServingSpec(_Strict):
+class ServingSpec(StrictModel):
     # Unset: provisioned_throughput when that block is given, on_demand when the on_demand
     # block is given or when the spec evaluates a model eligible for on-demand deployment,
     # else none (JobManifest.serving_mode).
@@ -227,7 +223,7 @@ class ServingSpec(_Strict):
         return self
 
 
-class InferenceSpec(_Strict):
+class InferenceSpec(StrictModel):
     """Sampling settings of the evaluation; unset ones keep the model's defaults."""
 
     max_tokens: Annotated[int, Field(ge=1, le=32_768)] = 512
@@ -236,7 +232,7 @@ class InferenceSpec(_Strict):
     top_k: Annotated[int, Field(ge=0, le=500)] | None = None
 
 
-class EvaluationSpec(_Strict):
+class EvaluationSpec(StrictModel):
     """The evaluation step (docs/orchestration.md, "Evaluation, gate and registration").
 
     Without ``test_set_uri`` the step only records the training metrics. With one, Bedrock
@@ -261,7 +257,7 @@ class EvaluationSpec(_Strict):
     # the inference profile us.amazon.nova-lite-v1:0 of amazon.nova-lite-v1:0).
     base_model_id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     # SageMaker only: the Processing job that runs the evaluation.
-    instance_type: str = "ml.g5.2xlarge"
+    instance_type: InstanceType = DEFAULT_INSTANCE_TYPE
     volume_size_gb: Annotated[int, Field(ge=1, le=16_384)] = 50
     max_runtime_seconds: Annotated[int, Field(ge=60, le=MAX_PROCESSING_SECONDS)] = 2 * 3600
     # Prompts the Processing job's model answers together (None: the evaluation default,
@@ -273,13 +269,6 @@ class EvaluationSpec(_Strict):
     def _test_set(cls, value: str | None) -> str | None:
         if value is not None and not S3_URI.match(value):
             raise ValueError("expected an s3://bucket/key URI of a JSONL test set")
-        return value
-
-    @field_validator("instance_type")
-    @classmethod
-    def _instance_type(cls, value: str) -> str:
-        if not INSTANCE_TYPE.match(value):
-            raise ValueError("expected a SageMaker instance type such as ml.g5.2xlarge")
         return value
 
     @field_validator("model_name")
@@ -324,7 +313,7 @@ class EvaluationSpec(_Strict):
         return self.test_set_uri is not None
 
 
-class JobManifest(_Strict):
+class JobManifest(StrictModel):
     """One fine-tuning job (see docs/orchestration.md, "Job manifest")."""
 
     version: Literal[1] = MANIFEST_VERSION
@@ -348,7 +337,7 @@ class JobManifest(_Strict):
     distillation: DistillationSpec | None = None
     # SageMaker only.
     method: Literal["full", "lora", "qlora"] = "lora"
-    instance_type: str | None = None
+    instance_type: InstanceType | None = None
     instance_count: Annotated[int, Field(ge=1, le=64)] = 1
     volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 100
     max_run_seconds: Annotated[int, Field(ge=60, le=MAX_RUNTIME_SECONDS)] = 24 * 3600
@@ -382,13 +371,6 @@ class JobManifest(_Strict):
     def _s3_uri(cls, value: str | None) -> str | None:
         if value is not None and not S3_URI.match(value):
             raise ValueError("expected an s3://bucket/key URI")
-        return value
-
-    @field_validator("instance_type")
-    @classmethod
-    def _instance_type(cls, value: str | None) -> str | None:
-        if value is not None and not INSTANCE_TYPE.match(value):
-            raise ValueError("expected a SageMaker instance type such as ml.g5.2xlarge")
         return value
 
     @field_validator("model_name")
@@ -444,12 +426,9 @@ class JobManifest(_Strict):
         if self.distillation is not None and kind != DISTILLATION:
             raise ValueError(f"distillation applies only to DISTILLATION (got {kind})")
         if kind == REINFORCEMENT_FINE_TUNING:
-            if not supports_rft(self.base_model):
-                raise ValueError(
-                    "REINFORCEMENT_FINE_TUNING: base_model must be a model Bedrock "
-                    "reinforcement fine-tunes (amazon.nova-2-lite-v1:0:256k; see "
-                    "https://docs.aws.amazon.com/bedrock/latest/userguide/nova-rft.html)"
-                )
+            refusal = rft_model_refusal(self.base_model)
+            if refusal:
+                raise ValueError(f"REINFORCEMENT_FINE_TUNING: base_model must be {refusal}")
             if self.hyperparameters:
                 raise ValueError(
                     "REINFORCEMENT_FINE_TUNING takes its hyperparameters in "

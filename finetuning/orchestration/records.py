@@ -32,8 +32,9 @@ MAX_PAGE = 100
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-class Stage(StrEnum):
-    """Where the workflow is: finer than the status, for people watching a run."""
+class JobStage(StrEnum):
+    """A job's stage (the job table's ``stage`` attribute): where the workflow is, finer than
+    the status, for people watching a run."""
 
     REGISTERED = "registered"
     VALIDATING = "validating"
@@ -66,7 +67,7 @@ class JobRecord:
     base_model: str
     spec: dict[str, Any]
     status: str = JobStatus.QUEUED.value
-    stage: str = Stage.REGISTERED.value
+    stage: str = JobStage.REGISTERED.value
     source: str = "unknown"
     execution_arn: str | None = None
     manifest_uri: str | None = None

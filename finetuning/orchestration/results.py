@@ -8,7 +8,7 @@ from finetuning.orchestration import cost
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.launch import describe_job
 from finetuning.orchestration.manifest import JobManifest
-from finetuning.orchestration.records import JobTable, Stage
+from finetuning.orchestration.records import JobStage, JobTable
 
 
 def collect_results(
@@ -20,7 +20,7 @@ def collect_results(
     dataset_tokens: int | None,
     prices: cost.PriceTable,
 ) -> dict[str, Any]:
-    table.update(job_id, stage=Stage.COLLECTING.value)
+    table.update(job_id, stage=JobStage.COLLECTING.value)
     state = describe_job(manifest.backend.value, job_id, clients)
     estimate = cost.estimate(manifest, state, dataset_tokens=dataset_tokens, prices=prices)
     table.update(
@@ -28,7 +28,7 @@ def collect_results(
         metrics=state.metrics,
         artifacts=state.artifacts,
         cost=estimate,
-        stage=Stage.EVALUATING.value,
+        stage=JobStage.EVALUATING.value,
     )
     return {
         "backend_status": state.backend_status,

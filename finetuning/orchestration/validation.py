@@ -16,8 +16,8 @@ from finetuning.orchestration.aws import retryable_errors
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import DatasetInvalidError, ManifestError
 from finetuning.orchestration.manifest import S3_URI, JobManifest
-from finetuning.orchestration.records import JobStatus, JobTable, Stage
-from finetuning.orchestration.serving import SERVING_MODE_KEY, serving_mode
+from finetuning.orchestration.records import JobStage, JobStatus, JobTable
+from finetuning.orchestration.workflow_serving import SERVING_MODE_KEY, serving_mode
 from finetuning.platform import (
     EVALUATION_REPORTS_PREFIX,
     FINAL_MODELS_PREFIX,
@@ -79,7 +79,7 @@ def validate_job_data(
     """Validate the training (and validation) file; raise DatasetInvalidError on errors."""
     if validator is None:
         from finetuning.data import validate_path as validator
-    table.update(job_id, stage=Stage.VALIDATING.value, status=JobStatus.PREPROCESSING.value)
+    table.update(job_id, stage=JobStage.VALIDATING.value, status=JobStatus.PREPROCESSING.value)
     check_locations(manifest, env)
     # Refuse a serving mode this Region cannot provide before any job starts.
     mode = serving_mode(manifest, env.region)

@@ -8,8 +8,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.records import JobTable
-from finetuning.orchestration.serving import check_serving
 from finetuning.orchestration.workflow import ResultKeys, TaskEvent
+from finetuning.orchestration.workflow_serving import check_serving
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 ENV = Environment()

@@ -22,7 +22,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     report = clean_up_expired(
         env=ENV, table=JobTable(CLIENTS("dynamodb"), ENV.job_table), clients=CLIENTS
     )
-    for action in ("warn", "delete", "blocked"):
+    for action in ("warn", "delete", "blocked", "deferred", "adopt"):
         count = len(report.get(action, []))
         metrics.add_metric(name=f"Serving{action.title()}", unit=MetricUnit.Count, value=count)
     return report

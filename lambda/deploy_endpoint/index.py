@@ -17,13 +17,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from finetuning.orchestration.environment import Environment
-from finetuning.serving import (
+from finetuning.approved_model_deployment import (
     DeploymentContext,
     PackageStateChange,
     deploy_approved_package,
     on_endpoint_in_service,
 )
+from finetuning.orchestration.environment import Environment
 
 logger = Logger()
 tracer = Tracer()

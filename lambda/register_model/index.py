@@ -15,8 +15,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from finetuning.model_package_registry import RegistrationRequest, register_evaluated_model
 from finetuning.orchestration.environment import Environment
-from finetuning.registry import RegistrationRequest, register_evaluated_model
 
 logger = Logger()
 tracer = Tracer()

@@ -291,6 +291,14 @@ class JobPermissions:
             [deployments],
             own_and_not_kept,
         )
+        # What Bedrock cannot delete yet (still Creating) is tagged expired for the expiry
+        # cleanup to delete later (finetuning.orchestration.cleanup.hand_over).
+        g.allow(
+            "MarkOwnResourcesExpired",
+            ["bedrock:TagResource"],
+            [throughputs, deployments],
+            {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
+        )
         wildcards = [throughputs, deployments]
         if endpoints:
             endpoint_arns = self._arn("sagemaker", "endpoint/*")
@@ -309,12 +317,6 @@ class JobPermissions:
                 [throughputs, deployments],
             )
             g.allow("ReadEndpointTags", ["sagemaker:ListTags"], [endpoint_arns])
-            g.allow(
-                "MarkOwnResourcesWarned",
-                ["bedrock:TagResource"],
-                [throughputs, deployments],
-                {"StringEquals": {f"aws:ResourceTag/{tags.PLATFORM}": prefix}},
-            )
             g.allow(
                 "MarkOwnEndpointsWarned",
                 ["sagemaker:AddTags"],

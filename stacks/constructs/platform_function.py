@@ -53,7 +53,7 @@ POWERTOOLS_NAMESPACE = "FineTuningPlatform"
 # contract and the evaluation package (pure Python at import: the manifest validates its
 # quality gate, the evaluation job and the failure handlers use its request model and
 # channel names).
-BASE_LIBRARY = ("platform.py", "aws_jobs", "orchestration", "evaluation")
+BASE_LIBRARY = ("platform.py", "settings.py", "aws_jobs", "orchestration", "evaluation")
 # The function's own children, by construct id (keys of ``keep_logical_ids``).
 FUNCTION_CHILDREN = ("Function", "LogGroup", "Role", "Policy")
 

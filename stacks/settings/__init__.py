@@ -12,8 +12,8 @@
 ``from stacks.settings import PlatformSettings, load_settings`` works, but the names of the
 platform module are resolved on first use (PEP 562): every submodule import runs this file
 first, and the leaves (``base``, ``patterns``) must stay leaves, loading neither the platform
-model nor the library models it imports (``finetuning.serving``). No settings module imports
-names from this package, so there is no import circle either way.
+model nor the library models it imports (``finetuning.approved_model_deployment``). No
+settings module imports names from this package, so there is no import circle either way.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The one strict base model of the CDK app's settings, and how their errors read.
+"""The CDK app's settings base and how their errors read.
 
 Every settings model (platform, monitoring, pipeline, orchestration) derives from
-:class:`StrictModel`; every settings file is validated through :func:`validate_mapping`, so
-an error always names the file, the field, what was expected and the value found.
+:class:`StrictModel`, the library's one strict base (``finetuning/settings.py``; the stacks
+import the library, never the other way round); every settings file is validated through
+:func:`validate_mapping`, so an error always names the file, the field, what was expected and
+the value found.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
+
+from finetuning.settings import StrictModel
+
+__all__ = ["SettingsError", "StrictModel", "describe_error", "read_yaml", "validate_mapping"]
 
 Model = TypeVar("Model", bound=BaseModel)
-
-
-class StrictModel(BaseModel):
-    """Unknown fields are errors (a typo never passes silently); values never change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SettingsError(ValueError):

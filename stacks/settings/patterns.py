@@ -1,4 +1,7 @@
-"""Patterns and value sets that more than one settings model checks against."""
+"""Patterns and value sets that more than one settings model checks against.
+
+The SageMaker instance type is the library's field type (``finetuning.settings.InstanceType``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
-# SageMaker instance types: ml.<family>.<size>, e.g. ml.g5.2xlarge.
-INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
 POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+$")

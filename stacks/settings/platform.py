@@ -13,13 +13,14 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from finetuning.approved_model_deployment import ServingSettings
+from finetuning.aws_jobs.instance_types import instance_family
 from finetuning.platform import DEFAULT_PROJECT
-from finetuning.serving import ServingSettings
+from finetuning.settings import DEFAULT_INSTANCE_TYPE, InstanceType
 from stacks.settings.base import SettingsError, StrictModel, read_yaml, validate_mapping
 from stacks.settings.monitoring import MonitoringSettings
 from stacks.settings.orchestration import OrchestrationSettings
 from stacks.settings.patterns import (
-    INSTANCE_TYPE_PATTERN,
     POLICY_ARN_PATTERN,
     AccountId,
     RegionCode,
@@ -106,7 +107,7 @@ class LogSettings(StrictModel):
 
 
 class TrainingSettings(StrictModel):
-    default_instance_type: str = "ml.g5.2xlarge"
+    default_instance_type: InstanceType = DEFAULT_INSTANCE_TYPE
     allowed_instance_families: tuple[str, ...] = ("g5", "g6", "g6e", "p4d", "p5")
 
     @field_validator("allowed_instance_families")
@@ -124,13 +125,7 @@ class TrainingSettings(StrictModel):
 
     @model_validator(mode="after")
     def _default_in_allowed(self) -> TrainingSettings:
-        match = INSTANCE_TYPE_PATTERN.match(self.default_instance_type)
-        if match is None:
-            raise ValueError(
-                f"default_instance_type {self.default_instance_type!r} is not a SageMaker "
-                "instance type: expected ml.<family>.<size>, e.g. ml.g5.2xlarge"
-            )
-        family = match["family"]
+        family = instance_family(self.default_instance_type)
         if family not in self.allowed_instance_families:
             raise ValueError(
                 f"default_instance_type {self.default_instance_type!r} has instance family "

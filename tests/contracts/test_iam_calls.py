@@ -25,10 +25,9 @@ from finetuning.orchestration import tags
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Var
 from finetuning.orchestration.records import JobTable, timestamp, utc_now
-from tests.contracts.iam_policy import Templates
-from tests.contracts.iam_recorder import AwsCallRecorder, aws_calls  # noqa: F401  (fixture)
-from tests.infra.conftest import synth  # noqa: F401  (session fixture: synthesized once)
-from tests.orchestration.fakes import (
+from tests.support.iam_policy import Templates
+from tests.support.iam_recorder import AwsCallRecorder, aws_calls  # noqa: F401  (fixture)
+from tests.support.platform_fakes import (
     ACCOUNT,
     DATA_BUCKET,
     EVALUATION_BUCKET,
@@ -53,7 +52,8 @@ from tests.orchestration.fakes import (
     stubbed,
     task_event,
 )
-from tests.serving.support import GATE, GOOD, WEAK, results_document
+from tests.support.serving import GATE, GOOD, WEAK, results_document
+from tests.support.synth import synth  # noqa: F401  (session fixture: synthesized once)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -211,6 +211,51 @@ def test_bedrock_path_calls_are_allowed(run: Run) -> None:
     )
 
 
+def distillation_manifest(teacher: str, **distillation: Any) -> dict[str, Any]:
+    spec = bedrock_manifest(
+        job_name="distil-support",
+        base_model="amazon.nova-lite-v1:0:300k",
+        customization_type="DISTILLATION",
+        training_data_uri=f"s3://{DATA_BUCKET}/training-data/processed/support/prompts.jsonl",
+        distillation={"teacher_model": teacher, "max_response_length": 1000, **distillation},
+    )
+    spec.pop("hyperparameters")
+    return spec
+
+
+@pytest.mark.parametrize("teacher", ["us.amazon.nova-pro-v1:0", "amazon.nova-pro-v1:0"])
+def test_a_distillation_jobs_teacher_calls_are_allowed(run: Run, teacher: str) -> None:
+    """The job's service role invokes the teacher: on demand, or through its US profile and
+    the model in each Region of the profile (checked by ``service_role_requests``), and reads
+    the invocation logs it distils from."""
+    logs = f"s3://{DATA_BUCKET}/training-data/raw/invocation-logs/"
+    event = started(run, distillation_manifest(teacher, invocation_logs_uri=logs))
+    (start,) = [c for c in run.calls.by("StartBedrockJob") if c.operation.startswith("Create")]
+    config = start.params["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+    assert config["teacherModelIdentifier"] == teacher
+    assert event["input"]["launch"]
+    run.check("RegisterJob", "StartBedrockJob")
+
+
+def test_the_recorder_sees_a_teacher_the_role_may_not_invoke(run: Run) -> None:
+    """The check can fail: a teacher outside the grant (Llama 3.3 70B distils in us-west-2,
+    not in this us-east-1 app) is denied on its profile and on the model in each Region."""
+    from tests.support.iam_recorder import AwsCall
+
+    event = started(run, distillation_manifest("us.amazon.nova-pro-v1:0"))
+    (start,) = [c for c in run.calls.by("StartBedrockJob") if c.operation.startswith("Create")]
+    params = json.loads(json.dumps(start.params))
+    teacher = params["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+    teacher["teacherModelIdentifier"] = "us.meta.llama3-3-70b-instruct-v1:0"
+    forged = AwsCall(start.actor, start.service, start.operation, params)
+    denied = run.calls._check_service_role(run.app, forged)
+    assert {d.request.resource.rsplit("/", 1)[-1] for d in denied} == {
+        "us.meta.llama3-3-70b-instruct-v1:0",
+        "meta.llama3-3-70b-instruct-v1:0",
+    }
+    assert len(denied) == 4 and event["input"]["launch"]
+
+
 def test_failure_handling_calls_are_allowed(run: Run) -> None:
     event = started(run, bedrock_manifest(serving={"provisioned_throughput": {}}))
     job_id = event["input"]["job_id"]
@@ -241,6 +286,31 @@ def test_failure_handling_calls_are_allowed(run: Run) -> None:
             sagemaker=routed,
         )
     run.check("HandleFailure", "ExecutionEnded")
+
+
+def test_failure_handler_may_hand_a_busy_deployment_to_the_expiry_cleanup(run: Run) -> None:
+    """DeleteCustomModelDeployment refused (still Creating): the failure handler tags it
+    expired instead, which its role must allow."""
+    event = started(run, bedrock_manifest(serving={"mode": "on_demand"}))
+    job_id = event["input"]["job_id"]
+    JobTable(run.platform.dynamodb, JOB_TABLE).annotate(
+        job_id, serving={"mode": "on_demand", "deployment_arn": DEPLOYMENT_ARN}
+    )
+    bedrock, stubber = stubbed("bedrock")
+    stubber.add_client_error(
+        "delete_custom_model_deployment",
+        service_error_code="ConflictException",
+        expected_params={"customModelDeploymentIdentifier": DEPLOYMENT_ARN},
+    )
+    stubber.add_response("tag_resource", {}, {"resourceARN": DEPLOYMENT_ARN, "tags": ANY})
+    routed = Routed(client("bedrock"), bedrock, {"delete_custom_model_deployment", "tag_resource"})
+    event["input"]["error"] = {"Error": "DeploymentFailedError", "Cause": "still Creating"}
+    with stubber:
+        result = run.invoke("HandleFailure", event, bedrock=routed)
+    stubber.assert_no_pending_responses()
+    left = f"left custom model deployment {DEPLOYMENT_ARN} to the expiry cleanup"
+    assert any(entry.startswith(left) for entry in result["cleanup"]), result
+    run.check("HandleFailure")
 
 
 # -- orchestration: the SageMaker path and its evaluation -------------------------------------

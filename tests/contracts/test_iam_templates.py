@@ -2,7 +2,7 @@
 synthesized dev app with the policy evaluator; and every action named in any policy exists.
 
 Each requirement names the page that requires it. The app is synthesized once per test
-session (``tests/infra/conftest.py``'s cached ``synth`` fixture).
+session (``tests/support/synth.py``'s cached ``synth`` fixture).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.contracts.iam_policy import (
+from tests.support.iam_policy import (
     ACCOUNT,
     REGION,
     Request,
@@ -24,7 +24,7 @@ from tests.contracts.iam_policy import (
     resource_policy_decision,
     service_principal_statements,
 )
-from tests.infra.conftest import synth  # noqa: F401  (session fixture: synthesized once)
+from tests.support.synth import synth  # noqa: F401  (session fixture: synthesized once)
 
 PREFIX = "llm-finetuning-dev"
 
@@ -130,6 +130,53 @@ def test_bedrock_service_role_has_what_customization_jobs_need(app):
         Request("s3:GetObject", output),
         Request("s3:ListBucket", f"arn:aws:s3:::{artifacts}", {"s3:prefix": "models/final/"}),
     )
+
+
+def test_bedrock_service_role_can_invoke_the_distillation_teacher_through_its_profile(app):
+    """The profile and the model in each Region of the profile:
+    https://docs.aws.amazon.com/bedrock/latest/userguide/prequisites-model-distillation.html
+    ; the Regions of the US Nova Pro profile from us-east-1:
+    https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-support.html"""
+    statements, _ = role_named(app, "BedrockCustomizationRole")
+    profile = arn("bedrock", "inference-profile/us.amazon.nova-pro-v1:0")
+    model = "foundation-model/amazon.nova-pro-v1:0"
+    assert_allowed(
+        statements,
+        Request("bedrock:InvokeModel", profile),
+        *(
+            Request(
+                "bedrock:InvokeModel",
+                arn("bedrock", model, region, ""),
+                {"bedrock:InferenceProfileArn": profile},
+            )
+            for region in ("us-east-1", "us-east-2", "us-west-2")
+        ),
+        # On demand in this Region, as the table allows for Nova Pro.
+        Request(
+            "bedrock:InvokeModel",
+            arn("bedrock", model, account=""),
+            {"bedrock:InferenceProfileArn": None},
+        ),
+    )
+    # The model elsewhere only through the profile; other teachers and other profiles not.
+    for denied in (
+        Request(
+            "bedrock:InvokeModel",
+            arn("bedrock", model, "us-west-2", ""),
+            {"bedrock:InferenceProfileArn": None},
+        ),
+        Request(
+            "bedrock:InvokeModel",
+            arn("bedrock", model, "us-west-2", ""),
+            {"bedrock:InferenceProfileArn": arn("bedrock", "inference-profile/us.x")},
+        ),
+        Request("bedrock:InvokeModel", arn("bedrock", "inference-profile/eu.amazon.nova-pro-v1:0")),
+        Request(
+            "bedrock:InvokeModel",
+            arn("bedrock", "inference-profile/us.amazon.nova-premier-v1:0"),
+        ),
+    ):
+        assert not evaluate(statements, denied).allowed, denied.describe()
 
 
 # -- SageMaker endpoint autoscaling (the deploy-on-approval function) ---------------------------

@@ -47,7 +47,8 @@ TRANSFORMERS5_SHIM = (
     Path(__file__).resolve().parents[2] / "containers" / "inference" / "transformers5_compat.py"
 )
 # The bodies the platform's inference.py is meant to answer; "openai" is the schema of the
-# vLLM (LMI) serving container (finetuning/serving.py, container: vllm), not of inference.py.
+# vLLM (LMI) serving container (finetuning/approved_model_deployment.py, container: vllm), not
+# of inference.py.
 HUGGINGFACE_PAYLOADS = ("chat", "inputs")
 RECORDS = [
     {

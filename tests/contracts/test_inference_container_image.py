@@ -1,9 +1,10 @@
 """The platform's inference image (containers/inference) serves approved models on the
 versions that trained them and that the inference contract test serves inference.py with: its
-pins cannot drift from the project's, the image it extends is the one finetuning.serving names
-and is new enough for them, and the toolkit imports under transformers 5 through the same shim
-the contract test runs. Building it needs Docker and a login to the Deep Learning Containers
-registry, which the test machines do not have (docs/contracts.md, "Containers")."""
+pins cannot drift from the project's, the image it extends is the one
+finetuning.approved_model_deployment names and is new enough for them, and the toolkit
+imports under transformers 5 through the same shim the contract test runs. Building it needs
+Docker and a login to the Deep Learning Containers registry, which the test machines do not
+have (docs/contracts.md, "Containers")."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from finetuning.serving import (
+from finetuning.approved_model_deployment import (
     DEFAULT_INFERENCE_IMAGE_TAG,
     HF_INFERENCE_REPOSITORY,
     HUGGINGFACE_INFERENCE_IMAGE,
 )
 from stacks import container_images
-from tests.evaluation.test_container import pins
+from tests.finetuning.evaluation.test_container import pins
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER = ROOT / "containers" / "inference"

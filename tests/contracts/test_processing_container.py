@@ -45,8 +45,8 @@ from finetuning.orchestration.evaluation_job import (
     evaluation_config,
     processing_job_request,
 )
-from tests.evaluation.test_container import instructions
-from tests.orchestration.fakes import DATA_BUCKET, function_environment
+from tests.finetuning.evaluation.test_container import instructions
+from tests.support.platform_fakes import DATA_BUCKET, function_environment
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 PROCESSING = "/opt/ml/processing"

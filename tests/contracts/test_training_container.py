@@ -1,5 +1,5 @@
 """The training container contract: the code archive and the CreateTrainingJob request that
-each path sends, run by the real SageMaker training toolkit (tests/contracts/training_toolkit.py)
+each path sends, run by the real SageMaker training toolkit (tests/support/training_toolkit.py)
 under network isolation, must train and write a model to /opt/ml/model.
 
 Paths: the library's SageMaker backend (``SageMakerBackend.create``), and the platform
@@ -25,8 +25,8 @@ from finetuning.orchestration import sagemaker as platform_sagemaker
 from finetuning.orchestration.environment import Environment
 from finetuning.platform import PlatformParameter, parameter_name
 from finetuning.platform_client import PlatformClient, manifest_from_job_config
-from tests.contracts.training_toolkit import ToolkitRun, run_training_container
-from tests.orchestration.fakes import ARTIFACTS_BUCKET, DATA_BUCKET, function_environment
+from tests.support.platform_fakes import ARTIFACTS_BUCKET, DATA_BUCKET, function_environment
+from tests.support.training_toolkit import ToolkitRun, run_training_container
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -12,7 +12,7 @@ from pathlib import Path
 from finetuning.backends.sagemaker_images import DEFAULT_TRAINING_IMAGE_TAG, HF_TRAINING_REPOSITORY
 from stacks import container_images
 from stacks.settings.orchestration import OrchestrationSettings
-from tests.evaluation.test_container import pins
+from tests.finetuning.evaluation.test_container import pins
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER = ROOT / "containers" / "training"
