@@ -47,7 +47,7 @@ from stacks.storage_stack import bucket_name
 
 __all__ = ["RUNTIME", "SERVING_LIBRARIES", "ServingStack"]
 # What each function ships from finetuning/ (not the whole library);
-# tests/finetuning/test_bundles.py imports each handler from its bundle alone.
+# tests/stacks/test_serving_bundles.py imports each handler from its bundle alone.
 _EVALUATION = ("platform.py", "settings.py", "aws_jobs", "evaluation", "orchestration")
 SERVING_LIBRARIES = {
     "evaluate_candidate": _EVALUATION,

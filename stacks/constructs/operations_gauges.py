@@ -159,6 +159,8 @@ class OperationsGauges(Construct):
                 ),
             ),
         )
+        # PutMetricData takes resource "*", narrowed by the cloudwatch:namespace key, see
+        # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html
         gauge.allow(
             "PublishGauges",
             ["cloudwatch:PutMetricData"],
