@@ -352,6 +352,13 @@ class ModelFinetuningService:
         job, sources = self.prepare_job(config)
         backend = self._job_backend(job)
         if isinstance(backend, OpenWeightRftBackend):
+            if create_role:
+                raise InvalidJobConfigError(
+                    "create_role",
+                    "no role for an open-weight RFT job (Bedrock's OpenAI-compatible API runs "
+                    "it as the API key's identity)",
+                    create_role,
+                )
             return backend.create(job, backend.check(job, sources))
         role_created = False
         if job.backend is not Backend.LOCAL:
@@ -614,7 +621,7 @@ class ModelFinetuningService:
                 raise InvalidJobConfigError(
                     "backend", f"one of {', '.join(b.value for b in Backend)}", job.backend
                 ) from None
-        if job.customization_type == REINFORCEMENT_FINE_TUNING and _is_open_weight_rft(job):
+        if _is_open_weight_rft(job):
             return Backend.BEDROCK  # local data is uploaded to Bedrock's Files API
         if job.training_data_uri and not is_s3_uri(job.training_data_uri):
             return Backend.LOCAL

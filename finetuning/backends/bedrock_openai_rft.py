@@ -109,6 +109,17 @@ PAGE_SIZE = 100
 REQUEST_TIMEOUT_SECONDS = 60.0
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a redirect with the Authorization header, i.e. send the key to
+    wherever the answer points; a redirect is an error instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class MantleApiError(FinetuningError):
     """The endpoint answered with an HTTP error; ``status`` is its code."""
 
@@ -155,7 +166,7 @@ class MantleClient:
         api_key: str,
         *,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
-        opener: Callable[..., Any] = urllib.request.urlopen,
+        opener: Callable[..., Any] = _OPENER.open,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -355,7 +366,7 @@ class OpenWeightRftBackend:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        opener: Callable[..., Any] = urllib.request.urlopen,
+        opener: Callable[..., Any] = _OPENER.open,
     ) -> None:
         self.region = region
         self.base_url = (base_url or mantle_url(region)).rstrip("/")

@@ -60,6 +60,7 @@ class FakeMantle:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[str] = field(default_factory=lambda: ["running", "succeeded"])
     fail_with: tuple[int, dict[str, Any]] | None = None
+    redirect_to: str | None = None
     job_error: dict[str, Any] | None = None
 
     def calls(self) -> list[str]:
@@ -139,7 +140,11 @@ def mantle() -> Iterator[FakeMantle]:
             state.requests.append(request)
             status, payload = state.answer(request)
             data = json.dumps(payload).encode()
+            if state.redirect_to and status == 200:
+                status = 307
             self.send_response(status)
+            if status == 307:
+                self.send_header("Location", state.redirect_to)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

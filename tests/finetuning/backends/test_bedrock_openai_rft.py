@@ -243,3 +243,27 @@ def test_s3_data_is_read_with_the_session(mantle, bucket, aws):
         result = service.create_finetuning_job(job("s3://finetune-data-test/rft/train.jsonl"))
     assert result.job_arn.endswith("/ftjob-1")
     assert mantle.requests[1].form()["file"][1] == rft_jsonl()
+
+
+def test_a_redirect_is_an_error_and_not_followed_with_the_key(mantle, data):
+    mantle.redirect_to = f"{mantle.url}/elsewhere"
+    with make_service(mantle) as service, pytest.raises(MantleApiError) as err:
+        service.create_finetuning_job(job(data))
+    assert str(err.value).startswith("ListFiles failed: HTTP 307")
+    assert mantle.calls() == ["GET /v1/files"]
+
+
+def test_list_pages_through_the_jobs(mantle, data):
+    with make_service(mantle) as service:
+        service.create_finetuning_job(job(data))
+        service.create_finetuning_job(job(data, job_name="rft-two"))
+        page = service.open_weight_rft_backend().list(status_filter=JobStatus.PREPROCESSING)
+    assert [j.job_name for j in page.jobs] == ["ftjob-2", "ftjob-1"]
+    assert page.next_token is None
+    assert mantle.requests[-1].query == {"limit": ["100"]}
+
+
+def test_create_role_is_refused(mantle, data):
+    with make_service(mantle) as service, pytest.raises(InvalidJobConfigError) as err:
+        service.create_finetuning_job(job(data), create_role=True)
+    assert err.value.field == "create_role" and mantle.requests == []
