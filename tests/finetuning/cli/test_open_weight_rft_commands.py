@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+from pathlib import Path
 
 import pytest
 
 from finetuning.backends import bedrock_openai_rft
-from finetuning.cli import main
+from finetuning.cli import build_parser, main
+from finetuning.cli.job import job_config_from_args
+from finetuning.service import ModelFinetuningService
 from tests.support.mantle import API_KEY, GRADER, rft_jsonl
 
 
@@ -83,3 +87,20 @@ def test_the_wrong_region_exits_2_before_any_request(endpoint, data, capsys):
     assert "region: expected us-west-2, where Bedrock reinforcement fine-tunes" in err
     assert "found 'us-east-1'" in err
     assert endpoint.requests == []
+
+
+def test_the_worked_example_of_docs_bedrock_md_passes_the_checks(fake_aws_credentials):
+    """The gpt-oss-20b example in docs/bedrock.md parses and passes every check made before
+    a request (its data file is not read)."""
+    text = (Path(__file__).parents[3] / "docs/bedrock.md").read_text(encoding="utf-8")
+    text = text.replace("\\\n", " ")
+    (line,) = [
+        line
+        for line in text.splitlines()
+        if line.startswith("finetune job create --region us-west-2 --base-model openai.gpt-oss")
+    ]
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    service = ModelFinetuningService(region=args.region, platform=None)
+    job, _ = service.prepare_job(job_config_from_args(args))
+    assert job.backend.value == "bedrock" and job.job_name == "rft-math-oss"
+    assert service.open_weight_rft_backend().check(job) == {}
