@@ -31,10 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from finetuning import __version__
-from finetuning.aws_jobs.bedrock_customization import (
-    REINFORCEMENT_FINE_TUNING,
-    open_weight_rft_model,
-)
+from finetuning.aws_jobs.bedrock_customization import open_weight_rft_model
 from finetuning.aws_jobs.instance_types import DEFAULT_INSTANCE_TYPE
 from finetuning.backends.base import JobBackend
 from finetuning.backends.bedrock import JOB_ARN_MARKER
@@ -276,7 +273,7 @@ class ModelFinetuningService:
             return handle.read()
 
     def _job_backend(self, job: FinetuningJobConfig) -> JobBackend:
-        if job.backend is Backend.BEDROCK and _is_open_weight_rft(job):
+        if job.backend is Backend.BEDROCK and _is_open_weight(job):
             return self.open_weight_rft_backend()
         return self.backend(job.backend)
 
@@ -621,7 +618,7 @@ class ModelFinetuningService:
                 raise InvalidJobConfigError(
                     "backend", f"one of {', '.join(b.value for b in Backend)}", job.backend
                 ) from None
-        if _is_open_weight_rft(job):
+        if _is_open_weight(job):
             return Backend.BEDROCK  # local data is uploaded to Bedrock's Files API
         if job.training_data_uri and not is_s3_uri(job.training_data_uri):
             return Backend.LOCAL
@@ -733,12 +730,10 @@ class ModelFinetuningService:
         )
 
 
-def _is_open_weight_rft(job: FinetuningJobConfig) -> bool:
-    """An RFT job of gpt-oss-20b or Qwen3 32B (Bedrock's OpenAI-compatible API)."""
-    return (
-        job.customization_type == REINFORCEMENT_FINE_TUNING
-        and open_weight_rft_model(job.base_model or "") is not None
-    )
+def _is_open_weight(job: FinetuningJobConfig) -> bool:
+    """A job of gpt-oss-20b or Qwen3 32B, which Bedrock customizes only by RFT through its
+    OpenAI-compatible API (that backend's check refuses any other customization type)."""
+    return open_weight_rft_model(job.base_model or "") is not None
 
 
 def _splits_validation(job: FinetuningJobConfig) -> bool:

@@ -412,13 +412,20 @@ class OpenWeightRftBackend:
         self, config: FinetuningJobConfig, sources: dict[str, str] | None = None
     ) -> dict[str, str]:
         model = open_weight_rft_model(config.base_model or "")
-        if model is None or config.customization_type != REINFORCEMENT_FINE_TUNING:
+        if model is None:
             raise InvalidJobConfigError(
                 "base_model",
                 f"an open-weight model Bedrock reinforcement fine-tunes "
-                f"({', '.join(OPEN_WEIGHT_RFT_MODELS)}) with customization_type "
-                f"{REINFORCEMENT_FINE_TUNING}",
+                f"({', '.join(OPEN_WEIGHT_RFT_MODELS)})",
                 config.base_model,
+            )
+        if config.customization_type != REINFORCEMENT_FINE_TUNING:
+            raise InvalidJobConfigError(
+                "customization_type",
+                f"{REINFORCEMENT_FINE_TUNING}: Bedrock customizes {model} only by "
+                f"reinforcement fine-tuning, through its OpenAI-compatible API (see "
+                f"{OPEN_WEIGHT_RFT_API_URL})",
+                config.customization_type,
             )
         regions = OPEN_WEIGHT_RFT_MODELS[model]
         if self.region not in regions:

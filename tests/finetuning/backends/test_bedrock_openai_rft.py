@@ -188,6 +188,11 @@ def test_the_key_comes_from_openai_api_key(mantle, data, monkeypatch):
     [
         ({}, "region", "us-west-2, where Bedrock reinforcement fine-tunes openai.gpt-oss-20b"),
         ({"grader_lambda_arn": None}, "grader_lambda_arn", "the ARN of the grader Lambda"),
+        (
+            {"customization_type": "FINE_TUNING", "grader_lambda_arn": None},
+            "customization_type",
+            "customizes openai.gpt-oss-20b only by reinforcement fine-tuning",
+        ),
         ({"rft_hyperparameters": {"epochCount": 2}}, "rft_hyperparameters.epochCount", "one of"),
         ({"rft_hyperparameters": {"n_epochs": 0}}, "rft_hyperparameters.n_epochs", "positive"),
         ({"validation_data_uri": "s3://b/v.jsonl"}, "validation_data_uri", "takes training"),
