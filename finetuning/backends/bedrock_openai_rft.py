@@ -459,6 +459,8 @@ class OpenWeightRftBackend:
             "validation_data_uri": config.validation_data_uri,
             "model_name": config.model_name,
             "hyperparameters": dict(config.hyperparameters or {}),
+            "role_arn": config.role_arn,
+            "output_uri": config.output_uri,
             "kms_key_id": config.kms_key_id,
             "subnet_ids": config.subnet_ids,
             "tags": dict(config.tags or {}),

@@ -197,6 +197,7 @@ def test_the_key_comes_from_openai_api_key(mantle, data, monkeypatch):
         ({"rft_hyperparameters": {"n_epochs": 0}}, "rft_hyperparameters.n_epochs", "positive"),
         ({"validation_data_uri": "s3://b/v.jsonl"}, "validation_data_uri", "takes training"),
         ({"model_name": "mine"}, "model_name", "takes training data, a grader"),
+        ({"role_arn": "arn:aws:iam::123456789012:role/r"}, "role_arn", "takes training data"),
     ],
 )
 def test_settings_the_api_does_not_take_are_refused_before_any_request(
