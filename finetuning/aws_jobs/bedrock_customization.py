@@ -64,7 +64,9 @@ RFT_BASE_MODEL_PREFIXES = ("amazon.nova-2-lite-v1",)
 # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html
 # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-job-create.html
 # The botocore bedrock model has no trace of them either. The dataset toolkit validates
-# their records (finetuning.data.models); the job entry points refuse them with this reason.
+# their records (finetuning.data.models); the library and `finetune job create` start them
+# through that API (finetuning.backends.bedrock_openai_rft); the manifest and the workflow,
+# which start CreateModelCustomizationJob, refuse them with the reason below.
 OPEN_WEIGHT_RFT_MODELS: dict[str, tuple[str, ...]] = {
     "openai.gpt-oss-20b": ("us-west-2",),
     "qwen.qwen3-32b": ("us-west-2",),
