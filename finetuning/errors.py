@@ -18,6 +18,11 @@ class FinetuningError(Exception):
     """Base class of the library's own errors."""
 
 
+class EnvironmentSetupError(FinetuningError):
+    """This machine's setup cannot make the call: a missing or rejected API key, or an
+    endpoint that does not answer. The message says what to set (the CLI exits 3)."""
+
+
 class InvalidJobConfigError(FinetuningError, ValueError):
     """A job, throughput or service configuration that cannot work.
 

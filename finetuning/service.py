@@ -31,10 +31,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from finetuning import __version__
+from finetuning.aws_jobs.bedrock_customization import open_weight_rft_model
 from finetuning.aws_jobs.instance_types import DEFAULT_INSTANCE_TYPE
 from finetuning.backends.base import JobBackend
 from finetuning.backends.bedrock import JOB_ARN_MARKER
 from finetuning.backends.bedrock_inference import DEPLOYMENT_ARN_MARKER, BedrockInference
+from finetuning.backends.bedrock_openai_rft import OpenWeightRftBackend, is_open_weight_job
 from finetuning.discovery import PlatformResources, discover_platform, platform_coordinates
 from finetuning.errors import InvalidJobConfigError, WaitTimeoutError
 from finetuning.hyperparameters import family_for_model
@@ -165,6 +167,11 @@ class ModelFinetuningService:
             location), ``None`` (never), or a :class:`PlatformResources`.
         max_attempts: botocore's attempts per call in adaptive retry mode (throttling).
         local_service: the local job service to use (default: one at the config's home).
+        bedrock_api_key: the Amazon Bedrock API key for the open-weight models' RFT jobs
+            (gpt-oss-20b, Qwen3 32B), which run through Bedrock's OpenAI-compatible API
+            (default: ``OPENAI_API_KEY``, read when a call needs it).
+        bedrock_openai_url: that API's endpoint (default:
+            ``https://bedrock-mantle.<region>.api.aws/v1``).
     """
 
     def __init__(
@@ -178,6 +185,8 @@ class ModelFinetuningService:
         local_service: LocalJobService | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        bedrock_api_key: str | None = None,
+        bedrock_openai_url: str | None = None,
     ) -> None:
         self.settings = ServiceConfig.from_mapping(config)
         if session is None:
@@ -205,6 +214,8 @@ class ModelFinetuningService:
         )
         self._clients: dict[str, Any] = {}
         self._local = local_service
+        self._bedrock_api_key = bedrock_api_key
+        self._bedrock_openai_url = bedrock_openai_url
         self._sleep = sleep
         self._clock = clock
 
@@ -238,6 +249,39 @@ class ModelFinetuningService:
         from finetuning.backends.local import LocalBackend
 
         return LocalBackend(self.local_service)
+
+    def open_weight_rft_backend(self) -> OpenWeightRftBackend:
+        """RFT jobs of the open-weight models, through Bedrock's OpenAI-compatible API."""
+        return OpenWeightRftBackend(
+            self.region,
+            self._read_data,
+            api_key=self._bedrock_api_key,
+            base_url=self._bedrock_openai_url,
+        )
+
+    def _read_data(self, uri: str) -> bytes:
+        if is_s3_uri(uri):
+            from finetuning.uris import parse_s3_uri
+
+            location = parse_s3_uri(uri, "training_data_uri")
+            return (
+                self.client("s3")
+                .get_object(Bucket=location.bucket, Key=location.key)["Body"]
+                .read()
+            )
+        with open(uri, "rb") as handle:
+            return handle.read()
+
+    def _job_backend(self, job: FinetuningJobConfig) -> JobBackend:
+        if job.backend is Backend.BEDROCK and _is_open_weight(job):
+            return self.open_weight_rft_backend()
+        return self.backend(job.backend)
+
+    def _backend_for_identifier(self, identifier: str, backend: Backend | str | None) -> JobBackend:
+        which = self.backend_of(identifier, backend)
+        if which is Backend.BEDROCK and is_open_weight_job(identifier):
+            return self.open_weight_rft_backend()
+        return self.backend(which)
 
     def platform(self) -> PlatformResources | None:
         """The deployed platform's resources (looked up once, on first need)."""
@@ -278,7 +322,9 @@ class ModelFinetuningService:
             job = job.replace(job_name=_default_job_name(job))
         if job.backend is Backend.SAGEMAKER and not job.instance_type:
             job = job.replace(instance_type=DEFAULT_INSTANCE_TYPE)
-        backend = self.backend(job.backend)
+        backend = self._job_backend(job)
+        if isinstance(backend, OpenWeightRftBackend):  # takes no role or output location
+            return job, {**sources, **backend.check(job, sources)}
         # Everything the user gave is checked now; fields a platform may still supply are
         # stood in for by placeholders that pass validation.
         placeholders = {
@@ -301,7 +347,16 @@ class ModelFinetuningService:
         (Bedrock and SageMaker only).
         """
         job, sources = self.prepare_job(config)
-        backend = self.backend(job.backend)
+        backend = self._job_backend(job)
+        if isinstance(backend, OpenWeightRftBackend):
+            if create_role:
+                raise InvalidJobConfigError(
+                    "create_role",
+                    "no role for an open-weight RFT job (Bedrock's OpenAI-compatible API runs "
+                    "it as the API key's identity)",
+                    create_role,
+                )
+            return backend.create(job, backend.check(job, sources))
         role_created = False
         if job.backend is not Backend.LOCAL:
             job = self._apply_platform(job, create_role)
@@ -339,7 +394,7 @@ class ModelFinetuningService:
         """The job's current state. ``job_identifier`` is a Bedrock or SageMaker ARN, a local
         job id, or a job name (then ``backend`` says where, default Bedrock).
         ``model_type`` is accepted for compatibility; the backend knows the model."""
-        return self.backend(self.backend_of(job_identifier, backend)).get(job_identifier)
+        return self._backend_for_identifier(job_identifier, backend).get(job_identifier)
 
     def wait_for_job_completion(
         self,
@@ -389,7 +444,7 @@ class ModelFinetuningService:
         self, job_identifier: str, *, backend: Backend | str | None = None
     ) -> FinetuningJobResult:
         """Stop a running job (cancel a queued or running local job)."""
-        return self.backend(self.backend_of(job_identifier, backend)).stop(job_identifier)
+        return self._backend_for_identifier(job_identifier, backend).stop(job_identifier)
 
     def model_id_for_job(self, job_identifier: str) -> str:
         """The custom model ARN a completed Bedrock job produced."""
@@ -563,6 +618,8 @@ class ModelFinetuningService:
                 raise InvalidJobConfigError(
                     "backend", f"one of {', '.join(b.value for b in Backend)}", job.backend
                 ) from None
+        if _is_open_weight(job):
+            return Backend.BEDROCK  # local data is uploaded to Bedrock's Files API
         if job.training_data_uri and not is_s3_uri(job.training_data_uri):
             return Backend.LOCAL
         if job.base_model is None or family_for_model(job.base_model) is not None:
@@ -671,6 +728,12 @@ class ModelFinetuningService:
         return job.replace(
             training_data_uri=parts.training_uri, validation_data_uri=parts.validation_uri
         )
+
+
+def _is_open_weight(job: FinetuningJobConfig) -> bool:
+    """A job of gpt-oss-20b or Qwen3 32B, which Bedrock customizes only by RFT through its
+    OpenAI-compatible API (that backend's check refuses any other customization type)."""
+    return open_weight_rft_model(job.base_model or "") is not None
 
 
 def _splits_validation(job: FinetuningJobConfig) -> bool:

@@ -64,7 +64,9 @@ RFT_BASE_MODEL_PREFIXES = ("amazon.nova-2-lite-v1",)
 # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html
 # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-job-create.html
 # The botocore bedrock model has no trace of them either. The dataset toolkit validates
-# their records (finetuning.data.models); the job entry points refuse them with this reason.
+# their records (finetuning.data.models); the library and `finetune job create` start them
+# through that API (finetuning.backends.bedrock_openai_rft); the manifest and the workflow,
+# which start CreateModelCustomizationJob, refuse them with the reason below.
 OPEN_WEIGHT_RFT_MODELS: dict[str, tuple[str, ...]] = {
     "openai.gpt-oss-20b": ("us-west-2",),
     "qwen.qwen3-32b": ("us-west-2",),
@@ -280,16 +282,25 @@ def supports_rft(base_model: str) -> bool:
     return _model_id(base_model).startswith(RFT_BASE_MODEL_PREFIXES)
 
 
-def open_weight_rft_refusal(base_model: str) -> str | None:
-    """Why an open-weight RFT model cannot be started here, or None for any other model."""
+def open_weight_rft_model(base_model: str) -> str | None:
+    """The model id of an open-weight RFT model (``openai.gpt-oss-20b``), or None."""
     model = _model_id(base_model)
-    if model not in OPEN_WEIGHT_RFT_MODELS:
+    return model if model in OPEN_WEIGHT_RFT_MODELS else None
+
+
+def open_weight_rft_refusal(base_model: str) -> str | None:
+    """Why an open-weight RFT model cannot be started through CreateModelCustomizationJob
+    (the manifest and the workflow), or None for any other model."""
+    model = open_weight_rft_model(base_model)
+    if model is None:
         return None
     regions = ", ".join(OPEN_WEIGHT_RFT_MODELS[model])
     return (
         f"{model} is reinforcement fine-tuned by Bedrock ({regions}) only through its "
         f"OpenAI-compatible fine-tuning API (bedrock-mantle endpoint), not "
-        f"CreateModelCustomizationJob, which this platform starts; see {OPEN_WEIGHT_RFT_API_URL}. "
+        f"CreateModelCustomizationJob, which the job manifest and the workflow start; "
+        f"`finetune job create` and the library start it through that API (see "
+        f"{OPEN_WEIGHT_RFT_API_URL}). "
         f"Validate the data here with --customization-type {REINFORCEMENT_FINE_TUNING}"
     )
 

@@ -67,6 +67,7 @@ NETWORK_HINT = "check the network, a proxy (HTTPS_PROXY) or the region (--region
 def classify(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message for an exception raised by a command."""
     from finetuning.errors import (
+        EnvironmentSetupError,
         FinetuningError,
         InvalidJobConfigError,
         JobNotFoundError,
@@ -77,7 +78,7 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_INTERRUPTED, "interrupted"
     if isinstance(exc, UsageError | InvalidJobConfigError):
         return EXIT_USAGE, str(exc)
-    if isinstance(exc, SetupError):
+    if isinstance(exc, SetupError | EnvironmentSetupError):
         return EXIT_SETUP, str(exc)
     aws = _classify_aws(exc)
     if aws is not None:

@@ -93,7 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_identifier_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_identifier(
         parser,
-        "a Bedrock or SageMaker job ARN, a local job id, or a job name (with --backend)",
+        "a Bedrock or SageMaker job ARN, a local job id, a job name (with --backend), or the "
+        "URL of an open-weight RFT job (https://bedrock-mantle.<region>.api.aws/v1/"
+        "fine_tuning/jobs/<id>)",
     )
     parser.add_argument(
         "--backend", choices=BACKENDS, help="where a job given by name runs (default: bedrock)"
@@ -191,7 +193,10 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
         "FINE_TUNING (default) and CONTINUED_PRE_TRAINING take --hyperparameter; "
         "REINFORCEMENT_FINE_TUNING (Nova 2 Lite) takes a grader Lambda and "
         "--rft-hyperparameter; DISTILLATION takes a teacher and prompts (or invocation logs). "
-        "Worked examples: docs/bedrock.md",
+        "REINFORCEMENT_FINE_TUNING of openai.gpt-oss-20b and qwen.qwen3-32b (us-west-2) runs "
+        "through Bedrock's OpenAI-compatible API: the data (s3:// or a local file) is uploaded "
+        "there, and the Amazon Bedrock API key is read from OPENAI_API_KEY; the job's id is "
+        "its URL. Worked examples: docs/bedrock.md",
     )
     kinds.add_argument(
         "--customization-type",
@@ -207,7 +212,8 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="NAME=VALUE",
         help="RFT: epochCount, batchSize, learningRate, maxPromptLength, "
-        "trainingSamplePerPrompt, inferenceMaxTokens, reasoningEffort, evalInterval",
+        "trainingSamplePerPrompt, inferenceMaxTokens, reasoningEffort, evalInterval; "
+        "open-weight models: n_epochs, batch_size, learning_rate_multiplier",
     )
     kinds.add_argument("--teacher-model", help="DISTILLATION: teacher id, profile or ARN")
     kinds.add_argument(

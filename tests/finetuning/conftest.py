@@ -11,4 +11,5 @@ from tests.support.library import (  # noqa: F401  (fixtures)
     service,
     stand_in_script,
 )
+from tests.support.mantle import mantle  # noqa: F401  (fixture)
 from tests.support.platform_fixtures import invoke, platform  # noqa: F401  (fixtures)
