@@ -52,6 +52,14 @@ class Var:
     SERVING_SETTINGS = "SERVING_SETTINGS"
     ENDPOINT_SUBNET_IDS = "ENDPOINT_SUBNET_IDS"
     ENDPOINT_SECURITY_GROUP_IDS = "ENDPOINT_SECURITY_GROUP_IDS"
+    # The operations gauge function (lambda/operations_gauges, which ships no library code and
+    # reads these names as literals; tests/lambda_functions/test_operations_gauges.py checks
+    # they match), besides RESOURCE_PREFIX (its metrics' Environment dimension).
+    METRICS_NAMESPACE = "METRICS_NAMESPACE"
+    STATE_MACHINE_ARNS = "STATE_MACHINE_ARNS"
+    EXPECTED_JOB_MINUTES = "EXPECTED_JOB_MINUTES"
+    ENDPOINT_NAME_PREFIX = "ENDPOINT_NAME_PREFIX"
+    GAUGE_PERIOD_SECONDS = "GAUGE_PERIOD_SECONDS"
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,11 @@ environment, running and overdue executions, Bedrock provisioned throughput and 
 endpoints in service, and those endpoints' summed traffic. boto3 and the standard library
 only: the function ships this file alone.
 
-Environment: ``ENVIRONMENT`` (the metric dimension), ``NAMESPACE``, ``STATE_MACHINE_ARNS``
-(comma-separated), ``EXPECTED_JOB_MINUTES``, ``ENDPOINT_PREFIX``, ``PERIOD_SECONDS``.
+Environment (the platform's names, ``Var`` in ``finetuning/orchestration/environment.py``;
+this function ships no library code, so it reads them as literals):
+``PLATFORM_RESOURCE_PREFIX`` (the metric dimension), ``METRICS_NAMESPACE``,
+``STATE_MACHINE_ARNS`` (comma-separated), ``EXPECTED_JOB_MINUTES``, ``ENDPOINT_NAME_PREFIX``,
+``GAUGE_PERIOD_SECONDS``.
 """
 
 import os
@@ -152,15 +155,15 @@ def handler(event: Any, context: Any) -> dict:
     config = {
         "state_machine_arns": [a for a in os.environ["STATE_MACHINE_ARNS"].split(",") if a],
         "expected_minutes": float(os.environ["EXPECTED_JOB_MINUTES"]),
-        "endpoint_prefix": os.environ["ENDPOINT_PREFIX"],
-        "period_seconds": int(os.environ["PERIOD_SECONDS"]),
+        "endpoint_prefix": os.environ["ENDPOINT_NAME_PREFIX"],
+        "period_seconds": int(os.environ["GAUGE_PERIOD_SECONDS"]),
     }
     gauges, failures = collect_gauges(boto3.client, config, now)
     if gauges:
         publish_gauges(
             boto3.client("cloudwatch"),
-            os.environ["NAMESPACE"],
-            os.environ["ENVIRONMENT"],
+            os.environ["METRICS_NAMESPACE"],
+            os.environ["PLATFORM_RESOURCE_PREFIX"],
             gauges,
             now,
         )

@@ -22,6 +22,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from finetuning.orchestration.environment import Var
 from stacks.compliance import suppress
 from stacks.constructs.logical_ids import keep_stack_logical_ids, unique_id
 from stacks.constructs.platform_function import PlatformFunction, PlatformFunctionProps
@@ -128,12 +129,12 @@ class OperationsGauges(Construct):
                 # Opt-in: a reservation fails deployment in accounts at the default quota.
                 reserved_concurrency=props.reserved_concurrency,
                 environment={
-                    "ENVIRONMENT": props.prefix,
-                    "NAMESPACE": GAUGE_NAMESPACE,
-                    "STATE_MACHINE_ARNS": ",".join(state_machine_arns),
-                    "EXPECTED_JOB_MINUTES": str(props.expected_job_hours * 60),
-                    "ENDPOINT_PREFIX": props.endpoint_name_prefix,
-                    "PERIOD_SECONDS": str(int(props.period.to_seconds())),
+                    Var.RESOURCE_PREFIX: props.prefix,
+                    Var.METRICS_NAMESPACE: GAUGE_NAMESPACE,
+                    Var.STATE_MACHINE_ARNS: ",".join(state_machine_arns),
+                    Var.EXPECTED_JOB_MINUTES: str(props.expected_job_hours * 60),
+                    Var.ENDPOINT_NAME_PREFIX: props.endpoint_name_prefix,
+                    Var.GAUGE_PERIOD_SECONDS: str(int(props.period.to_seconds())),
                 },
                 vpc_reason="The gauge function calls only AWS control-plane APIs (Step "
                 "Functions, Bedrock and SageMaker List calls, CloudWatch metrics); it reaches no "

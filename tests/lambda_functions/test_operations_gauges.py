@@ -226,12 +226,12 @@ def test_the_shipped_handler_publishes_every_gauge(aws, monkeypatch: pytest.Monk
         lambda service, **kw: bedrock if service == "bedrock" else real_client(service, **kw),
     )
     for name, value in {
-        "ENVIRONMENT": PREFIX,
-        "NAMESPACE": GAUGE_NAMESPACE,
+        "PLATFORM_RESOURCE_PREFIX": PREFIX,
+        "METRICS_NAMESPACE": GAUGE_NAMESPACE,
         "STATE_MACHINE_ARNS": arn,
         "EXPECTED_JOB_MINUTES": "720.0",
-        "ENDPOINT_PREFIX": PREFIX,
-        "PERIOD_SECONDS": "300",
+        "ENDPOINT_NAME_PREFIX": PREFIX,
+        "GAUGE_PERIOD_SECONDS": "300",
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -257,12 +257,12 @@ def test_the_shipped_handler_fails_loudly_after_publishing_what_it_could(
         lambda service, **kw: bedrock if service == "bedrock" else real_client(service, **kw),
     )
     for name, value in {
-        "ENVIRONMENT": PREFIX,
-        "NAMESPACE": GAUGE_NAMESPACE,
+        "PLATFORM_RESOURCE_PREFIX": PREFIX,
+        "METRICS_NAMESPACE": GAUGE_NAMESPACE,
         "STATE_MACHINE_ARNS": "",
         "EXPECTED_JOB_MINUTES": "720.0",
-        "ENDPOINT_PREFIX": PREFIX,
-        "PERIOD_SECONDS": "300",
+        "ENDPOINT_NAME_PREFIX": PREFIX,
+        "GAUGE_PERIOD_SECONDS": "300",
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -287,3 +287,24 @@ def test_the_shipped_source_imports_only_what_the_lambda_runtime_has() -> None:
         "from typing import Any",
         "import boto3",
     }
+
+
+def test_the_handler_reads_the_variables_the_construct_sets(dev) -> None:
+    """One environment contract: the names the gauge function reads (as literals, it ships no
+    library code) are exactly those the synthesized function is given, all from ``Var``."""
+    import re
+
+    from finetuning.orchestration.environment import Var
+
+    source = (LAMBDA_ROOT / GAUGE_FOLDER / "index.py").read_text()
+    read = set(re.findall(r'os\.environ\["([A-Z_]+)"\]', source))
+    functions = [
+        resource["Properties"]
+        for _, _, resource in dev.resources("AWS::Lambda::Function")
+        if "GAUGE_PERIOD_SECONDS"
+        in resource["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert len(functions) == 1
+    given = set(functions[0]["Environment"]["Variables"])
+    assert read == given
+    assert read <= {value for name, value in vars(Var).items() if name.isupper()}

@@ -301,8 +301,8 @@ def test_gauge_function_is_small_traced_and_arm(template) -> None:
     assert "TargetArn" in function["DeadLetterConfig"]
     variables = function["Environment"]["Variables"]
     assert variables["EXPECTED_JOB_MINUTES"] == "360.0"
-    assert variables["ENDPOINT_PREFIX"] == f"{PREFIX}-"
-    assert variables["NAMESPACE"] == GAUGE_NAMESPACE
+    assert variables["ENDPOINT_NAME_PREFIX"] == f"{PREFIX}-"
+    assert variables["METRICS_NAMESPACE"] == GAUGE_NAMESPACE
     assert "Fn::ImportValue" in variables["STATE_MACHINE_ARNS"]
 
 
@@ -420,5 +420,5 @@ def test_without_state_machines_the_environment_still_gets_endpoint_and_gauge_al
         f"{prod}-jobs-past-expected-time",
     }
     function = one(template, "AWS::Lambda::Function")["Properties"]
-    assert function["Environment"]["Variables"]["ENDPOINT_PREFIX"] == "serving-"
+    assert function["Environment"]["Variables"]["ENDPOINT_NAME_PREFIX"] == "serving-"
     assert function["Environment"]["Variables"]["STATE_MACHINE_ARNS"] == ""

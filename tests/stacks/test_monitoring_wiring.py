@@ -53,7 +53,7 @@ def test_the_gauge_lists_executions_of_the_deployed_state_machine(assembly) -> N
     template = assembly.get_stack_by_name(f"{PREFIX}-monitoring").template
     variables = one(template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
     assert "Fn::ImportValue" in json.dumps(variables["STATE_MACHINE_ARNS"])
-    assert variables["ENDPOINT_PREFIX"] == f"{PREFIX}-"
+    assert variables["ENDPOINT_NAME_PREFIX"] == f"{PREFIX}-"
 
 
 def test_the_orchestration_key_lets_budgets_publish_to_its_topic(assembly) -> None:
