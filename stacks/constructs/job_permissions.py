@@ -95,6 +95,78 @@ class JobPermissions:
             resources=wildcards,
         )
 
+    def grant_open_weight_rft(
+        self,
+        f: PlatformFunction,
+        *,
+        create: bool = False,
+        cancel: bool = False,
+        grader_arns: Sequence[str] = (),
+        training_data: Sequence[str] = (),
+    ) -> None:
+        """Open-weight RFT jobs (gpt-oss-20b, Qwen3 32B) on Bedrock's OpenAI-compatible API,
+        called with a short-term API key made from this role (finetuning.orchestration.
+        open_weight), in this stack's Region only. Action names from the Service
+        Authorization Reference for the bedrock-mantle prefix,
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_bedrock-mantle.html
+        (its programmatic form: https://servicereference.us-east-1.amazonaws.com/v1/
+        bedrock-mantle/bedrock-mantle.json), read 2026-12-05:
+        - CallWithBearerToken: using an API key on the bedrock-mantle endpoint (AWS's own
+          SCP example denies bedrock:CallWithBearerToken and bedrock-mantle:CallWithBearerToken
+          to stop key use on both endpoints); the AWS managed policies
+          AmazonBedrockMantleReadOnly and AmazonBedrockMantleInferenceAccess grant it on "*",
+          https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonBedrockMantleReadOnly.html
+        - ListFiles, ListFineTuningJobs, GetFineTuningJob (the lookups that make a start
+          idempotent, and the status checks): AmazonBedrockMantleReadOnly grants
+          bedrock-mantle:Get* and List* on arn:aws:bedrock-mantle:*:*:project/*;
+        - CreateFile, CreateFineTuningJob, CancelFineTuningJob: the copy of the reference
+          read here does not show their resource types, so they are granted on "*" (as
+          AmazonBedrockMantleFullAccess, which rft-open-weight-access-security.html names,
+          grants bedrock-mantle:*), limited to this Region by aws:RequestedRegion.
+        The grader is invoked with the key's identity: "make sure that your role has
+        access to ... AmazonBedrockMantleFullAccess and AWSLambdaRole" and "You must add
+        Lambda invocation permissions",
+        https://docs.aws.amazon.com/bedrock/latest/userguide/rft-open-weight-access-security.html
+        """
+        stack = self._stack
+        in_region = {"StringEquals": {"aws:RequestedRegion": stack.region}}
+        projects = self._arn("bedrock-mantle", "project/*")
+        f.allow("UseShortTermKeyOnMantle", ["bedrock-mantle:CallWithBearerToken"], ["*"], in_region)
+        reads = ["bedrock-mantle:GetFineTuningJob"]
+        if create:
+            reads += ["bedrock-mantle:ListFiles", "bedrock-mantle:ListFineTuningJobs"]
+        f.allow("ReadOpenWeightRftJobs", reads, [projects])
+        if create:
+            f.allow(
+                "StartOpenWeightRftJobs",
+                ["bedrock-mantle:CreateFile", "bedrock-mantle:CreateFineTuningJob"],
+                ["*"],
+                in_region,
+            )
+            if grader_arns:
+                f.allow("InvokeRftGradersForMantleJobs", ["lambda:InvokeFunction"], grader_arns)
+            # The function uploads the data itself (the API takes a file, not an S3 URI).
+            f.allow("ReadOpenWeightRftData", ["s3:GetObject"], list(training_data))
+            f.allow(
+                "DecryptOpenWeightRftData",
+                ["kms:Decrypt"],
+                [self._props.platform_key_arn],
+                {"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+            )
+        if cancel:
+            f.allow(
+                "CancelOpenWeightRftJobs", ["bedrock-mantle:CancelFineTuningJob"], ["*"], in_region
+            )
+        suppress_wildcards(
+            f.policy,
+            "Bedrock's OpenAI-compatible API (bedrock-mantle): API-key use is authorized on "
+            "'*' (as in AWS's managed Mantle policies); file and fine-tuning-job ids are "
+            "assigned at creation within the account's projects (project/*); the create and "
+            "cancel actions' resource types are not in the reference read, so they are "
+            "granted on '*' limited to this Region (aws:RequestedRegion).",
+            resources=["*", projects, *(training_data if create else ())],
+        )
+
     @property
     def _request_tagged(self) -> dict[str, dict[str, str]]:
         return {"StringEquals": {f"aws:RequestTag/{tags.PLATFORM}": self._props.resource_prefix}}
