@@ -182,6 +182,19 @@ def resource_of(call: AwsCall) -> str:
         return p.get("resourceARN", "*")
     if call.service == "bedrock-runtime":
         return _bedrock_model(p["modelId"])
+    if call.service == "bedrock-mantle":
+        # Calls of Bedrock's OpenAI-compatible API (recorded by tests.support.mantle, not
+        # botocore). Reads and lists act on the project the call runs in, the account's
+        # default one when none is named ("If you don't specify a value, the service uses
+        # the default project",
+        # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_agent-runtime_MantleFoundationModelModelConfiguration.html;
+        # AWS's AmazonBedrockMantleReadOnly grants Get*/List* on project/*). The resource
+        # types of CreateFile, CreateFineTuningJob and CancelFineTuningJob are not in the
+        # copy of the Service Authorization Reference read (2026-12-05): modelled as "*",
+        # the form a policy must allow when an action has none.
+        if op.startswith(("Get", "List")):
+            return arn("bedrock-mantle", "project/default")
+        return "*"
     if call.service == "cloudwatch":
         names = p.get("AlarmNames") or ([p["AlarmName"]] if "AlarmName" in p else [])
         return arn("cloudwatch", f"alarm:{names[0]}") if names else "*"
@@ -283,6 +296,14 @@ def _kms(key: str, actions: tuple[str, ...], via: str, why: str) -> list[Implied
 
 def implied_requests(call: AwsCall, templates: Templates) -> list[Implied]:
     p, op, found = call.params, call.operation, []
+    if call.service == "bedrock-mantle":
+        # Every call carries the short-term API key; its use on the bedrock-mantle endpoint
+        # is the action AWS's own SCP example denies to stop it (with bedrock:'s for the
+        # other endpoint), https://github.com/aws-samples/service-control-policy-examples
+        # (Service-specific-controls/Amazon-Bedrock/Deny-Bedrock-api-keys.json).
+        context, _ = context_of(call)
+        key_use = Request("bedrock-mantle:CallWithBearerToken", "*", context)
+        found.append(Implied(key_use, "an Amazon Bedrock API key authenticates the call"))
     for name in ("RoleArn", "roleArn", "ExecutionRoleArn"):
         if name in p and call.service in SERVICE_PRINCIPAL:
             # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
