@@ -298,7 +298,7 @@ def open_weight_rft_model(base_model: str) -> str | None:
 
 def open_weight_rft_refusal(base_model: str) -> str | None:
     """Why an open-weight RFT model cannot be started through CreateModelCustomizationJob
-    (the manifest and the workflow), or None for any other model."""
+    (the Bedrock backend), or None for any other model."""
     model = open_weight_rft_model(base_model)
     if model is None:
         return None

@@ -473,9 +473,9 @@ class JobManifest(StrictModel):
         if self.rft is None or not self.rft.grader_lambda_arn:
             raise ValueError(
                 f"rft.grader_lambda_arn is required for {model}: its job invokes the grader "
-                "with the workflow's own permissions (list the grader in the settings' "
-                "orchestration.rft_grader_arns; the platform grader's resource policy admits "
-                f"only CreateModelCustomizationJob jobs), see {OPEN_WEIGHT_RFT_API_URL}"
+                "with the start function's permissions, which cover the platform's grader "
+                "(SSM parameter .../orchestration/rft-grader-function-arn) and the settings' "
+                f"orchestration.rft_grader_arns; see {OPEN_WEIGHT_RFT_API_URL}"
             )
         try:
             check_open_weight_rft_hyperparameters(self.rft.hyperparameters)

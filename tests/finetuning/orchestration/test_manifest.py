@@ -423,3 +423,18 @@ def test_a_distillation_from_invocation_logs_needs_no_training_file() -> None:
     manifest = parse_manifest(spec)
     assert manifest.training_data_uri is None
     assert manifest.distillation.use_prompt_response is True
+
+
+def test_the_open_weight_manifest_of_docs_bedrock_md_is_valid() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "bedrock.md").read_text()
+    (block,) = re.findall(r"```yaml\n(# jobs/rft-oss\.yaml.*?)```", doc, flags=re.S)
+    block = block.replace("<data bucket>", "llm-finetuning-dev-data-123456789012-us-west-2")
+    manifest = load_manifest(block, "docs/bedrock.md")
+    assert manifest.base_model == "openai.gpt-oss-20b"
+    assert manifest.rft is not None and manifest.rft.hyperparameters == {
+        "n_epochs": 1,
+        "batch_size": 4,
+        "learning_rate_multiplier": 1.0,
+    }
