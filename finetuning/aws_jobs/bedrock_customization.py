@@ -64,12 +64,20 @@ RFT_BASE_MODEL_PREFIXES = ("amazon.nova-2-lite-v1",)
 # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html
 # https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-job-create.html
 # The botocore bedrock model has no trace of them either. The dataset toolkit validates
-# their records (finetuning.data.models); the library and `finetune job create` start them
-# through that API (finetuning.backends.bedrock_openai_rft); the manifest and the workflow,
-# which start CreateModelCustomizationJob, refuse them with the reason below.
+# their records (finetuning.data.models); the library, `finetune job create`, the job
+# manifest and the workflow start them through that API
+# (finetuning.backends.bedrock_openai_rft; the workflow through
+# finetuning.orchestration.open_weight, with a short-term API key made from its role).
 OPEN_WEIGHT_RFT_MODELS: dict[str, tuple[str, ...]] = {
     "openai.gpt-oss-20b": ("us-west-2",),
     "qwen.qwen3-32b": ("us-west-2",),
+}
+# Their hyperparameters: the names of the docs' example (fine-tuning-openai-job-create.html),
+# with their types; the page gives no ranges, so only positive values are required.
+OPEN_WEIGHT_RFT_HYPERPARAMETERS: dict[str, type] = {
+    "n_epochs": int,
+    "batch_size": int,
+    "learning_rate_multiplier": float,
 }
 OPEN_WEIGHT_RFT_API_URL = (
     "https://docs.aws.amazon.com/bedrock/latest/userguide/fine-tuning-openai-apis.html"
@@ -290,7 +298,7 @@ def open_weight_rft_model(base_model: str) -> str | None:
 
 def open_weight_rft_refusal(base_model: str) -> str | None:
     """Why an open-weight RFT model cannot be started through CreateModelCustomizationJob
-    (the manifest and the workflow), or None for any other model."""
+    (the Bedrock backend), or None for any other model."""
     model = open_weight_rft_model(base_model)
     if model is None:
         return None
@@ -298,11 +306,33 @@ def open_weight_rft_refusal(base_model: str) -> str | None:
     return (
         f"{model} is reinforcement fine-tuned by Bedrock ({regions}) only through its "
         f"OpenAI-compatible fine-tuning API (bedrock-mantle endpoint), not "
-        f"CreateModelCustomizationJob, which the job manifest and the workflow start; "
-        f"`finetune job create` and the library start it through that API (see "
-        f"{OPEN_WEIGHT_RFT_API_URL}). "
+        f"CreateModelCustomizationJob; `finetune job create`, the library, the job manifest "
+        f"and the workflow start it through that API (see {OPEN_WEIGHT_RFT_API_URL}). "
         f"Validate the data here with --customization-type {REINFORCEMENT_FINE_TUNING}"
     )
+
+
+def check_open_weight_rft_hyperparameters(
+    values: Mapping[str, Any], field_name: str = "rft.hyperparameters"
+) -> dict[str, Any]:
+    """Names and types of an open-weight RFT job's hyperparameters (positive values; the
+    docs give no ranges)."""
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = OPEN_WEIGHT_RFT_HYPERPARAMETERS.get(name)
+        where = f"{field_name}.{name}"
+        if kind is None:
+            raise CustomizationRuleError(
+                where,
+                f"one of {', '.join(OPEN_WEIGHT_RFT_HYPERPARAMETERS)} (see "
+                f"{OPEN_WEIGHT_RFT_API_URL}); got {name!r}",
+            )
+        number = _number(value, kind)
+        if number is None or number <= 0:
+            expected = "a positive integer" if kind is int else "a positive number"
+            raise CustomizationRuleError(where, f"{expected}; got {value!r}")
+        checked[name] = number
+    return checked
 
 
 def rft_model_refusal(base_model: str) -> str | None:

@@ -53,6 +53,7 @@ from typing import Any
 from finetuning.aws_jobs.bedrock_customization import (
     LAMBDA_ARN,
     OPEN_WEIGHT_RFT_API_URL,
+    OPEN_WEIGHT_RFT_HYPERPARAMETERS,
     OPEN_WEIGHT_RFT_MODELS,
     REINFORCEMENT_FINE_TUNING,
     open_weight_rft_model,
@@ -89,11 +90,7 @@ FILE_PURPOSE = "fine-tune"
 JOBS_PATH = "/fine_tuning/jobs"
 # The hyperparameters of the docs' example (fine-tuning-openai-job-create.html); the page gives
 # no ranges, so only their types are checked.
-HYPERPARAMETER_TYPES: dict[str, type] = {
-    "n_epochs": int,
-    "batch_size": int,
-    "learning_rate_multiplier": float,
-}
+HYPERPARAMETER_TYPES: dict[str, type] = OPEN_WEIGHT_RFT_HYPERPARAMETERS
 # The job object's status values (OpenAI fine-tuning reference, which the Bedrock page defers to).
 JOB_STATUSES: dict[str, JobStatus] = {
     "validating_files": JobStatus.PREPROCESSING,

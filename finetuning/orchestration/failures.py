@@ -50,8 +50,9 @@ def remove_partial_resources(record: JobRecord, clients: Clients) -> list[str]:
     (still Creating) is handed to the expiry cleanup, which deletes it on its next run."""
     removed = []
     if record.backend_job_arn:
-        state = describe_job(record.backend, record.job_id, clients)
-        if not state.is_terminal and stop_job(record.backend, record.job_id, clients):
+        job_arn = record.backend_job_arn
+        state = describe_job(record.backend, record.job_id, clients, job_arn)
+        if not state.is_terminal and stop_job(record.backend, record.job_id, clients, job_arn):
             removed.append(f"stopped {record.backend} job {record.job_id}")
     evaluation_job = (record.evaluation or {}).get("processing_job_name")
     if evaluation_job and stop_evaluation_job(clients("sagemaker"), evaluation_job):

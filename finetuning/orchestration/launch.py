@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from finetuning.aws_jobs.backends import PLATFORM_BACKENDS, Backend
-from finetuning.orchestration import bedrock, sagemaker
+from finetuning.orchestration import bedrock, open_weight, sagemaker
 from finetuning.orchestration.clients import Clients
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import ConfigurationError
@@ -23,14 +25,31 @@ def _platform_backend(value: str) -> Backend:
     return backend
 
 
-def describe_job(backend: str, job_name: str, clients: Clients) -> JobState:
+def _open_weight_region(job_url: str) -> str:
+    """The Region in a job URL (https://bedrock-mantle.<region>.api.aws/...), else this
+    function's: a short-term key works only in the Region it was made for."""
+    match = re.match(r"^https://bedrock-mantle\.([a-z0-9-]+)\.api\.aws/", job_url)
+    return match[1] if match else os.environ.get("AWS_REGION", "")
+
+
+def describe_job(
+    backend: str, job_name: str, clients: Clients, job_arn: str | None = None
+) -> JobState:
+    """The job's state; ``job_arn`` (the job table's backend_job_arn) tells an open-weight
+    RFT job, whose id is its URL on Bedrock's OpenAI-compatible endpoint."""
     if _platform_backend(backend) == Backend.BEDROCK:
+        if job_arn and open_weight.is_open_weight_job(job_arn):
+            rft = clients.open_weight_rft(_open_weight_region(job_arn))
+            return open_weight.describe(rft, job_arn)
         return bedrock.describe(clients("bedrock"), job_name)
     return sagemaker.describe(clients("sagemaker"), job_name)
 
 
-def stop_job(backend: str, job_name: str, clients: Clients) -> bool:
+def stop_job(backend: str, job_name: str, clients: Clients, job_arn: str | None = None) -> bool:
     if _platform_backend(backend) == Backend.BEDROCK:
+        if job_arn and open_weight.is_open_weight_job(job_arn):
+            rft = clients.open_weight_rft(_open_weight_region(job_arn))
+            return open_weight.stop(rft, job_arn)
         return bedrock.stop(clients("bedrock"), job_name)
     return sagemaker.stop(clients("sagemaker"), job_name)
 
@@ -56,7 +75,10 @@ def start_job(
             f"{manifest.backend.value} job (the workflow's Backend choice routes by backend)"
         )
     table.update(job_id, stage=JobStage.STARTING.value)
-    if manifest.backend == Backend.BEDROCK:
+    if open_weight.is_open_weight_manifest(manifest):
+        # Bedrock's OpenAI-compatible API: the job's id is its URL, stored as its ARN.
+        job_arn = open_weight.start(clients.open_weight_rft(env.region), manifest, job_id)
+    elif manifest.backend == Backend.BEDROCK:
         job_arn = bedrock.start(
             clients("bedrock"), bedrock.customization_request(manifest, job_id, env)
         )
@@ -65,7 +87,7 @@ def start_job(
             manifest, job_id, env, metric_definitions=metric_definitions
         )
         job_arn = sagemaker.start(clients("sagemaker"), request)
-    state = describe_job(manifest.backend.value, job_id, clients)
+    state = describe_job(manifest.backend.value, job_id, clients, job_arn)
     # A terminal status is written only by the steps that end the job (JobTable.finish),
     # so that exactly one of them notifies; the wait step sees it on its first check.
     status = JobStatus.RUNNING if state.is_terminal else state.status

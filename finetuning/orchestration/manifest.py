@@ -23,10 +23,14 @@ from finetuning.aws_jobs.bedrock_customization import (
     DISTILLATION,
     FINE_TUNING,
     LAMBDA_ARN,
+    OPEN_WEIGHT_RFT_API_URL,
+    OPEN_WEIGHT_RFT_HYPERPARAMETERS,
     REINFORCEMENT_FINE_TUNING,
     CustomizationRuleError,
     check_distillation_pair,
+    check_open_weight_rft_hyperparameters,
     check_rft_hyperparameters,
+    open_weight_rft_model,
     rft_model_refusal,
 )
 from finetuning.aws_jobs.on_demand import ineligibility as on_demand_ineligibility
@@ -166,8 +170,12 @@ class RftSpec(StrictModel):
     @field_validator("hyperparameters")
     @classmethod
     def _hyperparameters(cls, value: dict[str, int | float | str]) -> dict[str, Any]:
+        # Nova's rftConfig names, or the open-weight models' (n_epochs, ...): the two sets
+        # are disjoint; JobManifest checks that they are the base model's.
+        open_weight = bool(value) and set(value) <= set(OPEN_WEIGHT_RFT_HYPERPARAMETERS)
+        check = check_open_weight_rft_hyperparameters if open_weight else check_rft_hyperparameters
         try:
-            return check_rft_hyperparameters(value)
+            return check(value)
         except CustomizationRuleError as exc:
             name = exc.field.removeprefix("rft.hyperparameters.")
             raise ValueError(f"{name}: expected {exc.message}") from None
@@ -425,10 +433,19 @@ class JobManifest(StrictModel):
             raise ValueError(f"rft applies only to REINFORCEMENT_FINE_TUNING (got {kind})")
         if self.distillation is not None and kind != DISTILLATION:
             raise ValueError(f"distillation applies only to DISTILLATION (got {kind})")
-        if kind == REINFORCEMENT_FINE_TUNING:
+        if kind == REINFORCEMENT_FINE_TUNING and open_weight_rft_model(self.base_model):
+            self._check_open_weight_rft()
+        elif kind == REINFORCEMENT_FINE_TUNING:
             refusal = rft_model_refusal(self.base_model)
             if refusal:
                 raise ValueError(f"REINFORCEMENT_FINE_TUNING: base_model must be {refusal}")
+            if self.rft is not None and set(self.rft.hyperparameters) & set(
+                OPEN_WEIGHT_RFT_HYPERPARAMETERS
+            ):
+                try:
+                    check_rft_hyperparameters(self.rft.hyperparameters)
+                except CustomizationRuleError as exc:
+                    raise ValueError(f"{exc.field}: expected {exc.message}") from None
             if self.hyperparameters:
                 raise ValueError(
                     "REINFORCEMENT_FINE_TUNING takes its hyperparameters in "
@@ -447,6 +464,41 @@ class JobManifest(StrictModel):
             except CustomizationRuleError as exc:
                 raise ValueError(f"{exc.field}: {exc.message}") from None
         return self
+
+    def _check_open_weight_rft(self) -> None:
+        """gpt-oss-20b and Qwen3 32B: the workflow starts them through Bedrock's
+        OpenAI-compatible API (finetuning.orchestration.open_weight), which takes the data,
+        a grader and three hyperparameters only (fine-tuning-openai-job-create.html)."""
+        model = open_weight_rft_model(self.base_model)
+        if self.rft is None or not self.rft.grader_lambda_arn:
+            raise ValueError(
+                f"rft.grader_lambda_arn is required for {model}: its job invokes the grader "
+                "with the start function's permissions, which cover the platform's grader "
+                "(SSM parameter .../orchestration/rft-grader-function-arn) and the settings' "
+                f"orchestration.rft_grader_arns; see {OPEN_WEIGHT_RFT_API_URL}"
+            )
+        try:
+            check_open_weight_rft_hyperparameters(self.rft.hyperparameters)
+        except CustomizationRuleError as exc:
+            raise ValueError(f"{exc.field}: expected {exc.message}") from None
+        not_taken = {
+            "validation_data_uri": self.validation_data_uri,
+            "output_uri": self.output_uri,
+            "model_name": self.model_name,
+            "tags": self.tags,
+            "evaluation.test_set_uri": self.evaluation.test_set_uri,
+            "serving": self.serving.mode not in (None, ServingMode.NONE)
+            or self.serving.provisioned_throughput is not None
+            or self.serving.on_demand is not None,
+        }
+        for name, value in not_taken.items():
+            if value:
+                raise ValueError(
+                    f"{name} does not apply to {model}: Bedrock's OpenAI-compatible API "
+                    f"({OPEN_WEIGHT_RFT_API_URL}) takes training data, a grader and "
+                    f"rft.hyperparameters ({', '.join(OPEN_WEIGHT_RFT_HYPERPARAMETERS)}) only, "
+                    "and serves the tuned model on demand itself"
+                )
 
     @model_validator(mode="after")
     def _backend_fields(self) -> JobManifest:

@@ -21,7 +21,8 @@ def collect_results(
     prices: cost.PriceTable,
 ) -> dict[str, Any]:
     table.update(job_id, stage=JobStage.COLLECTING.value)
-    state = describe_job(manifest.backend.value, job_id, clients)
+    job_arn = table.require(job_id).backend_job_arn
+    state = describe_job(manifest.backend.value, job_id, clients, job_arn)
     estimate = cost.estimate(manifest, state, dataset_tokens=dataset_tokens, prices=prices)
     table.update(
         job_id,

@@ -100,7 +100,7 @@ def register_wait(
         answer(sfn, task_token, stopped)
         return {"answered": True, "status": record.status}
     table.update(job_id, task_token=task_token)
-    state = describe_job(record.backend, job_id, clients)
+    state = describe_job(record.backend, job_id, clients, record.backend_job_arn)
     if not state.is_terminal:
         table.update(job_id, status=state.status.value)
         return {"answered": False, "status": state.status.value}
@@ -118,7 +118,7 @@ def on_job_event(event: JobEvent, *, table: JobTable, clients: Clients) -> dict[
     if not record.task_token:
         return {"action": "ignored", "reason": "no wait registered; the next poll sees the end"}
     # Events can arrive out of order or twice: the job's own description decides.
-    state = describe_job(record.backend, record.job_id, clients)
+    state = describe_job(record.backend, record.job_id, clients, record.backend_job_arn)
     if not state.is_terminal:
         return {"action": "ignored", "reason": f"job is {state.backend_status} (stale event)"}
     answered = answer(clients("stepfunctions"), record.task_token, state)

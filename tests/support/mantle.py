@@ -166,6 +166,30 @@ def mantle() -> Iterator[FakeMantle]:
         server.server_close()
 
 
+# The IAM action each call of the fake endpoint is authorized as: the bedrock-mantle actions
+# of the Service Authorization Reference,
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_bedrock-mantle.html
+# (read 2026-12-05), one per call the library makes.
+IAM_ACTIONS = {
+    ("GET", "/files"): "ListFiles",
+    ("POST", "/files"): "CreateFile",
+    ("GET", "/fine_tuning/jobs"): "ListFineTuningJobs",
+    ("POST", "/fine_tuning/jobs"): "CreateFineTuningJob",
+}
+
+
+def iam_operation(method: str, path: str) -> str:
+    """The bedrock-mantle action a request to the endpoint is authorized as."""
+    path = urlsplit(path).path.split("/v1", 1)[-1]
+    if (method, path) in IAM_ACTIONS:
+        return IAM_ACTIONS[(method, path)]
+    if re.fullmatch(r"/fine_tuning/jobs/[^/]+/cancel", path) and method == "POST":
+        return "CancelFineTuningJob"
+    if re.fullmatch(r"/fine_tuning/jobs/[^/]+", path) and method == "GET":
+        return "GetFineTuningJob"
+    raise AssertionError(f"no bedrock-mantle action known for {method} {path}")
+
+
 def rft_record(index: int) -> dict[str, Any]:
     """One prompt in the format of "Prepare data for open-weight models"."""
     return {

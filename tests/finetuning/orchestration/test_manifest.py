@@ -260,6 +260,97 @@ def test_an_rft_manifest_keeps_typed_hyperparameters_and_an_optional_grader() ->
     assert parse_manifest(rft_manifest()).rft is None  # the platform grader, API defaults
 
 
+OPEN_WEIGHT_GRADER = "arn:aws:lambda:us-west-2:123456789012:function:my-reward-function"
+
+
+def open_weight_manifest(**overrides) -> dict:
+    spec = rft_manifest(
+        base_model="openai.gpt-oss-20b",
+        rft={"grader_lambda_arn": OPEN_WEIGHT_GRADER, "hyperparameters": {"n_epochs": 1}},
+    )
+    for name in ("tags", "validation_data_uri", "output_uri", "model_name"):
+        spec.pop(name, None)  # the API takes none of them
+    spec.update(overrides)
+    return spec
+
+
+@pytest.mark.parametrize("model", ["openai.gpt-oss-20b", "qwen.qwen3-32b"])
+def test_an_open_weight_rft_manifest_is_accepted_with_its_grader_and_hyperparameters(
+    model: str,
+) -> None:
+    manifest = parse_manifest(
+        open_weight_manifest(
+            base_model=model,
+            rft={
+                "grader_lambda_arn": OPEN_WEIGHT_GRADER,
+                "hyperparameters": {
+                    "n_epochs": "2",
+                    "batch_size": 4,
+                    "learning_rate_multiplier": 1,
+                },
+            },
+        )
+    )
+    assert manifest.rft is not None
+    assert manifest.rft.grader_lambda_arn == OPEN_WEIGHT_GRADER
+    assert manifest.rft.hyperparameters == {
+        "n_epochs": 2,
+        "batch_size": 4,
+        "learning_rate_multiplier": 1.0,
+    }
+    assert manifest.serving_mode.value == "none"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"rft": {"hyperparameters": {"n_epochs": 1}}}, "rft.grader_lambda_arn is required"),
+        (
+            {
+                "rft": {
+                    "grader_lambda_arn": OPEN_WEIGHT_GRADER,
+                    "hyperparameters": {"epochCount": 2},
+                }
+            },
+            "rft.hyperparameters.epochCount: expected one of n_epochs, batch_size, "
+            "learning_rate_multiplier",
+        ),
+        (
+            {"rft": {"grader_lambda_arn": OPEN_WEIGHT_GRADER, "hyperparameters": {"n_epochs": 0}}},
+            "n_epochs: expected a positive integer",
+        ),
+        (
+            {"validation_data_uri": "s3://bucket/training-data/processed/v.jsonl"},
+            "validation_data_uri does not apply to openai.gpt-oss-20b",
+        ),
+        ({"model_name": "my-model"}, "model_name does not apply"),
+        ({"tags": {"team": "ml"}}, "tags does not apply"),
+        (
+            {
+                "evaluation": {
+                    "test_set_uri": "s3://bucket/training-data/processed/t.jsonl",
+                    "register_model": False,
+                }
+            },
+            "evaluation.test_set_uri does not apply",
+        ),
+        ({"serving": {"mode": "on_demand"}}, "serving does not apply"),
+    ],
+)
+def test_an_open_weight_rft_manifest_refuses_what_its_api_does_not_take(
+    overrides: dict, message: str
+) -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(open_weight_manifest(**overrides))
+    assert message in str(caught.value)
+
+
+def test_nova_rft_refuses_the_open_weight_hyperparameter_names() -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(rft_manifest(rft={"hyperparameters": {"n_epochs": 1}}))
+    assert "rft.hyperparameters.n_epochs: expected one of epochCount" in str(caught.value)
+
+
 def test_rft_and_distillation_errors_name_the_line_and_the_field() -> None:
     text = yaml.safe_dump(rft_manifest(rft={"hyperparameters": {"batchSize": 8}}), sort_keys=False)
     with pytest.raises(ManifestError) as error:
@@ -277,7 +368,7 @@ def test_rft_and_distillation_errors_name_the_line_and_the_field() -> None:
         (lambda: rft_manifest(base_model=NOVA), "REINFORCEMENT_FINE_TUNING: base_model must be"),
         (
             lambda: rft_manifest(base_model="openai.gpt-oss-20b"),
-            "only through its OpenAI-compatible fine-tuning API",
+            "rft.grader_lambda_arn is required for openai.gpt-oss-20b",
         ),
         (
             lambda: rft_manifest(hyperparameters={"epochCount": 2}),
@@ -332,3 +423,18 @@ def test_a_distillation_from_invocation_logs_needs_no_training_file() -> None:
     manifest = parse_manifest(spec)
     assert manifest.training_data_uri is None
     assert manifest.distillation.use_prompt_response is True
+
+
+def test_the_open_weight_manifest_of_docs_bedrock_md_is_valid() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "bedrock.md").read_text()
+    (block,) = re.findall(r"```yaml\n(# jobs/rft-oss\.yaml.*?)```", doc, flags=re.S)
+    block = block.replace("<data bucket>", "llm-finetuning-dev-data-123456789012-us-west-2")
+    manifest = load_manifest(block, "docs/bedrock.md")
+    assert manifest.base_model == "openai.gpt-oss-20b"
+    assert manifest.rft is not None and manifest.rft.hyperparameters == {
+        "n_epochs": 1,
+        "batch_size": 4,
+        "learning_rate_multiplier": 1.0,
+    }
