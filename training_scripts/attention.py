@@ -52,18 +52,20 @@ def sdpa_varlen_attention(
             query, key, value, dropout_p=dropout, scale=scaling, is_causal=query.shape[2] > 1
         )
     else:
-        edges = [int(x) for x in boundaries.tolist()]
+        lengths = [end - start for start, end in itertools.pairwise(boundaries.tolist())]
+        # split, not one slice per example: the backward of a split is one concatenation,
+        # where each slice's backward writes a zero-filled copy of the whole row.
         pieces = [
             torch.nn.functional.scaled_dot_product_attention(
-                query[:, :, start:end],
-                key[:, :, start:end],
-                value[:, :, start:end],
-                dropout_p=dropout,
-                scale=scaling,
-                is_causal=end - start > 1,
+                q, k, v, dropout_p=dropout, scale=scaling, is_causal=q.shape[2] > 1
             )
-            for start, end in itertools.pairwise(edges)
-            if end > start
+            for q, k, v in zip(
+                query.split(lengths, dim=2),
+                key.split(lengths, dim=2),
+                value.split(lengths, dim=2),
+                strict=True,
+            )
+            if q.shape[2] > 0
         ]
         output = torch.cat(pieces, dim=2)
     return output.transpose(1, 2).contiguous(), None
