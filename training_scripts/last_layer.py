@@ -2,12 +2,14 @@
 
 The loss takes logits at trained positions only (``logits_to_keep``), and after the last decoder
 layer nothing else reads the other positions' hidden states: every layer before it must run at
-every position (later layers attend to them), but the last layer's attention output projection
-and MLP are position-wise and only matter at the trained positions. With completion-only loss on
-chat data that is a few tokens per example, so those two modules of the last layer run on a few
+every position (later layers attend to them), but in the last layer the query projection, the
+attention output projection and the MLP are position-wise and only matter at the trained
+positions (keys and values are still computed everywhere). With completion-only loss on chat
+data that is a few tokens per example, so those three modules of the last layer run on a few
 rows instead of the whole micro-batch: on a 4-layer model about a fifth of the compute, on a
 30-layer one a few percent. The loss, the gradients and so the training are unchanged; the
-skipped positions' last hidden states are left as the attention residual, which nothing reads.
+skipped positions' queries are zeros and their last hidden states, which nothing reads, are not
+the model's.
 
 Only used where a probe finds the model's logits at the kept positions unchanged (see
 :func:`last_layer_selection`), and not with activation checkpointing, whose recomputation in
@@ -47,7 +49,8 @@ def _selected(forward: Callable[..., torch.Tensor], keep: torch.Tensor) -> Calla
 
 
 class LastLayerSelection:
-    """Runs the last decoder layer's ``self_attn.o_proj`` and ``mlp`` at kept positions only."""
+    """Runs the last decoder layer's ``self_attn.q_proj``, ``self_attn.o_proj`` and ``mlp`` at
+    kept positions only."""
 
     def __init__(self, modules: list[torch.nn.Module]) -> None:
         self.modules = modules
@@ -76,11 +79,11 @@ def _position_wise_modules(model: Any) -> list[torch.nn.Module] | None:
         return None
     last = layers[-1]
     attention = getattr(last, "self_attn", None)
-    o_proj = getattr(attention, "o_proj", None)
-    mlp = getattr(last, "mlp", None)
-    if not isinstance(o_proj, torch.nn.Module) or not isinstance(mlp, torch.nn.Module):
+    modules = [getattr(attention, "q_proj", None), getattr(attention, "o_proj", None)]
+    modules.append(getattr(last, "mlp", None))
+    if not all(isinstance(module, torch.nn.Module) for module in modules):
         return None
-    return [o_proj, mlp]
+    return modules
 
 
 @torch.no_grad()

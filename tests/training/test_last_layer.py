@@ -35,7 +35,7 @@ def test_selection_keeps_the_loss_and_every_gradient(tiny_model: Path, mode: str
     selection = last_layer_selection(model, model.config.vocab_size)
     assert selection is not None
     last = model.model.layers[-1]
-    assert selection.modules == [last.self_attn.o_proj, last.mlp]
+    assert selection.modules == [last.self_attn.q_proj, last.self_attn.o_proj, last.mlp]
     collator = PaddingFreeCollator(varlen=True) if mode == PADDING_FREE else COLLATORS[mode]
     batch = collator(make_examples(6, seed=2))
     batch.pop("num_tokens")
@@ -53,7 +53,7 @@ def test_selection_keeps_the_loss_and_every_gradient(tiny_model: Path, mode: str
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6)
     # The selection lives only inside its block: the modules' own forward is back.
-    assert "forward" not in last.mlp.__dict__ and "forward" not in last.self_attn.o_proj.__dict__
+    assert not any("forward" in module.__dict__ for module in selection.modules)
 
 
 def test_selection_computes_the_modules_at_kept_positions_only(tiny_model: Path) -> None:
