@@ -10,7 +10,7 @@ import torch
 from tests.training.test_batching import COLLATORS, make_examples
 from training_scripts import last_layer
 from training_scripts.attention import SDPA_VARLEN, set_attention
-from training_scripts.batching import PADDED, PADDING_FREE, PaddingFreeCollator
+from training_scripts.batching import PACKED, PADDED, PADDING_FREE, PaddingFreeCollator
 from training_scripts.last_layer import LastLayerSelection, last_layer_selection
 from training_scripts.trainer import selected_token_loss
 
@@ -29,7 +29,10 @@ def test_probe_tolerance_is_pinned() -> None:
     assert last_layer.PROBE_TOLERANCE == 1e-4
 
 
-@pytest.mark.parametrize(("mode", "kernel"), [(PADDING_FREE, SDPA_VARLEN), (PADDED, "sdpa")])
+@pytest.mark.parametrize(
+    ("mode", "kernel"),
+    [(PADDING_FREE, SDPA_VARLEN), (PADDED, "sdpa"), (PADDED, SDPA_VARLEN), (PACKED, "eager")],
+)
 def test_selection_keeps_the_loss_and_every_gradient(tiny_model: Path, mode: str, kernel: str):
     model = load(tiny_model, kernel)
     selection = last_layer_selection(model, model.config.vocab_size)
