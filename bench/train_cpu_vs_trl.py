@@ -24,7 +24,7 @@ conversations as conversational prompt/completion records, padded batches, no pa
 
 Usage (results go to stdout and ``bench/results/train_cpu_vs_trl.json``)::
 
-    python bench/train_cpu_vs_trl.py                       # the default rows (~40 min, 2 cores)
+    python bench/train_cpu_vs_trl.py                       # default rows (16 min at load 2-4)
     python bench/train_cpu_vs_trl.py --rows short-lora-smollm2 --repeats 2
 """
 
