@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.test_batching import COLLATORS, make_examples
+from tests.training_scripts.test_batching import COLLATORS, make_examples
 from training_scripts import last_layer
 from training_scripts.attention import SDPA_VARLEN, set_attention
 from training_scripts.batching import PACKED, PADDED, PADDING_FREE, PaddingFreeCollator
