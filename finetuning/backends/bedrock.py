@@ -32,6 +32,7 @@ from finetuning.aws_jobs.bedrock_customization import (
     rft_model_refusal,
 )
 from finetuning.backends.base import request_token
+from finetuning.data.models import region_refusal
 from finetuning.errors import InvalidJobConfigError, JobNotFoundError
 from finetuning.hyperparameters import (
     check_model_type,
@@ -187,6 +188,11 @@ class BedrockBackend:
             refusal = rft_model_refusal(config.base_model)
             raise InvalidJobConfigError("base_model", str(refusal), config.base_model)
         family = require_family(config.base_model)
+        # The job runs in the client's Region (None: a check before any client exists).
+        region = getattr(getattr(self.client, "meta", None), "region_name", None)
+        refusal = region_refusal(config.base_model, region)
+        if refusal:
+            raise InvalidJobConfigError("base_model", refusal, config.base_model)
         check_model_type(config.model_type, family)
         if config.training_data_uri:
             check_bedrock_s3_uri(config.training_data_uri, "training_data_uri")

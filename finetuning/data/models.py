@@ -553,6 +553,27 @@ def _supported() -> str:
     )
 
 
+def region_refusal(model_id: str, region: str | None) -> str | None:
+    """Why Bedrock does not customize ``model_id`` in ``region``; None where it does, or where
+    the model or the Region is unknown here (Bedrock then decides). A customization job runs
+    in the Region of the client that starts it, so the family's Regions (the supported-models
+    page, above) are the Regions a job may be started in."""
+    if not region:
+        return None
+    try:
+        family = resolve_model(model_id)
+    except UnknownModelError:
+        return None
+    if not family.regions or region in family.regions:
+        return None
+    regions = ", ".join(family.regions)
+    return (
+        f"a model Bedrock customizes in {region}; Bedrock customizes {family.display_name} in "
+        f"{regions} only (checked {_SEEN}, {_SUPPORTED_PAGE}): start the job in {regions} "
+        f"(--region {family.regions[0]}, or a platform deployed there)"
+    )
+
+
 def invoke_model_id(customization_id: str) -> str:
     """The on-demand model id of a customization id: ``amazon.nova-2-lite-v1:0:256k`` gives
     ``amazon.nova-2-lite-v1:0``; an id without a context suffix is returned unchanged."""

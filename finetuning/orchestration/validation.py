@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from finetuning.aws_jobs.backends import Backend
+from finetuning.data.models import region_refusal
 from finetuning.orchestration.aws import retryable_errors
 from finetuning.orchestration.environment import Environment
 from finetuning.orchestration.errors import DatasetInvalidError, ManifestError
@@ -81,6 +82,12 @@ def validate_job_data(
         from finetuning.data import validate_path as validator
     table.update(job_id, stage=JobStage.VALIDATING.value, status=JobStatus.PREPROCESSING.value)
     check_locations(manifest, env)
+    if manifest.backend == Backend.BEDROCK:
+        # A Bedrock job runs in the platform's Region, which must be one the model is
+        # customized in.
+        refusal = region_refusal(manifest.base_model, env.region)
+        if refusal:
+            raise ManifestError(f"base_model: expected {refusal}, found {manifest.base_model!r}")
     # Refuse a serving mode this Region cannot provide before any job starts.
     mode = serving_mode(manifest, env.region)
     datasets = {}

@@ -249,3 +249,22 @@ def test_other_aws_errors_pass_through_as_client_errors(service, data):
     with pytest.raises(ClientError) as error:
         service.create_finetuning_job(job_config(train, validation))
     assert error.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_a_model_customized_only_in_another_region_is_refused_before_any_call(service, data):
+    """Llama 3.1 8B is customized in us-west-2 only (custom-model-supported.html, read
+    2026-12-05); the service runs in us-east-1, so the job is refused naming both Regions,
+    and nothing is created."""
+    train, _ = data
+    llama = "meta.llama3-1-8b-instruct-v1:0:128k"
+    with pytest.raises(InvalidJobConfigError) as refused:
+        service.create_finetuning_job(
+            job_config(train, base_model=llama, hyperparameters={"epochCount": 1})
+        )
+    assert refused.value.field == "base_model"
+    assert "a model Bedrock customizes in us-east-1" in refused.value.expected
+    assert "in us-west-2 only" in refused.value.expected
+    assert "--region us-west-2" in refused.value.expected
+    from moto.bedrock.models import bedrock_backends
+
+    assert bedrock_backends[ACCOUNT][REGION].model_customization_jobs == {}

@@ -639,3 +639,23 @@ def test_job_files_check_limits_on_both_files_together(
     )
     (alone,) = validate_job_files(train, CLAUDE)
     assert alone.ok
+
+
+@pytest.mark.parametrize(
+    ("model", "region", "refused"),
+    [
+        ("amazon.nova-2-lite-v1:0:256k", "us-east-1", False),
+        ("amazon.nova-2-lite-v1:0:256k", "us-west-2", True),
+        ("us.amazon.nova-2-lite-v1:0", "us-west-2", True),  # an invoke id names the same model
+        ("amazon.titan-text-express-v1:0:8k", "us-west-2", False),  # two Regions
+        ("anthropic.claude-3-haiku-20240307-v1:0:200k", "us-east-1", True),
+        ("meta.llama3-2-3b-instruct-v1:0:128k", "us-west-2", False),
+        ("meta.llama3-2-3b-instruct-v1:0:128k", None, False),  # Region unknown: Bedrock decides
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "eu-west-1", False),  # not a Bedrock model
+    ],
+)
+def test_the_regions_bedrock_customizes_each_model_in(model, region, refused) -> None:
+    """The Regions of the supported-models page (read 2026-12-05), pinned per family."""
+    from finetuning.data.models import region_refusal
+
+    assert (region_refusal(model, region) is not None) is refused

@@ -380,17 +380,20 @@ def test_kept_deployment_survives_the_failure_handler(
     assert "expires_at" not in run.record.serving
 
 
-def test_on_demand_in_a_region_without_deployments_is_refused_before_any_job(
+def test_a_platform_in_a_region_that_does_not_customize_the_model_refuses_it_first(
     platform: Platform, definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """eu-central-1 neither customizes Nova Lite nor has on-demand deployments; the Region
+    the model is customized in is checked first (the serving mode's Region check:
+    tests/finetuning/orchestration/test_on_demand_serving.py)."""
     monkeypatch.setenv(Var.REGION, "eu-central-1")
     run = evaluated_run(platform, definition)
     outcome = run.execute()
     assert outcome.status == "FAILED" and outcome.error == "ManifestError"
     assert outcome.path[-3:] == [States.VALIDATE, States.HANDLE_FAILURE, States.FAILED]
     assert moto_backend("bedrock").model_customization_jobs == {}
-    assert "Region eu-central-1 has no on-demand custom model deployments" in outcome.cause
-    assert "serving.mode: provisioned_throughput" in outcome.cause
+    assert "a model Bedrock customizes in eu-central-1" in outcome.cause
+    assert "Amazon Nova Lite in us-east-1 only" in outcome.cause
     assert run.record.status == JobStatus.FAILED
 
 

@@ -218,8 +218,8 @@ def test_an_open_weight_rft_job_outside_its_region_fails_before_any_call(
     run = prepared(platform, definition, mantle, aws_calls, monkeypatch, region="us-east-1")
     outcome = run.execute()
     assert outcome.status == "FAILED"
-    assert "Bedrock reinforcement fine-tunes openai.gpt-oss-20b only in us-west-2" in (
-        outcome.cause
-    )
-    assert "this platform runs in us-east-1" in outcome.cause
+    # The validation step refuses the model's Region before the start step is reached.
+    assert outcome.error == "ManifestError"
+    assert "a model Bedrock customizes in us-east-1" in outcome.cause
+    assert "gpt-oss-20b / Qwen3 32B" in outcome.cause and "in us-west-2 only" in outcome.cause
     assert mantle.requests == []
