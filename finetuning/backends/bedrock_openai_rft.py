@@ -56,6 +56,8 @@ from finetuning.aws_jobs.bedrock_customization import (
     OPEN_WEIGHT_RFT_HYPERPARAMETERS,
     OPEN_WEIGHT_RFT_MODELS,
     REINFORCEMENT_FINE_TUNING,
+    CustomizationRuleError,
+    check_open_weight_rft_hyperparameters,
     open_weight_rft_model,
 )
 from finetuning.errors import (
@@ -297,32 +299,12 @@ def _multipart(
 
 
 def check_open_weight_hyperparameters(values: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The documented hyperparameter names, with their types (the page gives no ranges)."""
-    checked: dict[str, Any] = {}
-    for name, value in (values or {}).items():
-        kind = HYPERPARAMETER_TYPES.get(name)
-        where = f"rft_hyperparameters.{name}"
-        if kind is None:
-            raise InvalidJobConfigError(
-                where,
-                f"one of {', '.join(HYPERPARAMETER_TYPES)} (the hyperparameters of "
-                f"fine-tuning-openai-job-create.html for open-weight models)",
-                name,
-            )
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            number = None
-        if (
-            number is None
-            or isinstance(value, bool)
-            or (kind is int and float(value) != number)
-            or number <= 0
-        ):
-            noun = "a positive integer" if kind is int else "a positive number"
-            raise InvalidJobConfigError(where, noun, value)
-        checked[name] = number
-    return checked
+    """The documented hyperparameter names, with their types (the page gives no ranges):
+    the shared check of the job manifest, with the library's field name and error."""
+    try:
+        return check_open_weight_rft_hyperparameters(values or {}, "rft_hyperparameters")
+    except CustomizationRuleError as exc:
+        raise InvalidJobConfigError(exc.field, exc.message) from None
 
 
 def job_request(config: FinetuningJobConfig, training_file_id: str) -> dict[str, Any]:

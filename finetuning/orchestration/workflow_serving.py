@@ -188,23 +188,12 @@ def check_deployment(
         )
         return {**serving, "in_service": False, "status": status}
     spec = manifest.serving.on_demand
-    expires_at = None
+    hours = None
     if not serving.get("keep"):
         hours = (spec.expires_after_hours if spec else None) or env.default_serving_hours
-        expires_at = now + timedelta(hours=hours)
-        with retryable_errors(f"tagging custom model deployment {arn} with its expiry"):
-            client.tag_resource(
-                resourceARN=arn,
-                tags=tags.as_key_value_list({tags.EXPIRES_AT: timestamp(expires_at)}),
-            )
-    updated = {
-        **serving,
-        "status": status,
-        "in_service_at": timestamp(now),
-        "expires_at": timestamp(expires_at) if expires_at else None,
-    }
-    table.annotate(job_id, serving={k: v for k, v in updated.items() if v is not None})
-    return {**updated, "in_service": True}
+    return _in_service(
+        "custom model deployment", arn, job_id, serving, status, hours, now, client, table
+    )
 
 
 def provision_throughput(
@@ -274,11 +263,31 @@ def check_throughput(
         )
         return {**serving, "in_service": False, "status": status}
     spec = manifest.serving.provisioned_throughput
-    expires_at = None
+    hours = None
     if spec is not None and spec.commitment == NO_COMMITMENT and not spec.keep:
         hours = spec.expires_after_hours or env.default_serving_hours
+    return _in_service(
+        "provisioned throughput", arn, job_id, serving, status, hours, now, client, table
+    )
+
+
+def _in_service(
+    kind: str,
+    arn: str,
+    job_id: str,
+    serving: dict[str, Any],
+    status: str,
+    hours: float | None,
+    now: datetime,
+    client: Any,
+    table: JobTable,
+) -> dict[str, Any]:
+    """The resource is ready: start its expiry clock (``hours``; None: kept, or a committed
+    throughput) by tagging it, and record when it went into service and when it goes."""
+    expires_at = None
+    if hours is not None:
         expires_at = now + timedelta(hours=hours)
-        with retryable_errors(f"tagging provisioned throughput {arn} with its expiry"):
+        with retryable_errors(f"tagging {kind} {arn} with its expiry"):
             client.tag_resource(
                 resourceARN=arn,
                 tags=tags.as_key_value_list({tags.EXPIRES_AT: timestamp(expires_at)}),

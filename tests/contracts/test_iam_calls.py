@@ -12,14 +12,13 @@ each call is turned into (its own action plus what AWS authorizes on the caller'
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 import yaml
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from finetuning.orchestration import tags
 from finetuning.orchestration.clients import Clients
@@ -41,7 +40,6 @@ from tests.support.platform_fakes import (
     Routed,
     bedrock_manifest,
     client,
-    create_platform,
     eventbridge_event,
     factory_with,
     load_handler,
@@ -77,13 +75,10 @@ def templates(synth) -> dict[str, Any]:  # noqa: F811
 
 
 @pytest.fixture
-def platform(fake_aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    with mock_aws():
-        resources = create_platform()
-        for name, value in resources.environment.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AWS_REGION", REGION)
-        yield resources
+def platform(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Platform:
+    """The shared moto platform (tests/support/platform_fixtures.py), in the functions' Region."""
+    monkeypatch.setenv("AWS_REGION", REGION)
+    return platform
 
 
 class Run:
